@@ -1,0 +1,22 @@
+"""The agents of the zoo. One file per agent; this registry maps CLI names to those files.
+
+Every agent module defines `Config` (a dataclass of hyperparameters with the paper's defaults)
+and `Agent(cfg, observation_space, action_space, device)` with act / update / q_value /
+state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract").
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+AGENTS: dict[str, str] = {
+    "td3": "agents.td3",
+}
+
+
+def get_agent_module(name: str) -> ModuleType:
+    """The module implementing agent `name`; ValueError naming the known agents otherwise."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent '{name}' (known: {', '.join(sorted(AGENTS))})")
+    return importlib.import_module(AGENTS[name])

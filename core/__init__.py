@@ -1,0 +1,1 @@
+"""Run plumbing shared by train.py and evaluate.py: typed configs, run folders, checkpoints."""

@@ -1,0 +1,114 @@
+"""Run folders and checkpoints.
+
+A run folder:
+    config.yaml                 resolved run + agent config
+    summary.json                last/best evaluation, counters, wall time
+    events.out.tfevents.*       TensorBoard
+    checkpoints/latest.pt       agent, optimizers, counters, RNG states, name of its replay file
+    checkpoints/replay-<N>.pt   replay buffer at env step N (the one latest.pt names)
+    checkpoints/final.pt        written when training completes (same format as latest.pt)
+
+Every file is written to a temporary name and moved into place with os.replace, so a crash
+never leaves a half-written checkpoint under its final name. latest.pt is replaced only after
+the replay file it names is complete, and older replay files are removed only after that.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+import yaml
+
+from core.errors import UserError
+
+CHECKPOINT_FORMAT = "ogzoo-checkpoint-1"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(Path(path), text.encode())
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_yaml(path: Path, data: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def space_signature(observation_space: gym.Space, action_space: gym.Space) -> dict:
+    """What a checkpoint must match to be used in an env: space kinds and shapes."""
+
+    def sig(space: gym.Space) -> dict:
+        out: dict[str, Any] = {"kind": type(space).__name__, "shape": list(space.shape or ())}
+        if isinstance(space, gym.spaces.Discrete):
+            out["n"] = int(space.n)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            out["nvec"] = [int(v) for v in space.nvec]
+        return out
+
+    return {"observation": sig(observation_space), "action": sig(action_space)}
+
+
+def torch_load(path: Path, what: str) -> Any:
+    """torch.load with one-line UserErrors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{what} is corrupt or unreadable: {path} ({reason})") from None
+
+
+def load_checkpoint(path: Path) -> dict:
+    ckpt = torch_load(path, "checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"not an ogzoo checkpoint: {path}")
+    return ckpt
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file itself, or the best one in a run folder (final.pt, else latest.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("final.pt", "latest.pt"):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise UserError(f"no checkpoint in run folder {path} (expected checkpoints/latest.pt)")
+    if not path.exists():
+        raise UserError(f"no such run folder or checkpoint: {path}")
+    return path
+
+
+def check_spaces(ckpt: dict, signature: dict, env_id: str, source: Path) -> None:
+    if ckpt["spaces"] != signature:
+        raise UserError(
+            f"checkpoint {source} was trained on {ckpt['env']} and does not fit {env_id}: "
+            f"spaces {ckpt['spaces']} vs {signature}"
+        )

@@ -1,0 +1,23 @@
+"""Environment factories and wrappers (Gymnasium/MuJoCo now; datasets and Procgen later)."""
+
+from envs.gym_envs import (
+    StepResult,
+    VecEnv,
+    check_env_id,
+    get_sim_state,
+    make_env,
+    random_actions,
+    set_sim_state,
+    sim_state_dim,
+)
+
+__all__ = [
+    "StepResult",
+    "VecEnv",
+    "check_env_id",
+    "get_sim_state",
+    "make_env",
+    "random_actions",
+    "set_sim_state",
+    "sim_state_dim",
+]

@@ -1,0 +1,142 @@
+"""Gymnasium environments for the zoo: one factory, a small synchronous vector env, sim state.
+
+- `make_env(env_id)`: any registered Gymnasium id (MuJoCo v5 included). Box actions are
+  rescaled to [-1, 1], so every continuous agent acts in the same units.
+- `VecEnv`: N copies stepped in lock-step, with automatic reset. `step` returns the true final
+  observation of a finished episode as `next_obs` (to store in the replay buffer) and the reset
+  observation as `obs` (to act from next), keeping `terminated` and `truncated` apart.
+- `get_sim_state` / `set_sim_state`: MuJoCo's (qpos, qvel) as one flat vector, so harness code
+  can restore states seen during training (bias measurement).
+
+Seeding: training env i is reset with `seed + i` once, then continues its own RNG; evaluation
+uses a separate env whose episode k starts from `eval_seed + k` (the same start states at every
+evaluation point, so successive evaluations differ only by the policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+
+
+def check_env_id(env_id: str) -> None:
+    """ValueError with a one-line message if `env_id` is not a registered Gymnasium id."""
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(f"unknown environment id '{env_id}' ({exc})") from None
+
+
+def make_env(env_id: str) -> gym.Env:
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    space = env.action_space
+    if isinstance(space, gym.spaces.Box) and not (
+        np.all(space.low == -1.0) and np.all(space.high == 1.0)
+    ):
+        ones = np.ones(space.shape, dtype=space.dtype)
+        env = gym.wrappers.RescaleAction(env, -ones, ones)
+    return env
+
+
+def get_sim_state(env: gym.Env) -> np.ndarray | None:
+    """MuJoCo (qpos, qvel) concatenated, or None for non-MuJoCo envs."""
+    base = env.unwrapped
+    data = getattr(base, "data", None)
+    if data is None or not hasattr(base, "set_state"):
+        return None
+    return np.concatenate([data.qpos, data.qvel]).astype(np.float64)
+
+
+def set_sim_state(env: gym.Env, state: np.ndarray) -> None:
+    """Restore a state from `get_sim_state` (MuJoCo only)."""
+    base = env.unwrapped
+    nq = base.model.nq
+    base.set_state(np.asarray(state[:nq]), np.asarray(state[nq:]))
+
+
+def sim_state_dim(env: gym.Env) -> int:
+    state = get_sim_state(env)
+    return 0 if state is None else int(state.shape[0])
+
+
+def random_actions(space: gym.Space, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n uniform-random actions from `space`, drawn from `rng` (checkpointed with the run)."""
+    if isinstance(space, gym.spaces.Box):
+        return rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(space.start, space.start + space.n, size=n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return rng.integers(0, space.nvec, size=(n, *space.nvec.shape))
+    raise ValueError(f"no random-action rule for {space}")
+
+
+@dataclass
+class StepResult:
+    obs: np.ndarray  # N x obs: observation to act from next (reset obs where an episode ended)
+    next_obs: np.ndarray  # N x obs: the observation the action led to (final obs if ended)
+    rewards: np.ndarray  # N
+    terminated: np.ndarray  # N bool
+    truncated: np.ndarray  # N bool
+    finished: list[tuple[float, int]] = field(default_factory=list)  # (return, length) per ended
+
+
+class VecEnv:
+    """N environments stepped synchronously with automatic reset."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int):
+        if num_envs < 1:
+            raise ValueError("num_envs must be >= 1")
+        self.envs = [make_env(env_id) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.seed = seed
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self._returns = np.zeros(num_envs)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Start fresh episodes in all envs; env i is seeded with seed + i."""
+        seed = self.seed if seed is None else seed
+        obs = []
+        for i, env in enumerate(self.envs):
+            o, _ = env.reset(seed=seed + i)
+            obs.append(o)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return np.stack(obs)
+
+    def sim_states(self) -> np.ndarray | None:
+        states = [get_sim_state(env) for env in self.envs]
+        return None if states[0] is None else np.stack(states)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        obs, next_obs, rewards, terms, truncs, finished = [], [], [], [], [], []
+        for i, env in enumerate(self.envs):
+            o, r, term, trunc, _ = env.step(actions[i])
+            self._returns[i] += r
+            self._lengths[i] += 1
+            next_obs.append(o)
+            if term or trunc:
+                finished.append((float(self._returns[i]), int(self._lengths[i])))
+                self._returns[i] = 0.0
+                self._lengths[i] = 0
+                o, _ = env.reset()
+            obs.append(o)
+            rewards.append(r)
+            terms.append(term)
+            truncs.append(trunc)
+        return StepResult(
+            obs=np.stack(obs),
+            next_obs=np.stack(next_obs),
+            rewards=np.asarray(rewards, dtype=np.float32),
+            terminated=np.asarray(terms, dtype=bool),
+            truncated=np.asarray(truncs, dtype=bool),
+            finished=finished,
+        )
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,95 @@
+"""Evaluate a trained agent from its run folder or a checkpoint file.
+
+    python evaluate.py runs/hopper-s0 --episodes 10
+    python evaluate.py runs/hopper-s0/checkpoints/latest.pt --env Hopper-v5 --seed 3 --json out.json
+
+Runs deterministic episodes (episode k starts from reset(seed + k)), prints a table and, with
+--json, writes {return_mean, return_std, returns, lengths, ...}. A run folder uses
+checkpoints/final.pt when training finished, else checkpoints/latest.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from agents import get_agent_module
+from agents.nets import resolve_device
+from core import config as cfglib
+from core.errors import UserError
+from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
+from envs import make_env
+from harness.evaluation import evaluate_policy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Evaluate an ogzoo checkpoint.")
+    parser.add_argument("path", help="run folder or checkpoint file")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    parser.add_argument(
+        "--env", default=None, help="environment id (default: the one it was trained on)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default: 0)")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write results as JSON")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    return parser
+
+
+def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
+    """(agent, env, checkpoint path, checkpoint) ready to act; UserError on any mismatch."""
+    source = find_checkpoint(path)
+    ckpt = load_checkpoint(source)
+    env_id = env_id or ckpt["env"]
+    try:
+        env = make_env(env_id)
+        module = get_agent_module(ckpt["agent"])
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    check_spaces(ckpt, space_signature(env.observation_space, env.action_space), env_id, source)
+    agent_cfg = cfglib.apply_overrides(module.Config(), ckpt["agent_config"], "agent config")
+    agent = module.Agent(agent_cfg, env.observation_space, env.action_space, dev)
+    try:
+        agent.load_state_dict(ckpt["agent_state"])
+    except (KeyError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise UserError(f"checkpoint {source} does not fit its agent: {reason}") from None
+    return agent, env, source, ckpt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        if args.episodes < 1:
+            raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+        agent, env, source, ckpt = load_agent(args.path, args.env, args.device)
+        result = evaluate_policy(agent, env, args.episodes, args.seed)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env_id = args.env or ckpt["env"]
+    print(f"{ckpt['agent']} on {env_id} from {source} (env step {ckpt['counters']['env_steps']})")
+    print(f"{'episode':>7}  {'return':>10}  {'length':>6}")
+    for k, (ret, length) in enumerate(zip(result["returns"], result["lengths"])):
+        print(f"{k:>7}  {ret:>10.2f}  {length:>6}")
+    print(f"{'mean':>7}  {result['return_mean']:>10.2f}  +- {result['return_std']:.2f}")
+    if args.json:
+        out = {
+            **result,
+            "agent": ckpt["agent"],
+            "env": env_id,
+            "checkpoint": str(source),
+            "env_steps": ckpt["counters"]["env_steps"],
+            "seed": args.seed,
+            "episodes": args.episodes,
+        }
+        write_json(Path(args.json), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

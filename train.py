@@ -1,0 +1,501 @@
+"""Train any agent of the zoo: one loop, online (environment) data.
+
+    python train.py --agent td3 --env Pendulum-v1 --seed 0 --total-steps 20000
+    python train.py --config configs/td3/hopper.yaml --run-dir runs/hopper-s0
+    python train.py --config configs/td3/hopper.yaml --set actor_lr=1e-4 --set policy_delay=3
+    python train.py --resume runs/hopper-s0            # continue a killed or interrupted run
+    python train.py --agent td3 --show-config          # every hyperparameter, default and meaning
+
+Precedence: dataclass defaults < --config preset < command-line flags and --set overrides.
+Data flows one way: envs -> buffer -> agent.update -> metrics -> this file's logger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents import AGENTS, get_agent_module
+from agents.buffer import ReplayBuffer
+from agents.nets import resolve_device, seed_everything
+from core import config as cfglib
+from core.errors import UserError
+from core.runs import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    check_spaces,
+    load_checkpoint,
+    space_signature,
+    write_json,
+    write_yaml,
+)
+from envs import VecEnv, check_env_id, make_env, random_actions, sim_state_dim
+from harness.evaluation import evaluate_policy
+
+EVAL_SEED_OFFSET = 100_000
+RUN_FLAGS = [f.name for f in dataclasses.fields(cfglib.RunConfig)]
+
+
+# ---- command line -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    defaults = cfglib.RunConfig()
+    docs = cfglib.field_docs(cfglib.RunConfig)
+    parser = argparse.ArgumentParser(
+        description="Train an ogzoo agent. Flags override the --config preset, which "
+        "overrides the dataclass defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Agent hyperparameters: --set KEY=VALUE (repeatable, YAML values, e.g. "
+        "--set critic_hidden=[400,300]); list them with --show-config.",
+    )
+    for name in RUN_FLAGS:
+        default = getattr(defaults, name)
+        kind = {bool: None, int: int, float: float, str: str}[type(default)]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=None,
+            help=f"{docs[name]} (default: {default})",
+        )
+    parser.add_argument("--config", default=None, help="YAML preset (default: none)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an agent hyperparameter (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="run folder to create (default: runs/<agent>-<env>-s<seed>-<time>); "
+        "must not already hold a run",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest checkpoint; only --total-steps, "
+        "--device and --threads may be given with it (default: none)",
+    )
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the agent's hyperparameters with defaults and exit (default: off)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="progress bar: auto shows it on a terminal (default: auto)",
+    )
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
+    """(RunConfig, agent Config) from defaults < preset < flags. Touches no files but the preset."""
+    preset = cfglib.load_yaml(args.config) if args.config else {}
+    agent_overrides = preset.pop("agent_config", None) or {}
+    if not isinstance(agent_overrides, dict):
+        raise UserError(f"{args.config}: 'agent_config' must be a mapping")
+    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), preset, "run config")
+    flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    run_cfg = cfglib.apply_overrides(run_cfg, flags, "run config")
+    try:
+        module = get_agent_module(run_cfg.agent)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    agent_cfg = cfglib.apply_overrides(module.Config(), agent_overrides, f"{run_cfg.agent} config")
+    agent_cfg = cfglib.apply_overrides(
+        agent_cfg, cfglib.parse_set(args.set), f"{run_cfg.agent} config"
+    )
+    validate(run_cfg)
+    return run_cfg, agent_cfg
+
+
+def validate(run_cfg: cfglib.RunConfig) -> None:
+    try:
+        check_env_id(run_cfg.env)
+        resolve_device(run_cfg.device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    for name in (
+        "total_steps",
+        "num_envs",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "log_every",
+        "threads",
+    ):
+        if getattr(run_cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(run_cfg, name)}")
+    if run_cfg.utd <= 0:
+        raise UserError(f"utd must be > 0, got {run_cfg.utd}")
+
+
+# ---- the run ------------------------------------------------------------------------------
+class Trainer:
+    """Owns the envs, buffer, agent, counters and logging of one run folder."""
+
+    def __init__(self, run_cfg: cfglib.RunConfig, agent_cfg: Any, run_dir: Path, progress: str):
+        self.run_cfg, self.agent_cfg, self.run_dir = run_cfg, agent_cfg, run_dir
+        self.progress_mode = progress
+        torch.set_num_threads(run_cfg.threads)
+        seed_everything(run_cfg.seed)
+        self.device = resolve_device(run_cfg.device)
+        self.module = get_agent_module(run_cfg.agent)
+
+        self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed)
+        self.eval_env = make_env(run_cfg.env)
+        obs_space, act_space = self.envs.observation_space, self.envs.action_space
+        self.spaces = space_signature(obs_space, act_space)
+        try:
+            self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
+        except ValueError as exc:
+            raise UserError(f"{run_cfg.agent} on {run_cfg.env}: {exc}") from None
+
+        state_dim = sim_state_dim(self.envs.envs[0])
+        # MuJoCo states ride along with each transition so the harness can restore them.
+        self.store_sim_state = state_dim > 0
+        extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else None
+        discrete = not np.issubdtype(act_space.dtype, np.floating)
+        self.buffer = ReplayBuffer(
+            agent_cfg.buffer_size,
+            obs_space.shape,
+            act_space.shape,
+            num_envs=run_cfg.num_envs,
+            obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+            action_dtype=torch.int64 if discrete else torch.float32,
+            extras=extras,
+            seed=run_cfg.seed,
+        )
+        self.n_step = getattr(agent_cfg, "n_step", 1)
+        self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
+        self.counters = {
+            "env_steps": 0,
+            "gradient_updates": 0,
+            "episodes": 0,
+            "update_credit": 0.0,
+            "wall_time_s": 0.0,
+            "resumes": 0,
+        }
+        self.evals: list[dict] = []
+        self.last_metrics: dict[str, torch.Tensor] = {}
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def save(self, name: str = "latest.pt") -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        steps = self.counters["env_steps"]
+        replay_file = f"replay-{steps}.pt"
+        self.buffer.save(ckpt_dir / replay_file)
+        rng = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "loop": self.rng.bit_generator.state,
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "agent": self.run_cfg.agent,
+            "env": self.run_cfg.env,
+            "run_config": cfglib.to_dict(self.run_cfg),
+            "agent_config": cfglib.to_dict(self.agent_cfg),
+            "spaces": self.spaces,
+            "agent_state": self.agent.state_dict(),
+            "counters": dict(self.counters),
+            "evals": list(self.evals),
+            "rng": rng,
+            "replay_file": replay_file,
+        }
+        atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
+        if name != "latest.pt":
+            atomic_torch_save(ckpt, ckpt_dir / name)
+        for old in ckpt_dir.glob("replay-*.pt"):
+            if old.name != replay_file:
+                old.unlink()
+
+    def restore(self, ckpt: dict) -> None:
+        """Load a checkpoint validated by the caller; envs restart with fresh episodes."""
+        check_spaces(ckpt, self.spaces, self.run_cfg.env, self.run_dir)
+        replay_path = self.run_dir / "checkpoints" / ckpt["replay_file"]
+        try:
+            self.buffer = ReplayBuffer.load(replay_path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UserError(str(exc)) from None
+        # The interrupted episodes end at the last stored transition: a time-limit-like cut
+        # that still bootstraps, and n-step walks never cross into the restarted episodes.
+        self.buffer.mark_episode_ends()
+        self.agent.load_state_dict(ckpt["agent_state"])
+        self.counters = dict(ckpt["counters"])
+        self.counters["resumes"] += 1
+        self.evals = list(ckpt["evals"])
+        rng = ckpt["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        self.rng.bit_generator.state = rng["loop"]
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # ---- summary and logging --------------------------------------------------------------
+    def summary(self) -> dict:
+        last = self.evals[-1] if self.evals else None
+        best = max(self.evals, key=lambda e: e["return_mean"]) if self.evals else None
+        return {
+            "agent": self.run_cfg.agent,
+            "env": self.run_cfg.env,
+            "seed": self.run_cfg.seed,
+            "eval_return_mean": last["return_mean"] if last else None,
+            "eval_return_std": last["return_std"] if last else None,
+            "best_eval_return_mean": best["return_mean"] if best else None,
+            "best_eval_env_steps": best["env_steps"] if best else None,
+            "env_steps": self.counters["env_steps"],
+            "gradient_updates": self.counters["gradient_updates"],
+            "episodes": self.counters["episodes"],
+            "wall_time_s": round(self.counters["wall_time_s"], 2),
+            "resumes": self.counters["resumes"],
+            "evals": self.evals,
+        }
+
+    def evaluate(self, writer) -> dict:
+        result = evaluate_policy(
+            self.agent,
+            self.eval_env,
+            self.run_cfg.eval_episodes,
+            self.run_cfg.seed + EVAL_SEED_OFFSET,
+        )
+        step = self.counters["env_steps"]
+        entry = {
+            "env_steps": step,
+            "return_mean": result["return_mean"],
+            "return_std": result["return_std"],
+        }
+        self.evals.append(entry)
+        writer.add_scalar("eval/return_mean", result["return_mean"], step)
+        writer.add_scalar("eval/return_std", result["return_std"], step)
+        writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)
+        write_json(self.run_dir / "summary.json", self.summary())
+        return entry
+
+    # ---- the loop -------------------------------------------------------------------------
+    def train(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        run_cfg, agent_cfg, c = self.run_cfg, self.agent_cfg, self.counters
+        writer = SummaryWriter(str(self.run_dir))
+        show = {"auto": None, "on": False, "off": True}[self.progress_mode]
+        bar = tqdm(
+            total=run_cfg.total_steps,
+            initial=c["env_steps"],
+            unit="step",
+            dynamic_ncols=True,
+            disable=show,
+        )
+        quiet = bar.disable
+        n = run_cfg.num_envs
+        next_eval = (c["env_steps"] // run_cfg.eval_every + 1) * run_cfg.eval_every
+        next_ckpt = (c["env_steps"] // run_cfg.checkpoint_every + 1) * run_cfg.checkpoint_every
+        next_log = (c["env_steps"] // run_cfg.log_every + 1) * run_cfg.log_every
+        start_time = time.perf_counter()
+        wall_before = c["wall_time_s"]
+        log_time, log_steps, log_updates = start_time, c["env_steps"], c["gradient_updates"]
+        obs = self.envs.reset(run_cfg.seed + c["resumes"] * 7919)
+        finished_cleanly = False
+        try:
+            while c["env_steps"] < run_cfg.total_steps:
+                if c["env_steps"] < agent_cfg.learning_starts:
+                    actions = random_actions(self.envs.action_space, self.rng, n)
+                else:
+                    actions = self.agent.act(obs, deterministic=False)
+                states = self.buffer_extras()
+                step = self.envs.step(actions)
+                self.buffer.add(
+                    obs,
+                    actions,
+                    step.rewards,
+                    step.next_obs,
+                    step.terminated,
+                    step.truncated,
+                    extras=states,
+                )
+                obs = step.obs
+                c["env_steps"] += n
+                for episode_return, length in step.finished:
+                    c["episodes"] += 1
+                    writer.add_scalar("train/episode_return", episode_return, c["env_steps"])
+                    writer.add_scalar("train/episode_length", length, c["env_steps"])
+
+                if c["env_steps"] >= agent_cfg.learning_starts and (
+                    len(self.buffer) >= agent_cfg.batch_size
+                ):
+                    c["update_credit"] += run_cfg.utd * n
+                    while c["update_credit"] >= 1.0:
+                        batch = self.buffer.sample(
+                            agent_cfg.batch_size,
+                            n_step=self.n_step,
+                            gamma=agent_cfg.gamma,
+                            device=self.device,
+                        )
+                        self.last_metrics = self.agent.update(batch)
+                        c["gradient_updates"] += 1
+                        c["update_credit"] -= 1.0
+                bar.update(n)
+
+                if c["env_steps"] >= next_log:
+                    next_log += run_cfg.log_every
+                    now = time.perf_counter()
+                    dt = max(now - log_time, 1e-9)
+                    step_now = c["env_steps"]
+                    for key, value in self.last_metrics.items():
+                        writer.add_scalar(key, float(value), step_now)
+                    writer.add_scalar(
+                        "speed/env_steps_per_s", (step_now - log_steps) / dt, step_now
+                    )
+                    writer.add_scalar(
+                        "speed/updates_per_s", (c["gradient_updates"] - log_updates) / dt, step_now
+                    )
+                    writer.add_scalar(
+                        "speed/utd", c["gradient_updates"] / max(step_now, 1), step_now
+                    )
+                    log_time, log_steps, log_updates = now, step_now, c["gradient_updates"]
+                if c["env_steps"] >= next_eval or c["env_steps"] >= run_cfg.total_steps:
+                    next_eval += run_cfg.eval_every
+                    c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+                    entry = self.evaluate(writer)
+                    bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
+                    if quiet:
+                        print(
+                            f"step {c['env_steps']}: eval return {entry['return_mean']:.1f} "
+                            f"+- {entry['return_std']:.1f}, updates {c['gradient_updates']}, "
+                            f"{c['wall_time_s']:.0f}s",
+                            flush=True,
+                        )
+                if c["env_steps"] >= next_ckpt:
+                    next_ckpt += run_cfg.checkpoint_every
+                    c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+                    self.save()
+            finished_cleanly = True
+        except KeyboardInterrupt:
+            pass
+        finally:
+            bar.close()
+            c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+            self.save("final.pt" if finished_cleanly else "latest.pt")
+            write_json(self.run_dir / "summary.json", self.summary())
+            writer.close()
+            self.envs.close()
+        if not finished_cleanly:
+            print(
+                f"interrupted at step {c['env_steps']}; checkpoint saved. "
+                f"Continue with: python train.py --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+            raise SystemExit(130)
+
+    def buffer_extras(self) -> dict[str, np.ndarray] | None:
+        if not self.store_sim_state:
+            return None
+        return {"sim_state": self.envs.sim_states()}
+
+
+# ---- entry points -------------------------------------------------------------------------
+def prepare_new_run(args: argparse.Namespace) -> Trainer:
+    run_cfg, agent_cfg = resolve_config(args)
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / f"{run_cfg.agent}-{run_cfg.env}-s{run_cfg.seed}-{stamp}"
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise UserError(
+            f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
+            "or choose another --run-dir"
+        )
+    trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)  # may raise before any write
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(
+        run_dir / "config.yaml",
+        {**cfglib.to_dict(run_cfg), "agent_config": cfglib.to_dict(agent_cfg)},
+    )
+    return trainer
+
+
+def prepare_resume(args: argparse.Namespace) -> Trainer:
+    run_dir = Path(args.resume)
+    allowed = {"total_steps", "device", "threads"}
+    extra = [k for k in RUN_FLAGS if getattr(args, k) is not None and k not in allowed]
+    if extra or args.config or args.set or args.run_dir:
+        given = extra + [k for k in ("config", "set", "run_dir") if getattr(args, k)]
+        raise UserError(
+            f"--resume takes its config from {run_dir}/config.yaml; cannot also change "
+            f"{', '.join(given)}"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"not a run folder (no config.yaml): {run_dir}")
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
+    changes = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
+    run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
+    validate(run_cfg)
+    module = get_agent_module(run_cfg.agent)
+    agent_cfg = cfglib.apply_overrides(
+        module.Config(), ckpt["agent_config"], f"{run_cfg.agent} config"
+    )
+    trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)
+    trainer.restore(ckpt)
+    if changes:
+        write_yaml(
+            run_dir / "config.yaml",
+            {**cfglib.to_dict(run_cfg), "agent_config": cfglib.to_dict(agent_cfg)},
+        )
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # SIGTERM (e.g. a job scheduler) is handled like Ctrl-C: save, then exit.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        if args.show_config:
+            name = args.agent or cfglib.RunConfig().agent
+            if name not in AGENTS:
+                raise UserError(f"unknown agent '{name}' (known: {', '.join(sorted(AGENTS))})")
+            print(f"{name} hyperparameters (override with --set KEY=VALUE):")
+            print(cfglib.describe(get_agent_module(name).Config))
+            return 0
+        trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
+        print(f"run folder: {trainer.run_dir}", flush=True)
+        trainer.train()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
+    summary = trainer.summary()
+    print(
+        f"done: {summary['env_steps']} env steps, {summary['gradient_updates']} updates, "
+        f"last eval {summary['eval_return_mean']:.1f}, best {summary['best_eval_return_mean']:.1f}"
+        f", {summary['wall_time_s']:.0f}s"
+    )
+    print(f"run folder: {trainer.run_dir}")
+    print(f"watch it:   tensorboard --logdir {trainer.run_dir.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
