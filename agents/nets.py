@@ -59,12 +59,9 @@ class EnsembleLinear(nn.Module):
         if members is not None:
             weight, bias = weight[members], bias[members]
         if x.dim() == 2:
-            # Shared input for every member: one (B x in) @ (in x E*out) GEMM is cheaper than
-            # broadcasting the input E times.
-            e = weight.shape[0]
-            flat = weight.permute(1, 0, 2).reshape(self.in_dim, e * self.out_dim)  # in x E*out
-            y = (x @ flat).view(x.shape[0], e, self.out_dim).transpose(0, 1)  # E x B x out
-            return y + bias
+            # Shared input for every member: a broadcast view, no copy (measured faster than
+            # one wide GEMM over concatenated weights, whose reshapes cost more than they save).
+            x = x.expand(weight.shape[0], *x.shape)  # E x B x in
         return torch.baddbmm(bias, x, weight)  # E x B x out
 
 
