@@ -1,0 +1,96 @@
+"""Typed config overrides and the environment layer (rescaling, vector env, sim state)."""
+
+import numpy as np
+import pytest
+
+from agents.td3 import Config
+from core.config import RunConfig, apply_overrides, field_docs, parse_set
+from core.errors import UserError
+from envs import VecEnv, get_sim_state, make_env, set_sim_state
+
+
+def test_overrides_are_type_checked_and_converted():
+    cfg = apply_overrides(
+        Config(), parse_set(["actor_lr=1e-3", "batch_size=128", "critic_hidden=[64,32]"]), "td3"
+    )
+    assert cfg.actor_lr == 1e-3 and isinstance(cfg.actor_lr, float)
+    assert cfg.batch_size == 128 and cfg.critic_hidden == [64, 32]
+    # YAML reads 25e3 as a string and 25000.0 as a float: both are honest integers.
+    assert apply_overrides(Config(), {"learning_starts": "25e3"}, "td3").learning_starts == 25000
+    assert apply_overrides(Config(), {"learning_starts": 2.5e4}, "td3").learning_starts == 25000
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"no_such_key": 1}, "unknown td3 key 'no_such_key'"),
+        ({"batch_size": "abc"}, "'batch_size' expects an integer"),
+        ({"batch_size": 2.5}, "'batch_size' expects an integer"),
+        ({"batch_size": True}, "'batch_size' expects an integer"),
+        ({"actor_lr": "fast"}, "'actor_lr' expects a number"),
+        ({"critic_hidden": 5}, "'critic_hidden' expects a list"),
+        ({"compile": "maybe"}, "'compile' expects true/false"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides, message):
+    with pytest.raises(UserError, match=message):
+        apply_overrides(Config(), overrides, "td3")
+
+
+def test_set_requires_key_value():
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_set(["batch_size"])
+
+
+def test_every_config_field_is_documented():
+    for cls in (Config, RunConfig):
+        docs = field_docs(cls)
+        missing = [f for f in cls.__dataclass_fields__ if not docs.get(f)]
+        assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_box_actions_are_rescaled_to_unit_interval():
+    env = make_env("Pendulum-v1")  # native torque bounds are [-2, 2]
+    assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)
+    env.reset(seed=0)
+    env.unwrapped.state = np.array([0.0, 0.0])
+    env.step(np.array([1.0], dtype=np.float32))
+    assert env.unwrapped.last_u == pytest.approx(2.0)  # +1 maps to the native upper bound
+
+
+def test_unknown_env_id_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown environment id 'NoSuchEnv-v0'"):
+        make_env("NoSuchEnv-v0")
+
+
+def test_vec_env_keeps_final_obs_and_seeds_each_env():
+    envs = VecEnv("Pendulum-v1", num_envs=2, seed=3)
+    obs = envs.reset()
+    again = VecEnv("Pendulum-v1", num_envs=2, seed=3).reset()
+    np.testing.assert_array_equal(obs, again)  # seeded
+    assert not np.array_equal(obs[0], obs[1])  # env i gets seed + i
+    actions = np.zeros((2, 1), dtype=np.float32)
+    for t in range(200):  # Pendulum's time limit is 200 steps
+        step = envs.step(actions)
+    assert t == 199 and step.truncated.all() and not step.terminated.any()
+    assert len(step.finished) == 2 and all(length == 200 for _, length in step.finished)
+    # next_obs is the final observation; obs is the first of the new episode.
+    assert not np.array_equal(step.next_obs, step.obs)
+
+
+def test_mujoco_state_restore_reproduces_the_next_observation():
+    env = make_env("Hopper-v5")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+    state = get_sim_state(env)
+    action = rng.uniform(-1, 1, 3).astype(np.float32)
+    expected, reward, *_ = env.step(action)
+    for _ in range(30):  # wander elsewhere, then come back
+        env.step(rng.uniform(-1, 1, 3).astype(np.float32))
+    set_sim_state(env, state)
+    got, reward2, *_ = env.step(action)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+    assert reward2 == pytest.approx(reward)
+    assert get_sim_state(make_env("Pendulum-v1")) is None
