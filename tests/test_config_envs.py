@@ -70,9 +70,9 @@ def test_vec_env_keeps_final_obs_and_seeds_each_env():
     np.testing.assert_array_equal(obs, again)  # seeded
     assert not np.array_equal(obs[0], obs[1])  # env i gets seed + i
     actions = np.zeros((2, 1), dtype=np.float32)
-    for t in range(200):  # Pendulum's time limit is 200 steps
+    for _ in range(200):  # Pendulum's time limit is 200 steps
         step = envs.step(actions)
-    assert t == 199 and step.truncated.all() and not step.terminated.any()
+    assert step.truncated.all() and not step.terminated.any()
     assert len(step.finished) == 2 and all(length == 200 for _, length in step.finished)
     # next_obs is the final observation; obs is the first of the new episode.
     assert not np.array_equal(step.next_obs, step.obs)

@@ -31,8 +31,9 @@ def test_ensemble_equals_separate_networks_forward_and_gradients():
     for i, net in enumerate(nets):
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         for layer, lin in zip(ens.layers, linears):
-            torch.testing.assert_close(layer.weight.grad[i], lin.weight.grad.T, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(layer.bias.grad[i, 0], lin.bias.grad, rtol=1e-4, atol=1e-6)
+            tol = {"rtol": 1e-4, "atol": 1e-6}
+            torch.testing.assert_close(layer.weight.grad[i], lin.weight.grad.T, **tol)
+            torch.testing.assert_close(layer.bias.grad[i, 0], lin.bias.grad, **tol)
 
 
 def test_member_slice_evaluates_only_those_members():

@@ -168,8 +168,9 @@ def test_state_dict_round_trip_gives_identical_actions_and_updates():
     agent.update(batch)
     torch.manual_seed(7)
     clone.update(batch)
-    for (k, v), v2 in zip(agent.state_dict()["actor"].items(), clone.state_dict()["actor"].values()):
-        assert torch.equal(v, v2), k
+    theirs = clone.state_dict()["actor"]
+    for k, v in agent.state_dict()["actor"].items():
+        assert torch.equal(v, theirs[k]), k
 
 
 def test_q_value_is_q1_and_min_is_below_it():
