@@ -199,9 +199,11 @@ class Trainer:
         steps = self.counters["env_steps"]
         replay_file = f"replay-{steps}.pt"
         self.buffer.save(ckpt_dir / replay_file)
+        np_state = np.random.get_state()
         rng = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            # Plain lists, so the checkpoint loads with torch.load(weights_only=True).
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "torch": torch.get_rng_state(),
             "loop": self.rng.bit_generator.state,
         }
@@ -244,7 +246,8 @@ class Trainer:
         self.evals = list(ckpt["evals"])
         rng = ckpt["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
         torch.set_rng_state(rng["torch"])
         self.rng.bit_generator.state = rng["loop"]
         if "cuda" in rng and torch.cuda.is_available():
@@ -315,8 +318,16 @@ class Trainer:
         log_time, log_steps, log_updates = start_time, c["env_steps"], c["gradient_updates"]
         obs = self.envs.reset(run_cfg.seed + c["resumes"] * 7919)
         finished_cleanly = False
+        # Ctrl-C / SIGTERM only set a flag; the loop stops between steps, so the checkpoint
+        # never holds an agent that took an update its counters did not record.
+        stop = []
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, lambda signum, frame: stop.append(signum))
         try:
             while c["env_steps"] < run_cfg.total_steps:
+                if stop:
+                    raise KeyboardInterrupt
                 if c["env_steps"] < agent_cfg.learning_starts:
                     actions = random_actions(self.envs.action_space, self.rng, n)
                 else:
@@ -350,7 +361,9 @@ class Trainer:
                             gamma=agent_cfg.gamma,
                             device=self.device,
                         )
-                        self.last_metrics = self.agent.update(batch)
+                        # Merge: an update may report only some metrics (TD3's actor loss
+                        # comes every policy_delay updates); keep the latest of each.
+                        self.last_metrics.update(self.agent.update(batch))
                         c["gradient_updates"] += 1
                         c["update_credit"] -= 1.0
                 bar.update(n)
@@ -392,6 +405,8 @@ class Trainer:
         except KeyboardInterrupt:
             pass
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             bar.close()
             c["wall_time_s"] = wall_before + time.perf_counter() - start_time
             self.save("final.pt" if finished_cleanly else "latest.pt")

@@ -18,8 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +77,10 @@ def torch_load(path: Path, what: str) -> Any:
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+        # weights_only: a checkpoint holds tensors and plain Python values only, so loading
+        # one from elsewhere cannot run code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt bytes surface as many exception types
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"{what} is corrupt or unreadable: {path} ({reason})") from None
 
