@@ -1,18 +1,26 @@
-"""Update throughput, ours vs Stable-Baselines3, in one process on the same data.
+"""Throughput, ours vs Stable-Baselines3, in one process, one torch thread.
 
-    python bench/speed.py --algo td3 --env Hopper-v5 --updates 1000 --rounds 5
+    python bench/speed.py --algo td3 --env Hopper-v5 --rounds 3
 
-Both sides: the same network sizes, batch 256, one gradient update per call of the inner loop
-(replay sampling included), one torch thread, on a replay buffer filled with the same
-transitions. Rounds alternate ours/SB3 so that background load hits both alike; the median
-round is reported. Install the peers with `pip install -e .[bench]`.
+Two measurements, both with the same 256-256 networks and batch 256:
+- loop:   the full training loop with one update per env step (act, env step, store, sample,
+          update), after a short random warm-up; ours is train.py's Trainer (its final
+          evaluation episode and checkpoint included in our time), SB3's is `model.learn`.
+          updates/s = gradient updates / wall time of the whole run.
+- update: the update alone (replay sampling included) on a buffer filled with the same
+          transitions for both libraries.
+Rounds alternate ours/SB3 so that background load hits both alike; the median round is
+reported. Install the peers with `pip install -e .[bench]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,25 +110,102 @@ def sb3_td3(env_id: str, data: dict):
     return run
 
 
+def ours_td3_loop(env_id: str, steps: int, warmup: int) -> tuple[int, float]:
+    import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = train.build_parser().parse_args(
+            [
+                "--agent",
+                "td3",
+                "--env",
+                env_id,
+                "--total-steps",
+                str(steps),
+                "--eval-every",
+                str(10**9),
+                "--eval-episodes",
+                "1",
+                "--checkpoint-every",
+                str(10**9),
+                "--progress",
+                "off",
+                "--run-dir",
+                f"{tmp}/run",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--set",
+                f"learning_starts={warmup}",
+                "--set",
+                "buffer_size=100000",
+            ]
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer = train.prepare_new_run(args)
+            start = time.perf_counter()
+            trainer.train()
+            elapsed = time.perf_counter() - start
+        return trainer.counters["gradient_updates"], elapsed
+
+
+def sb3_td3_loop(env_id: str, steps: int, warmup: int) -> tuple[int, float]:
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    env = make_env(env_id)
+    dim = env.action_space.shape[0]
+    model = TD3(
+        "MlpPolicy",
+        env,
+        learning_rate=3e-4,
+        buffer_size=100_000,
+        batch_size=BATCH,
+        learning_starts=warmup,
+        train_freq=1,
+        gradient_steps=1,
+        action_noise=NormalActionNoise(np.zeros(dim), 0.1 * np.ones(dim)),
+        policy_kwargs={"net_arch": [256, 256]},
+        device="cpu",
+        seed=0,
+    )
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    return model._n_updates, time.perf_counter() - start
+
+
 ALGOS = {"td3": (ours_td3, sb3_td3)}
+LOOPS = {"td3": (ours_td3_loop, sb3_td3_loop)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=sorted(ALGOS), default="td3")
-    parser.add_argument("--env", default="Hopper-v5")
-    parser.add_argument("--updates", type=int, default=1000, help="updates per timed round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--transitions", type=int, default=20_000)
-    args = parser.parse_args()
+def report(title: str, speeds: dict[str, list[float]]) -> None:
+    print(title)
+    for name, values in speeds.items():
+        rounds = ", ".join(f"{s:.0f}" for s in values)
+        print(f"  {name:6s} {statistics.median(values):7.1f} updates/s  (rounds: {rounds})")
+    ratio = statistics.median(speeds["ogzoo"]) / statistics.median(speeds["sb3"])
+    print(f"  ratio ogzoo/sb3: {ratio:.2f}x")
 
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+
+def bench_loop(args) -> None:
+    ours, theirs = LOOPS[args.algo]
+    speeds: dict[str, list[float]] = {"ogzoo": [], "sb3": []}
+    for _ in range(args.rounds):
+        for name, fn in (("ogzoo", ours), ("sb3", theirs)):
+            updates, elapsed = fn(args.env, args.loop_steps, args.warmup)
+            speeds[name].append(updates / elapsed)
+    report(
+        f"loop: {args.loop_steps} env steps ({args.warmup} random warm-up), one update per "
+        f"step, median of {args.rounds} rounds",
+        speeds,
+    )
+
+
+def bench_update(args) -> None:
     data = collect(args.env, args.transitions, seed=0)
-    runners = {
-        "ogzoo": ALGOS[args.algo][0](args.env, data),
-        "sb3": ALGOS[args.algo][1](args.env, data),
-    }
+    make_ours, make_theirs = ALGOS[args.algo]
+    runners = {"ogzoo": make_ours(args.env, data), "sb3": make_theirs(args.env, data)}
     for run in runners.values():
         run(100)  # warm-up: allocator, optimizer state
     speeds: dict[str, list[float]] = {name: [] for name in runners}
@@ -129,15 +214,31 @@ def main() -> None:
             start = time.perf_counter()
             run(args.updates)
             speeds[name].append(args.updates / (time.perf_counter() - start))
-    ours, theirs = statistics.median(speeds["ogzoo"]), statistics.median(speeds["sb3"])
+    report(f"update only: median of {args.rounds} rounds x {args.updates} updates", speeds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", choices=sorted(ALGOS), default="td3")
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--mode", choices=["loop", "update", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--loop-steps", type=int, default=4000, help="env steps per loop round")
+    parser.add_argument("--warmup", type=int, default=1000, help="random steps before updates")
+    parser.add_argument("--updates", type=int, default=1000, help="updates per update round")
+    parser.add_argument("--transitions", type=int, default=20_000)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
     print(
-        f"{args.algo} on {args.env}, batch {BATCH}, 256-256 nets, 1 thread, torch "
-        f"{torch.__version__}, median of {args.rounds} rounds x {args.updates} updates"
+        f"{args.algo} on {args.env}, batch {BATCH}, 256-256 networks, 1 torch thread, torch "
+        f"{torch.__version__}"
     )
-    for name in runners:
-        rounds = ", ".join(f"{s:.0f}" for s in speeds[name])
-        print(f"  {name:6s} {statistics.median(speeds[name]):7.1f} updates/s  (rounds: {rounds})")
-    print(f"  ratio ogzoo/sb3: {ours / theirs:.2f}x")
+    if args.mode in ("loop", "both"):
+        bench_loop(args)
+    if args.mode in ("update", "both"):
+        bench_update(args)
 
 
 if __name__ == "__main__":

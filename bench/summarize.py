@@ -41,8 +41,17 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--bar", type=float, default=None)
     args = parser.parse_args()
-    head = ["run", "agent", "env", "seed", "env steps", "updates", "final eval", "best eval",
-            "minutes"]
+    head = [
+        "run",
+        "agent",
+        "env",
+        "seed",
+        "env steps",
+        "updates",
+        "final eval",
+        "best eval",
+        "minutes",
+    ]
     if args.bar is not None:
         head += [f"final >= {args.bar:g}", f"best >= {args.bar:g}"]
     print("| " + " | ".join(head) + " |")
