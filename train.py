@@ -139,6 +139,8 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     ):
         if getattr(run_cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(run_cfg, name)}")
+    if run_cfg.precision not in ("fp32", "bf16"):
+        raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.utd <= 0:
         raise UserError(f"utd must be > 0, got {run_cfg.utd}")
 
@@ -180,6 +182,9 @@ class Trainer:
             seed=run_cfg.seed,
         )
         self.n_step = getattr(agent_cfg, "n_step", 1)
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=run_cfg.precision == "bf16"
+        )
         self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
         self.counters = {
             "env_steps": 0,
@@ -363,7 +368,8 @@ class Trainer:
                         )
                         # Merge: an update may report only some metrics (TD3's actor loss
                         # comes every policy_delay updates); keep the latest of each.
-                        self.last_metrics.update(self.agent.update(batch))
+                        with self.autocast:
+                            self.last_metrics.update(self.agent.update(batch))
                         c["gradient_updates"] += 1
                         c["update_credit"] -= 1.0
                 bar.update(n)

@@ -91,7 +91,10 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         for layer in self.layers[:-1]:
             x = self.activation(layer(x, members))
-        return self.layers[-1](x, members)
+        # The output layer runs in fp32 even under bf16 autocast: Q-values and the TD targets
+        # built from them need more than bf16's ~3 significant digits.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.layers[-1](x.float(), members)
 
     def load_member(self, member: int, net: nn.Sequential) -> None:
         """Copy the weights of a plain `mlp(...)` into one member (tests, conversions)."""

@@ -110,7 +110,9 @@ def sb3_td3(env_id: str, data: dict):
     return run
 
 
-def ours_td3_loop(env_id: str, steps: int, warmup: int) -> tuple[int, float]:
+def ours_td3_loop(
+    env_id: str, steps: int, warmup: int, precision: str = "fp32"
+) -> tuple[int, float]:
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +152,9 @@ def ours_td3_loop(env_id: str, steps: int, warmup: int) -> tuple[int, float]:
         return trainer.counters["gradient_updates"], elapsed
 
 
-def sb3_td3_loop(env_id: str, steps: int, warmup: int) -> tuple[int, float]:
+def sb3_td3_loop(
+    env_id: str, steps: int, warmup: int, precision: str = "fp32"
+) -> tuple[int, float]:
     from stable_baselines3 import TD3
     from stable_baselines3.common.noise import NormalActionNoise
 
@@ -181,19 +185,24 @@ LOOPS = {"td3": (ours_td3_loop, sb3_td3_loop)}
 
 def report(title: str, speeds: dict[str, list[float]]) -> None:
     print(title)
+    sb3 = statistics.median(speeds["sb3"])
     for name, values in speeds.items():
         rounds = ", ".join(f"{s:.0f}" for s in values)
-        print(f"  {name:6s} {statistics.median(values):7.1f} updates/s  (rounds: {rounds})")
-    ratio = statistics.median(speeds["ogzoo"]) / statistics.median(speeds["sb3"])
-    print(f"  ratio ogzoo/sb3: {ratio:.2f}x")
+        median = statistics.median(values)
+        print(f"  {name:10s} {median:7.1f} updates/s  {median / sb3:5.2f}x sb3  (rounds: {rounds})")
 
 
 def bench_loop(args) -> None:
     ours, theirs = LOOPS[args.algo]
     speeds: dict[str, list[float]] = {"ogzoo": [], "sb3": []}
+    if args.bf16:
+        speeds["ogzoo-bf16"] = []
     for _ in range(args.rounds):
-        for name, fn in (("ogzoo", ours), ("sb3", theirs)):
-            updates, elapsed = fn(args.env, args.loop_steps, args.warmup)
+        runs = [("ogzoo", ours, "fp32"), ("sb3", theirs, "fp32")]
+        if args.bf16:
+            runs.append(("ogzoo-bf16", ours, "bf16"))
+        for name, fn, precision in runs:
+            updates, elapsed = fn(args.env, args.loop_steps, args.warmup, precision)
             speeds[name].append(updates / elapsed)
     report(
         f"loop: {args.loop_steps} env steps ({args.warmup} random warm-up), one update per "
@@ -227,6 +236,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random steps before updates")
     parser.add_argument("--updates", type=int, default=1000, help="updates per update round")
     parser.add_argument("--transitions", type=int, default=20_000)
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time our loop with --precision bf16"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)

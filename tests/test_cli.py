@@ -441,6 +441,8 @@ def test_save_load_gives_identical_actions(tmp_path):
         (["--total-steps", "0"], "total_steps"),
         (["--utd", "0"], "utd"),
         (["--env", "CartPole-v1"], "CartPole-v1"),
+        (["--precision", "fp16"], "precision"),
+        (["--device", "tpu"], "device"),
     ],
     ids=[
         "unknown-env",
@@ -453,6 +455,8 @@ def test_save_load_gives_identical_actions(tmp_path):
         "zero-steps",
         "zero-utd",
         "discrete-actions",
+        "precision",
+        "device",
     ],
 )
 def test_train_bad_input_is_one_line_error(tmp_path, capsys, extra, needle):

@@ -62,3 +62,17 @@ def test_soft_update_is_polyak_average():
     soft_update(a, b, tau=1.0)
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb)
+
+
+def test_bf16_autocast_keeps_q_outputs_fp32_and_close():
+    torch.manual_seed(3)
+    ens = EnsembleMLP(2, 14, 1, [256, 256])
+    x = torch.randn(64, 14)
+    exact = ens(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        approx = ens(x)
+    assert approx.dtype == torch.float32
+    assert not torch.equal(approx, exact)  # the hidden layers really ran in bf16
+    torch.testing.assert_close(approx, exact, rtol=0.05, atol=0.02)
+    approx.sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in ens.parameters())
