@@ -298,29 +298,80 @@ class Trainer:
         write_json(self.run_dir / "summary.json", self.summary())
         return entry
 
+    # ---- one iteration's pieces -----------------------------------------------------------
+    def collect(self, obs: np.ndarray, writer) -> np.ndarray:
+        """Act (uniformly at random during warm-up), step every env, store the transitions."""
+        c, n = self.counters, self.run_cfg.num_envs
+        if c["env_steps"] < self.agent_cfg.learning_starts:
+            actions = random_actions(self.envs.action_space, self.rng, n)
+        else:
+            actions = self.agent.act(obs, deterministic=False)
+        states = self.buffer_extras()
+        step = self.envs.step(actions)
+        self.buffer.add(
+            obs, actions, step.rewards, step.next_obs, step.terminated, step.truncated,
+            extras=states,
+        )  # fmt: skip
+        c["env_steps"] += n
+        for episode_return, length in step.finished:
+            c["episodes"] += 1
+            writer.add_scalar("train/episode_return", episode_return, c["env_steps"])
+            writer.add_scalar("train/episode_length", length, c["env_steps"])
+        return step.obs
+
+    def learn(self) -> None:
+        """Spend the update credit: utd gradient updates per env step, fractions carried over."""
+        c, cfg = self.counters, self.agent_cfg
+        if c["env_steps"] < cfg.learning_starts or len(self.buffer) < cfg.batch_size:
+            return
+        c["update_credit"] += self.run_cfg.utd * self.run_cfg.num_envs
+        while c["update_credit"] >= 1.0:
+            batch = self.buffer.sample(
+                cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma, device=self.device
+            )
+            # Merge: an update may report only some metrics (TD3's actor loss comes every
+            # policy_delay updates); keep the latest of each.
+            with self.autocast:
+                self.last_metrics.update(self.agent.update(batch))
+            c["gradient_updates"] += 1
+            c["update_credit"] -= 1.0
+
+    def log_training(self, writer, since: tuple[float, int, int]) -> tuple[float, int, int]:
+        """Losses and speeds; `since` = (time, env steps, updates) at the previous log."""
+        c = self.counters
+        now, step = time.perf_counter(), c["env_steps"]
+        dt = max(now - since[0], 1e-9)
+        for key, value in self.last_metrics.items():
+            writer.add_scalar(key, float(value), step)
+        writer.add_scalar("speed/env_steps_per_s", (step - since[1]) / dt, step)
+        writer.add_scalar("speed/updates_per_s", (c["gradient_updates"] - since[2]) / dt, step)
+        writer.add_scalar("speed/utd", c["gradient_updates"] / max(step, 1), step)
+        return now, step, c["gradient_updates"]
+
     # ---- the loop -------------------------------------------------------------------------
     def train(self) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
-        run_cfg, agent_cfg, c = self.run_cfg, self.agent_cfg, self.counters
+        run_cfg, c = self.run_cfg, self.counters
         writer = SummaryWriter(str(self.run_dir))
-        show = {"auto": None, "on": False, "off": True}[self.progress_mode]
+        hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
         bar = tqdm(
-            total=run_cfg.total_steps,
-            initial=c["env_steps"],
-            unit="step",
-            dynamic_ncols=True,
-            disable=show,
-        )
-        quiet = bar.disable
-        n = run_cfg.num_envs
-        next_eval = (c["env_steps"] // run_cfg.eval_every + 1) * run_cfg.eval_every
-        next_ckpt = (c["env_steps"] // run_cfg.checkpoint_every + 1) * run_cfg.checkpoint_every
-        next_log = (c["env_steps"] // run_cfg.log_every + 1) * run_cfg.log_every
-        start_time = time.perf_counter()
-        wall_before = c["wall_time_s"]
-        log_time, log_steps, log_updates = start_time, c["env_steps"], c["gradient_updates"]
+            total=run_cfg.total_steps, initial=c["env_steps"], unit="step", dynamic_ncols=True,
+            disable=hide,
+        )  # fmt: skip
+
+        def after(every: int) -> int:  # the next multiple of `every` past the current step
+            return (c["env_steps"] // every + 1) * every
+
+        next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
+        next_log = after(run_cfg.log_every)
+        start_time, wall_before = time.perf_counter(), c["wall_time_s"]
+        last_log = (start_time, c["env_steps"], c["gradient_updates"])
+
+        def wall_time() -> float:
+            return wall_before + time.perf_counter() - start_time
+
         obs = self.envs.reset(run_cfg.seed + c["resumes"] * 7919)
         finished_cleanly = False
         # Ctrl-C / SIGTERM only set a flag; the loop stops between steps, so the checkpoint
@@ -333,70 +384,18 @@ class Trainer:
             while c["env_steps"] < run_cfg.total_steps:
                 if stop:
                     raise KeyboardInterrupt
-                if c["env_steps"] < agent_cfg.learning_starts:
-                    actions = random_actions(self.envs.action_space, self.rng, n)
-                else:
-                    actions = self.agent.act(obs, deterministic=False)
-                states = self.buffer_extras()
-                step = self.envs.step(actions)
-                self.buffer.add(
-                    obs,
-                    actions,
-                    step.rewards,
-                    step.next_obs,
-                    step.terminated,
-                    step.truncated,
-                    extras=states,
-                )
-                obs = step.obs
-                c["env_steps"] += n
-                for episode_return, length in step.finished:
-                    c["episodes"] += 1
-                    writer.add_scalar("train/episode_return", episode_return, c["env_steps"])
-                    writer.add_scalar("train/episode_length", length, c["env_steps"])
-
-                if c["env_steps"] >= agent_cfg.learning_starts and (
-                    len(self.buffer) >= agent_cfg.batch_size
-                ):
-                    c["update_credit"] += run_cfg.utd * n
-                    while c["update_credit"] >= 1.0:
-                        batch = self.buffer.sample(
-                            agent_cfg.batch_size,
-                            n_step=self.n_step,
-                            gamma=agent_cfg.gamma,
-                            device=self.device,
-                        )
-                        # Merge: an update may report only some metrics (TD3's actor loss
-                        # comes every policy_delay updates); keep the latest of each.
-                        with self.autocast:
-                            self.last_metrics.update(self.agent.update(batch))
-                        c["gradient_updates"] += 1
-                        c["update_credit"] -= 1.0
-                bar.update(n)
-
+                obs = self.collect(obs, writer)
+                self.learn()
+                bar.update(run_cfg.num_envs)
                 if c["env_steps"] >= next_log:
                     next_log += run_cfg.log_every
-                    now = time.perf_counter()
-                    dt = max(now - log_time, 1e-9)
-                    step_now = c["env_steps"]
-                    for key, value in self.last_metrics.items():
-                        writer.add_scalar(key, float(value), step_now)
-                    writer.add_scalar(
-                        "speed/env_steps_per_s", (step_now - log_steps) / dt, step_now
-                    )
-                    writer.add_scalar(
-                        "speed/updates_per_s", (c["gradient_updates"] - log_updates) / dt, step_now
-                    )
-                    writer.add_scalar(
-                        "speed/utd", c["gradient_updates"] / max(step_now, 1), step_now
-                    )
-                    log_time, log_steps, log_updates = now, step_now, c["gradient_updates"]
+                    last_log = self.log_training(writer, last_log)
                 if c["env_steps"] >= next_eval or c["env_steps"] >= run_cfg.total_steps:
                     next_eval += run_cfg.eval_every
-                    c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+                    c["wall_time_s"] = wall_time()
                     entry = self.evaluate(writer)
                     bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
-                    if quiet:
+                    if bar.disable:  # no bar: one line per evaluation instead
                         print(
                             f"step {c['env_steps']}: eval return {entry['return_mean']:.1f} "
                             f"+- {entry['return_std']:.1f}, updates {c['gradient_updates']}, "
@@ -405,7 +404,7 @@ class Trainer:
                         )
                 if c["env_steps"] >= next_ckpt:
                     next_ckpt += run_cfg.checkpoint_every
-                    c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+                    c["wall_time_s"] = wall_time()
                     self.save()
             finished_cleanly = True
         except KeyboardInterrupt:
@@ -414,7 +413,7 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             bar.close()
-            c["wall_time_s"] = wall_before + time.perf_counter() - start_time
+            c["wall_time_s"] = wall_time()
             self.save("final.pt" if finished_cleanly else "latest.pt")
             write_json(self.run_dir / "summary.json", self.summary())
             writer.close()
