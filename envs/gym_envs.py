@@ -29,7 +29,9 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown environment id '{env_id}' ({exc})") from None
 
 
-def make_env(env_id: str) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None) -> gym.Env:
+    """A Gymnasium env with Box actions in [-1, 1]; with `seed`, its first reset and its
+    action space are seeded (later resets continue the env's own RNG)."""
     check_env_id(env_id)
     env = gym.make(env_id)
     space = env.action_space
@@ -38,6 +40,9 @@ def make_env(env_id: str) -> gym.Env:
     ):
         ones = np.ones(space.shape, dtype=space.dtype)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
     return env
 
 

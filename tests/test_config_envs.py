@@ -58,6 +58,15 @@ def test_box_actions_are_rescaled_to_unit_interval():
     assert env.unwrapped.last_u == pytest.approx(2.0)  # +1 maps to the native upper bound
 
 
+def test_make_env_seed_fixes_the_first_episode():
+    a, b, c = make_env("Hopper-v5", seed=4), make_env("Hopper-v5", seed=4), make_env("Hopper-v5")
+    a_obs = a.unwrapped._get_obs()
+    np.testing.assert_array_equal(a_obs, b.unwrapped._get_obs())
+    c.reset(seed=5)
+    assert not np.array_equal(a_obs, c.unwrapped._get_obs())
+    np.testing.assert_array_equal(a.action_space.sample(), b.action_space.sample())
+
+
 def test_unknown_env_id_is_a_value_error():
     with pytest.raises(ValueError, match="unknown environment id 'NoSuchEnv-v0'"):
         make_env("NoSuchEnv-v0")
