@@ -302,6 +302,8 @@ class Trainer:
     def collect(self, obs: np.ndarray, writer) -> np.ndarray:
         """Act (uniformly at random during warm-up), step every env, store the transitions."""
         c, n = self.counters, self.run_cfg.num_envs
+        if hasattr(self.agent, "observe"):  # e.g. SimBa's running observation statistics
+            self.agent.observe(obs)
         if c["env_steps"] < self.agent_cfg.learning_starts:
             actions = random_actions(self.envs.action_space, self.rng, n)
         else:

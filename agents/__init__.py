@@ -2,7 +2,9 @@
 
 Every agent module defines `Config` (a dataclass of hyperparameters with the paper's defaults)
 and `Agent(cfg, observation_space, action_space, device)` with act / update / q_value /
-state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract").
+state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), and optionally
+`observe(obs)`, which the training loop calls with every observation the training envs return
+(running observation statistics are updated there, never from replayed batches).
 """
 
 from __future__ import annotations

@@ -128,3 +128,171 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise ValueError(f"unknown device '{name}' (use cpu, cuda or auto)")
     return torch.device(name)
+
+
+# ---- SimBa (Lee et al. 2024, "SimBa: Simplicity Bias for Scaling Up Parameters in Deep RL") --
+# Encoder: Linear(in, h) -> blocks x [x + Linear(4h, h)(ReLU(Linear(h, 4h)(LayerNorm(x))))]
+# -> LayerNorm -> head. Initialisation as the authors' code: orthogonal (gain 1) for the
+# embedding and the head, He-normal inside the blocks (theirs is truncated, ours is not), zero
+# biases. `hidden` lists one width
+# per residual block (all equal): [512, 512] = 2 blocks x 512, like `mlp`'s layer list.
+
+
+class RunningNorm(nn.Module):
+    """SimBa's RSNorm: (x - mean) / sqrt(var + eps) with running statistics.
+
+    Statistics change only through `update`, which the agent calls with observations the
+    environment returned (never with replayed batches); they are buffers, so they are saved in
+    checkpoints with the networks.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge a batch (B x dim) into the running moments (parallel variance formula)."""
+        x = x.reshape(-1, self.mean.shape[0]).to(torch.float64)
+        n = x.shape[0]
+        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(x.dtype), (self.var + self.eps).sqrt().to(x.dtype)
+        return (x - mean) / std
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        for layer in (self.up, self.down):
+            with torch.no_grad():
+                nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0 / layer.in_features))
+                layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.relu(self.up(self.norm(x))))
+
+
+def simba(
+    in_dim: int,
+    out_dim: int,
+    hidden: tuple[int, ...] | list[int],
+    output_activation: nn.Module | None = None,
+) -> nn.Sequential:
+    """SimBa network: embedding, len(hidden) residual blocks, LayerNorm, linear head."""
+    width = _block_width(hidden)
+    embed, head = nn.Linear(in_dim, width), nn.Linear(width, out_dim)
+    for layer in (embed, head):
+        with torch.no_grad():
+            nn.init.orthogonal_(layer.weight, gain=1.0)
+            layer.bias.zero_()
+    layers: list[nn.Module] = [embed, *(ResidualBlock(width) for _ in hidden)]
+    layers += [nn.LayerNorm(width), head]
+    if output_activation is not None:
+        layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+def _block_width(hidden: tuple[int, ...] | list[int]) -> int:
+    if len(hidden) == 0 or len(set(hidden)) != 1:
+        raise ValueError(f"simba needs one equal width per residual block, got {list(hidden)}")
+    return int(hidden[0])
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with a separate affine (scale, shift) per ensemble member."""
+
+    def __init__(self, members: int, width: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(members, 1, width))  # E x 1 x h
+        self.bias = nn.Parameter(torch.zeros(members, 1, width))  # E x 1 x h
+
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if members is not None:
+            weight, bias = weight[members], bias[members]
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)  # E x B x h
+        return torch.addcmul(bias, x, weight)
+
+
+class EnsembleSimba(nn.Module):
+    """N SimBa networks evaluated together (same interface as EnsembleMLP)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, hidden: list[int]):
+        super().__init__()
+        width = _block_width(hidden)
+        self.members = members
+        self.embed = EnsembleLinear(members, in_dim, width)
+        self.norms = nn.ModuleList(EnsembleLayerNorm(members, width) for _ in hidden)
+        self.ups = nn.ModuleList(EnsembleLinear(members, width, 4 * width) for _ in hidden)
+        self.downs = nn.ModuleList(EnsembleLinear(members, 4 * width, width) for _ in hidden)
+        self.final_norm = EnsembleLayerNorm(members, width)
+        self.head = EnsembleLinear(members, width, out_dim)
+        with torch.no_grad():
+            for layer in (self.embed, self.head):
+                for member in range(members):
+                    q = nn.init.orthogonal_(torch.empty(layer.out_dim, layer.in_dim), gain=1.0)
+                    layer.weight[member].copy_(q.T)
+            for layer in (*self.ups, *self.downs):
+                layer.weight.normal_(0.0, math.sqrt(2.0 / layer.in_dim))
+            for layer in (self.embed, self.head, *self.ups, *self.downs):
+                layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        x = self.embed(x, members)  # E x B x h
+        for norm, up, down in zip(self.norms, self.ups, self.downs):
+            x = x + down(torch.relu(up(norm(x, members), members)), members)
+        x = self.final_norm(x, members)
+        # fp32 head under bf16 autocast, as in EnsembleMLP.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.head(x.float(), members)
+
+    def load_member(self, member: int, net: nn.Sequential) -> None:
+        """Copy the weights of a plain `simba(...)` into one member (tests, conversions)."""
+        embed, *blocks, final_norm, head = net
+        pairs = [(self.embed, embed), (self.head, head)]
+        with torch.no_grad():
+            for block, norm, up, down in zip(blocks, self.norms, self.ups, self.downs):
+                pairs += [(up, block.up), (down, block.down), (norm, block.norm)]
+            pairs.append((self.final_norm, final_norm))
+            for mine, theirs in pairs:
+                if isinstance(theirs, nn.Linear):
+                    mine.weight[member].copy_(theirs.weight.T)
+                else:
+                    mine.weight[member, 0].copy_(theirs.weight)
+                mine.bias[member, 0].copy_(theirs.bias)
+
+
+def actor_net(
+    arch: str, in_dim: int, out_dim: int, hidden: list[int], output_activation=None
+) -> nn.Sequential:
+    """A single network of the chosen architecture ('mlp' or 'simba')."""
+    if arch == "mlp":
+        return mlp(in_dim, out_dim, hidden, output_activation=output_activation)
+    if arch == "simba":
+        return simba(in_dim, out_dim, hidden, output_activation=output_activation)
+    raise ValueError(f"unknown arch '{arch}' (use mlp or simba)")
+
+
+def critic_ensemble(
+    arch: str, members: int, in_dim: int, out_dim: int, hidden: list[int]
+) -> EnsembleMLP | EnsembleSimba:
+    """A batched ensemble of the chosen architecture ('mlp' or 'simba')."""
+    if arch == "mlp":
+        return EnsembleMLP(members, in_dim, out_dim, hidden)
+    if arch == "simba":
+        return EnsembleSimba(members, in_dim, out_dim, hidden)
+    raise ValueError(f"unknown arch '{arch}' (use mlp or simba)")

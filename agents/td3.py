@@ -17,6 +17,8 @@ Deliberate deviations from the reference code (none changes the mathematics):
   reference computes critic gradients there too and discards them.
 - Time-limit truncations bootstrap (the buffer keeps `truncated` apart from `terminated`),
   which is what the reference's `done_bool` trick does for the env's own time limit.
+- `arch = simba` swaps in SimBa's residual networks and running observation normalization
+  (Lee et al. 2024); not in the TD3 paper, offered for comparisons across agents.
 - `n_critics = 1` is an ablation, not TD3: the target uses the single critic (a DDPG-style
   target with TD3's other tricks kept), to show what clipped double Q-learning buys.
 """
@@ -24,6 +26,7 @@ Deliberate deviations from the reference code (none changes the mathematics):
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -32,11 +35,13 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import EnsembleMLP, mlp, soft_update
+from agents.nets import RunningNorm, actor_net, critic_ensemble, soft_update
 
 
 @dataclass
 class Config:
+    arch: str = "mlp"
+    """mlp (the paper), or simba: residual blocks + running observation normalization."""
     actor_hidden: list[int] = field(default_factory=lambda: [256, 256])
     """Hidden layer sizes of the actor (paper: 256-256, ReLU)."""
     critic_hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -88,10 +93,14 @@ class Agent:
         obs_dim = observation_space.shape[0]
         self.action_dim = int(np.prod(action_space.shape))
 
-        self.actor = mlp(obs_dim, self.action_dim, cfg.actor_hidden, output_activation=nn.Tanh())
-        self.critic = EnsembleMLP(cfg.n_critics, obs_dim + self.action_dim, 1, cfg.critic_hidden)
-        self.actor.to(self.device)
-        self.critic.to(self.device)
+        self.actor = actor_net(
+            cfg.arch, obs_dim, self.action_dim, cfg.actor_hidden, output_activation=nn.Tanh()
+        ).to(self.device)
+        self.critic = critic_ensemble(
+            cfg.arch, cfg.n_critics, obs_dim + self.action_dim, 1, cfg.critic_hidden
+        ).to(self.device)
+        # SimBa normalizes observations with statistics of what the envs returned.
+        self.obs_norm = RunningNorm(obs_dim).to(self.device) if cfg.arch == "simba" else None
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
@@ -106,12 +115,21 @@ class Agent:
             self._actor_loss = torch.compile(self.actor_loss)
         self.updates = 0
 
+    # ---- observations -------------------------------------------------------------------
+    def observe(self, obs: np.ndarray) -> None:
+        """Observations the training envs returned (N x obs_dim): the normalizer's data."""
+        if self.obs_norm is not None:
+            self.obs_norm.update(torch.as_tensor(obs, device=self.device))
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.obs_norm is None else self.obs_norm(obs)
+
     # ---- acting -------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """obs: N x obs_dim -> actions N x action_dim in [-1, 1]."""
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        actions = self.actor(obs_t)
+        actions = self.actor(self.normalize(obs_t))
         if not deterministic:
             noise = torch.randn_like(actions) * self.cfg.exploration_noise
             actions = (actions + noise).clamp(-1.0, 1.0)
@@ -146,6 +164,10 @@ class Agent:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic update; every `policy_delay` calls also an actor and target update."""
         self.updates += 1
+        if self.obs_norm is not None:  # the losses below see normalized observations
+            batch = dataclasses.replace(
+                batch, obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
+            )
         critic_loss, q_mean = self._critic_loss(batch)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -167,7 +189,7 @@ class Agent:
     @torch.no_grad()
     def q_estimates(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every estimate TD3 exposes: Q1 (what the actor ascends) and the min over critics."""
-        q = self.critic(torch.cat([obs, actions], -1)).squeeze(-1)  # E x B
+        q = self.critic(torch.cat([self.normalize(obs), actions], -1)).squeeze(-1)  # E x B
         return {"q1": q[0], "min": q.min(dim=0).values}
 
     @torch.no_grad()
@@ -177,7 +199,9 @@ class Agent:
 
     # ---- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:
+        norm = {} if self.obs_norm is None else {"obs_norm": self.obs_norm.state_dict()}
         return {
+            **norm,
             "actor": self.actor.state_dict(),
             "actor_target": self.actor_target.state_dict(),
             "critic": self.critic.state_dict(),
@@ -195,3 +219,5 @@ class Agent:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
+        if self.obs_norm is not None:
+            self.obs_norm.load_state_dict(state["obs_norm"])

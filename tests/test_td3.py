@@ -17,7 +17,7 @@ ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 def make_agent(**overrides) -> Agent:
     torch.manual_seed(0)
-    cfg = Config(actor_hidden=[16, 16], critic_hidden=[16, 16], **overrides)
+    cfg = Config(**{"actor_hidden": [16, 16], "critic_hidden": [16, 16], **overrides})
     return Agent(cfg, OBS_SPACE, ACT_SPACE)
 
 
@@ -185,3 +185,34 @@ def test_q_value_is_q1_and_min_is_below_it():
 def test_rejects_discrete_action_space():
     with pytest.raises(ValueError, match="Box"):
         Agent(Config(), OBS_SPACE, gym.spaces.Discrete(3))
+
+
+def test_simba_switch_normalizes_identically_when_acting_and_learning():
+    agent = make_agent(arch="simba", actor_hidden=[16], critic_hidden=[16, 16])
+    rng = np.random.default_rng(2)
+    env_obs = rng.normal(5.0, 3.0, size=(64, 3)).astype(np.float32)
+    agent.observe(env_obs)
+    mean = agent.obs_norm.mean.clone()
+    np.testing.assert_allclose(mean.numpy(), env_obs.mean(0), rtol=1e-3, atol=1e-3)
+
+    obs = env_obs[:4]
+    normed = (torch.as_tensor(obs) - mean.float()) / (agent.obs_norm.var.float() + 1e-8).sqrt()
+    expected = agent.actor(normed).detach().numpy()
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), expected, rtol=1e-5, atol=1e-6)
+    actions = torch.zeros(4, 2)
+    q = agent.critic(torch.cat([normed, actions], -1))[0, :, 0]
+    torch.testing.assert_close(agent.q_value(torch.as_tensor(obs), actions), q)
+
+    # Learning from replayed batches never moves the statistics.
+    for seed in range(2):
+        agent.update(make_batch(8, seed=seed))
+    assert torch.equal(agent.obs_norm.mean, mean)
+
+    clone = make_agent(arch="simba", actor_hidden=[16], critic_hidden=[16, 16])
+    clone.load_state_dict(copy.deepcopy(agent.state_dict()))
+    np.testing.assert_array_equal(clone.act(obs, True), agent.act(obs, True))
+
+
+def test_unknown_arch_is_rejected():
+    with pytest.raises(ValueError, match="unknown arch 'resnet'"):
+        make_agent(arch="resnet")

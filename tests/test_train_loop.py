@@ -49,3 +49,13 @@ def test_mujoco_runs_store_restorable_sim_states(tmp_path):
         set_sim_state(env, state.numpy())
         got, *_ = env.step(action.numpy())
         np.testing.assert_allclose(got, next_obs.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_simba_statistics_count_every_env_observation(tmp_path):
+    run = tmp_path / "simba"
+    args = ["--env", "Pendulum-v1", "--num-envs", "2", "--total-steps", "300"]
+    simba = ["--set", "arch=simba", "--eval-every", "300"]
+    assert train.main(tiny(run, *args, *simba)) == 0
+    state = torch.load(run / "checkpoints" / "final.pt", weights_only=True)["agent_state"]
+    # One observe() per vector step of 2 envs: 300 observations, none from replay.
+    assert abs(float(state["obs_norm"]["count"]) - 300.0) < 1e-3
