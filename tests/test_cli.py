@@ -638,3 +638,45 @@ def test_help_documents_every_run_flag_with_default(capsys, monkeypatch):
         assert f"(default: {getattr(defaults, field.name)})" in blocks[flag], blocks[flag]
     for flag in ("--config", "--set", "--run-dir", "--resume", "--show-config", "--progress"):
         assert "default:" in blocks[flag], blocks[flag]
+
+
+def test_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path, capsys):
+    """SIGKILL gives no chance to save: resume starts from the last periodic checkpoint and
+    still reaches the run's own total steps."""
+    run_dir = tmp_path / "run"
+    total = 1000
+    args = tiny_args(run_dir, "--checkpoint-every", "200", "--eval-every", "250", total=total)
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    replay = run_dir / "checkpoints" / "replay-400.pt"
+    try:
+        deadline = time.monotonic() + 90
+        while not replay.exists():  # the second periodic checkpoint is being written
+            if proc.poll() is not None:
+                pytest.fail(f"train.py exited early ({proc.returncode}): {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail("no second checkpoint within 90 s")
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ckpt = torch.load(run_dir / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
+    saved = ckpt["counters"]["env_steps"]
+    assert saved in (200, 400)  # whichever checkpoint was complete when the process died
+    assert (run_dir / "checkpoints" / ckpt["replay_file"]).is_file()
+
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 0, capsys.readouterr().err
+    summary = read_summary(run_dir)
+    assert summary["env_steps"] == total and summary["resumes"] == 1
+    steps = [e["env_steps"] for e in summary["evals"]]
+    assert all(a < b for a, b in zip(steps, steps[1:])) and steps[-1] == total
+    assert [s for s in steps if s <= saved] == [s for s in (250,) if s <= saved]
