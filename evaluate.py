@@ -51,7 +51,10 @@ def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
         raise UserError(str(exc)) from None
     check_spaces(ckpt, space_signature(env.observation_space, env.action_space), env_id, source)
     agent_cfg = cfglib.apply_overrides(module.Config(), ckpt["agent_config"], "agent config")
-    agent = module.Agent(agent_cfg, env.observation_space, env.action_space, dev)
+    try:
+        agent = module.Agent(agent_cfg, env.observation_space, env.action_space, dev)
+    except ValueError as exc:
+        raise UserError(f"checkpoint {source}: {exc}") from None
     try:
         agent.load_state_dict(ckpt["agent_state"])
     except (KeyError, RuntimeError) as exc:
