@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import AGENTS, get_agent_module
+from agents import get_agent_module
 from agents.buffer import ReplayBuffer
 from agents.nets import resolve_device, seed_everything
 from core import config as cfglib
@@ -110,16 +110,25 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), preset, "run config")
     flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
     run_cfg = cfglib.apply_overrides(run_cfg, flags, "run config")
-    try:
-        module = get_agent_module(run_cfg.agent)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    module = agent_module(run_cfg.agent)
     agent_cfg = cfglib.apply_overrides(module.Config(), agent_overrides, f"{run_cfg.agent} config")
     agent_cfg = cfglib.apply_overrides(
         agent_cfg, cfglib.parse_set(args.set), f"{run_cfg.agent} config"
     )
     validate(run_cfg)
     return run_cfg, agent_cfg
+
+
+def agent_module(name: str):
+    try:
+        return get_agent_module(name)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def write_run_config(run_dir: Path, run_cfg: cfglib.RunConfig, agent_cfg: Any) -> None:
+    config = {**cfglib.to_dict(run_cfg), "agent_config": cfglib.to_dict(agent_cfg)}
+    write_yaml(run_dir / "config.yaml", config)
 
 
 def validate(run_cfg: cfglib.RunConfig) -> None:
@@ -449,10 +458,7 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
         )
     trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)  # may raise before any write
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(
-        run_dir / "config.yaml",
-        {**cfglib.to_dict(run_cfg), "agent_config": cfglib.to_dict(agent_cfg)},
-    )
+    write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
 
 
@@ -473,17 +479,14 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
     changes = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
     run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
     validate(run_cfg)
-    module = get_agent_module(run_cfg.agent)
+    module = agent_module(run_cfg.agent)
     agent_cfg = cfglib.apply_overrides(
         module.Config(), ckpt["agent_config"], f"{run_cfg.agent} config"
     )
     trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.restore(ckpt)
     if changes:
-        write_yaml(
-            run_dir / "config.yaml",
-            {**cfglib.to_dict(run_cfg), "agent_config": cfglib.to_dict(agent_cfg)},
-        )
+        write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
 
 
@@ -494,10 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.show_config:
             name = args.agent or cfglib.RunConfig().agent
-            if name not in AGENTS:
-                raise UserError(f"unknown agent '{name}' (known: {', '.join(sorted(AGENTS))})")
+            config_cls = agent_module(name).Config
             print(f"{name} hyperparameters (override with --set KEY=VALUE):")
-            print(cfglib.describe(get_agent_module(name).Config))
+            print(cfglib.describe(config_cls))
             return 0
         trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
         print(f"run folder: {trainer.run_dir}", flush=True)
