@@ -65,6 +65,13 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(bias, x, weight)  # E x B x out
 
 
+def fp32_head(head: EnsembleLinear, x: torch.Tensor, members: slice | None) -> torch.Tensor:
+    """The output layer in fp32 even under bf16 autocast: Q-values and the TD targets built
+    from them need more than bf16's ~3 significant digits."""
+    with torch.autocast(x.device.type, enabled=False):
+        return head(x.float(), members)
+
+
 class EnsembleMLP(nn.Module):
     """N MLPs with identical shapes and independent weights, evaluated together.
 
@@ -91,10 +98,7 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
         for layer in self.layers[:-1]:
             x = self.activation(layer(x, members))
-        # The output layer runs in fp32 even under bf16 autocast: Q-values and the TD targets
-        # built from them need more than bf16's ~3 significant digits.
-        with torch.autocast(x.device.type, enabled=False):
-            return self.layers[-1](x.float(), members)
+        return fp32_head(self.layers[-1], x, members)
 
     def load_member(self, member: int, net: nn.Sequential) -> None:
         """Copy the weights of a plain `mlp(...)` into one member (tests, conversions)."""
@@ -134,8 +138,8 @@ def resolve_device(name: str) -> torch.device:
 # Encoder: Linear(in, h) -> blocks x [x + Linear(4h, h)(ReLU(Linear(h, 4h)(LayerNorm(x))))]
 # -> LayerNorm -> head. Initialisation as the authors' code: orthogonal (gain 1) for the
 # embedding and the head, He-normal inside the blocks (theirs is truncated, ours is not), zero
-# biases. `hidden` lists one width
-# per residual block (all equal): [512, 512] = 2 blocks x 512, like `mlp`'s layer list.
+# biases. `hidden` lists one width per residual block (all equal): [512, 512] = 2 blocks x 512,
+# like `mlp`'s layer list.
 
 
 class RunningNorm(nn.Module):
@@ -255,10 +259,7 @@ class EnsembleSimba(nn.Module):
         x = self.embed(x, members)  # E x B x h
         for norm, up, down in zip(self.norms, self.ups, self.downs):
             x = x + down(torch.relu(up(norm(x, members), members)), members)
-        x = self.final_norm(x, members)
-        # fp32 head under bf16 autocast, as in EnsembleMLP.
-        with torch.autocast(x.device.type, enabled=False):
-            return self.head(x.float(), members)
+        return fp32_head(self.head, self.final_norm(x, members), members)
 
     def load_member(self, member: int, net: nn.Sequential) -> None:
         """Copy the weights of a plain `simba(...)` into one member (tests, conversions)."""
@@ -276,23 +277,25 @@ class EnsembleSimba(nn.Module):
                 mine.bias[member, 0].copy_(theirs.bias)
 
 
+# arch name -> (single network, batched ensemble), both taking `hidden` as described above.
+ARCHS = {"mlp": (mlp, EnsembleMLP), "simba": (simba, EnsembleSimba)}
+
+
+def _arch(arch: str) -> tuple:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch '{arch}' (use {' or '.join(ARCHS)})")
+    return ARCHS[arch]
+
+
 def actor_net(
     arch: str, in_dim: int, out_dim: int, hidden: list[int], output_activation=None
 ) -> nn.Sequential:
     """A single network of the chosen architecture ('mlp' or 'simba')."""
-    if arch == "mlp":
-        return mlp(in_dim, out_dim, hidden, output_activation=output_activation)
-    if arch == "simba":
-        return simba(in_dim, out_dim, hidden, output_activation=output_activation)
-    raise ValueError(f"unknown arch '{arch}' (use mlp or simba)")
+    return _arch(arch)[0](in_dim, out_dim, hidden, output_activation=output_activation)
 
 
 def critic_ensemble(
     arch: str, members: int, in_dim: int, out_dim: int, hidden: list[int]
 ) -> EnsembleMLP | EnsembleSimba:
     """A batched ensemble of the chosen architecture ('mlp' or 'simba')."""
-    if arch == "mlp":
-        return EnsembleMLP(members, in_dim, out_dim, hidden)
-    if arch == "simba":
-        return EnsembleSimba(members, in_dim, out_dim, hidden)
-    raise ValueError(f"unknown arch '{arch}' (use mlp or simba)")
+    return _arch(arch)[1](members, in_dim, out_dim, hidden)

@@ -59,7 +59,7 @@ class RunConfig:
     """torch CPU threads; 1 is fastest on a busy 2-core machine for these network sizes."""
     precision: str = "fp32"
     """fp32, or bf16: updates run their matmuls in bfloat16 autocast (weights, optimizer state
-    and Q-value outputs stay fp32). Faster on CPUs/GPUs with bf16 units; not the papers'."""
+    and Q-value outputs stay fp32). Not the papers'; measured no faster on a 2-core CPU."""
 
 
 def type_hints(cls: type) -> dict[str, Any]:
