@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
     parser.add_argument("--config", default=None, help="YAML preset (default: none)")
     parser.add_argument(
+        "--arch",
+        default=None,
+        help="network architecture, mlp or simba; the agent's defaults for that architecture "
+        "apply (same as --set arch=NAME; default: the agent's own)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -102,21 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
-    """(RunConfig, agent Config) from defaults < preset < flags. Touches no files but the preset."""
+    """(RunConfig, agent Config) from defaults < architecture defaults < preset < flags.
+
+    Touches no files but the preset."""
     preset = cfglib.load_yaml(args.config) if args.config else {}
     agent_overrides = preset.pop("agent_config", None) or {}
     if not isinstance(agent_overrides, dict):
         raise UserError(f"{args.config}: 'agent_config' must be a mapping")
-    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), preset, "run config")
+    agent_overrides = {**agent_overrides, **cfglib.parse_set(args.set)}
+    if args.arch is not None:
+        agent_overrides["arch"] = args.arch
     flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    run_cfg = cfglib.apply_overrides(run_cfg, flags, "run config")
+    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), {**preset, **flags}, "run config")
     module = agent_module(run_cfg.agent)
-    agent_cfg = cfglib.apply_overrides(module.Config(), agent_overrides, f"{run_cfg.agent} config")
-    agent_cfg = cfglib.apply_overrides(
-        agent_cfg, cfglib.parse_set(args.set), f"{run_cfg.agent} config"
-    )
+    arch_run, arch_agent = arch_defaults(module, agent_overrides)
+    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), arch_run, "run config")
+    run_cfg = cfglib.apply_overrides(run_cfg, {**preset, **flags}, "run config")
+    what = f"{run_cfg.agent} config"
+    agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
+    agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
     return run_cfg, agent_cfg
+
+
+def arch_defaults(module, agent_overrides: dict) -> tuple[dict, dict]:
+    """(run, agent) defaults the agent pairs with the chosen architecture (its ARCH_DEFAULTS;
+    e.g. SAC: SimBa's UTD 2, or classic SAC's sizes and learning rates for mlp)."""
+    table = getattr(module, "ARCH_DEFAULTS", {})
+    arch = agent_overrides.get("arch", getattr(module.Config(), "arch", None))
+    entry = table.get(arch, {}) if isinstance(arch, str) else {}
+    return entry.get("run", {}), entry.get("agent", {})
 
 
 def agent_module(name: str):
@@ -313,7 +334,10 @@ class Trainer:
         c, n = self.counters, self.run_cfg.num_envs
         if hasattr(self.agent, "observe"):  # e.g. SimBa's running observation statistics
             self.agent.observe(obs)
-        if c["env_steps"] < self.agent_cfg.learning_starts:
+        # Random-action warm-up: `random_steps` where an agent separates it from the start of
+        # updates (TQC acts with its untrained policy), else the whole `learning_starts`.
+        random_steps = getattr(self.agent_cfg, "random_steps", self.agent_cfg.learning_starts)
+        if c["env_steps"] < random_steps:
             actions = random_actions(self.envs.action_space, self.rng, n)
         else:
             actions = self.agent.act(obs, deterministic=False)
@@ -496,10 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.show_config:
-            name = args.agent or cfglib.RunConfig().agent
-            config_cls = agent_module(name).Config
-            print(f"{name} hyperparameters (override with --set KEY=VALUE):")
-            print(cfglib.describe(config_cls))
+            run_cfg, agent_cfg = resolve_config(args)
+            print(f"{run_cfg.agent} hyperparameters (override with --set KEY=VALUE):")
+            print(cfglib.describe(agent_cfg))
             return 0
         trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
         print(f"run folder: {trainer.run_dir}", flush=True)

@@ -14,6 +14,8 @@ from types import ModuleType
 
 AGENTS: dict[str, str] = {
     "td3": "agents.td3",
+    "sac": "agents.sac",
+    "tqc": "agents.tqc",
 }
 
 

@@ -67,19 +67,21 @@ def type_hints(cls: type) -> dict[str, Any]:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each dataclass field (for --show-config)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    """The docstring written under each dataclass field (for --show-config); a subclass's
+    docstring wins over its parent's for a redeclared field."""
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = nxt.value.value.strip()
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = nxt.value.value.strip()
     return docs
 
 
@@ -183,11 +185,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def describe(cls: type) -> str:
-    """Human-readable table of a config class: name, type, default, docstring."""
-    docs = field_docs(cls)
-    hints = type_hints(cls)
-    defaults = to_dict(cls())
+def describe(cfg: Any) -> str:
+    """Human-readable table of a config: name, type, value (the default), docstring."""
+    docs = field_docs(type(cfg))
+    hints = type_hints(type(cfg))
+    defaults = to_dict(cfg)
     lines = []
     for name, default in defaults.items():
         hint = getattr(hints[name], "__name__", str(hints[name]))
