@@ -1,8 +1,12 @@
 """Throughput, ours vs Stable-Baselines3, in one process, one torch thread.
 
     python bench/speed.py --algo td3 --env Hopper-v5 --rounds 3
+    python bench/speed.py --algo sac --mode update      # ours (--arch mlp) vs SB3 SAC
+    python bench/speed.py --algo tqc --mode update      # ours vs sb3-contrib TQC (2 x 25)
 
-Two measurements, both with the same 256-256 networks and batch 256:
+Two measurements, both with the same 256-256 networks and batch 256 (TQC: 2 critics x 25
+quantiles, 2 dropped per critic, as sb3-contrib's defaults); "sb3" names the peer (SB3 for TD3
+and SAC, sb3-contrib for TQC):
 - loop:   the full training loop with one update per env step (act, env step, store, sample,
           update), after a short random warm-up; ours is train.py's Trainer (its final
           evaluation episode and checkpoint included in our time), SB3's is `model.learn`.
@@ -51,11 +55,84 @@ def collect(env_id: str, n: int, seed: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in data.items()}
 
 
-def ours_td3(env_id: str, data: dict):
-    module = get_agent_module("td3")
+# Each entry: our agent and its train.py arguments; the peer's class and constructor keywords
+# (a function of the env, for action noise); all with 256-256 networks and batch 256.
+def _sb3(name: str):
+    if name == "TQC":
+        from sb3_contrib import TQC
+
+        return TQC
+    import stable_baselines3
+
+    return getattr(stable_baselines3, name)
+
+
+def _td3_peer(env) -> dict:
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    dim = env.action_space.shape[0]
+    return {"action_noise": NormalActionNoise(np.zeros(dim), 0.1 * np.ones(dim))}
+
+
+SPECS = {
+    "td3": {
+        "ours": ["--agent", "td3"],
+        "peer": ("TD3", lambda env: {"policy_kwargs": {"net_arch": [256, 256]}}),
+        "loop_peer": _td3_peer,
+    },
+    "sac": {
+        # Classic SAC, as SB3 implements it: 256-256, Adam 3e-4, auto temperature from 1.
+        "ours": ["--agent", "sac", "--arch", "mlp"],
+        "peer": ("SAC", lambda env: {"policy_kwargs": {"net_arch": [256, 256]}}),
+    },
+    "tqc": {
+        # sb3-contrib's default size: 2 critics x 25 quantiles, 256-256, drop 2 per critic.
+        "ours": ["--agent", "tqc", "--set", "n_critics=2", "--set", "critic_hidden=[256,256]"],
+        "peer": (
+            "TQC",
+            lambda env: {
+                "policy_kwargs": {"net_arch": [256, 256], "n_critics": 2, "n_quantiles": 25},
+                "top_quantiles_to_drop_per_net": 2,
+            },
+        ),
+    },
+}
+
+
+def our_args(algo: str, env_id: str, run_dir: str, steps: int, warmup: int, precision: str):
+    import train
+
+    return train.build_parser().parse_args(
+        [
+            *SPECS[algo]["ours"], "--env", env_id, "--total-steps", str(steps),
+            "--eval-every", str(10**9), "--eval-episodes", "1",
+            "--checkpoint-every", str(10**9), "--progress", "off", "--run-dir", run_dir,
+            "--device", "cpu", "--threads", "1", "--utd", "1", "--precision", precision,
+            "--set", f"learning_starts={warmup}", "--set", "buffer_size=100000",
+            "--set", f"batch_size={BATCH}",
+        ]  # fmt: skip
+    )
+
+
+def peer_model(algo: str, env, buffer_size: int, warmup: int, loop: bool):
+    name, kwargs = SPECS[algo]["peer"]
+    extra = SPECS[algo].get("loop_peer", lambda env: {})(env) if loop else {}
+    return _sb3(name)(
+        "MlpPolicy", env, learning_rate=3e-4, buffer_size=buffer_size, batch_size=BATCH,
+        learning_starts=warmup, train_freq=1, gradient_steps=1, device="cpu", seed=0,
+        **kwargs(env), **extra,
+    )  # fmt: skip
+
+
+def ours_update(algo: str, env_id: str, data: dict):
+    import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, cfg = train.resolve_config(our_args(algo, env_id, f"{tmp}/run", 1, 0, "fp32"))
     env = make_env(env_id)
-    cfg = module.Config(batch_size=BATCH, actor_hidden=[256, 256], critic_hidden=[256, 256])
-    agent = module.Agent(cfg, env.observation_space, env.action_space, "cpu")
+    agent = get_agent_module(SPECS[algo]["ours"][1]).Agent(
+        cfg, env.observation_space, env.action_space, "cpu"
+    )
     buffer = ReplayBuffer.from_arrays(
         data["obs"],
         data["actions"],
@@ -72,21 +149,11 @@ def ours_td3(env_id: str, data: dict):
     return run
 
 
-def sb3_td3(env_id: str, data: dict):
-    from stable_baselines3 import TD3
+def peer_update(algo: str, env_id: str, data: dict):
+    from stable_baselines3.common.logger import configure
 
     env = make_env(env_id)
-    model = TD3(
-        "MlpPolicy",
-        env,
-        learning_rate=3e-4,
-        buffer_size=len(data["obs"]) + 1,
-        batch_size=BATCH,
-        learning_starts=0,
-        policy_kwargs={"net_arch": [256, 256]},
-        device="cpu",
-        seed=0,
-    )
+    model = peer_model(algo, env, len(data["obs"]) + 1, 0, loop=False)
     rb = model.replay_buffer
     for i in range(len(data["obs"])):
         # SB3 stores time-limit truncations via the TimeLimit.truncated info key.
@@ -100,8 +167,6 @@ def sb3_td3(env_id: str, data: dict):
             np.array([done]),
             info,
         )
-    from stable_baselines3.common.logger import configure
-
     model.set_logger(configure(None, [""]))
 
     def run(updates: int) -> None:
@@ -110,40 +175,11 @@ def sb3_td3(env_id: str, data: dict):
     return run
 
 
-def ours_td3_loop(
-    env_id: str, steps: int, warmup: int, precision: str = "fp32"
-) -> tuple[int, float]:
+def ours_loop(algo: str, env_id: str, steps: int, warmup: int, precision: str):
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = train.build_parser().parse_args(
-            [
-                "--agent",
-                "td3",
-                "--env",
-                env_id,
-                "--total-steps",
-                str(steps),
-                "--eval-every",
-                str(10**9),
-                "--eval-episodes",
-                "1",
-                "--checkpoint-every",
-                str(10**9),
-                "--progress",
-                "off",
-                "--run-dir",
-                f"{tmp}/run",
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--set",
-                f"learning_starts={warmup}",
-                "--set",
-                "buffer_size=100000",
-            ]
-        )
+        args = our_args(algo, env_id, f"{tmp}/run", steps, warmup, precision)
         with contextlib.redirect_stdout(io.StringIO()):
             trainer = train.prepare_new_run(args)
             start = time.perf_counter()
@@ -152,35 +188,11 @@ def ours_td3_loop(
         return trainer.counters["gradient_updates"], elapsed
 
 
-def sb3_td3_loop(
-    env_id: str, steps: int, warmup: int, precision: str = "fp32"
-) -> tuple[int, float]:
-    from stable_baselines3 import TD3
-    from stable_baselines3.common.noise import NormalActionNoise
-
-    env = make_env(env_id)
-    dim = env.action_space.shape[0]
-    model = TD3(
-        "MlpPolicy",
-        env,
-        learning_rate=3e-4,
-        buffer_size=100_000,
-        batch_size=BATCH,
-        learning_starts=warmup,
-        train_freq=1,
-        gradient_steps=1,
-        action_noise=NormalActionNoise(np.zeros(dim), 0.1 * np.ones(dim)),
-        policy_kwargs={"net_arch": [256, 256]},
-        device="cpu",
-        seed=0,
-    )
+def peer_loop(algo: str, env_id: str, steps: int, warmup: int, precision: str = "fp32"):
+    model = peer_model(algo, make_env(env_id), 100_000, warmup, loop=True)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return model._n_updates, time.perf_counter() - start
-
-
-ALGOS = {"td3": (ours_td3, sb3_td3)}
-LOOPS = {"td3": (ours_td3_loop, sb3_td3_loop)}
 
 
 def report(title: str, speeds: dict[str, list[float]]) -> None:
@@ -193,7 +205,7 @@ def report(title: str, speeds: dict[str, list[float]]) -> None:
 
 
 def bench_loop(args) -> None:
-    ours, theirs = LOOPS[args.algo]
+    ours, theirs = ours_loop, peer_loop
     speeds: dict[str, list[float]] = {"ogzoo": [], "sb3": []}
     if args.bf16:
         speeds["ogzoo-bf16"] = []
@@ -202,7 +214,7 @@ def bench_loop(args) -> None:
         if args.bf16:
             runs.append(("ogzoo-bf16", ours, "bf16"))
         for name, fn, precision in runs:
-            updates, elapsed = fn(args.env, args.loop_steps, args.warmup, precision)
+            updates, elapsed = fn(args.algo, args.env, args.loop_steps, args.warmup, precision)
             speeds[name].append(updates / elapsed)
     report(
         f"loop: {args.loop_steps} env steps ({args.warmup} random warm-up), one update per "
@@ -213,8 +225,10 @@ def bench_loop(args) -> None:
 
 def bench_update(args) -> None:
     data = collect(args.env, args.transitions, seed=0)
-    make_ours, make_theirs = ALGOS[args.algo]
-    runners = {"ogzoo": make_ours(args.env, data), "sb3": make_theirs(args.env, data)}
+    runners = {
+        "ogzoo": ours_update(args.algo, args.env, data),
+        "sb3": peer_update(args.algo, args.env, data),
+    }
     for run in runners.values():
         run(100)  # warm-up: allocator, optimizer state
     speeds: dict[str, list[float]] = {name: [] for name in runners}
@@ -228,7 +242,7 @@ def bench_update(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algo", choices=sorted(ALGOS), default="td3")
+    parser.add_argument("--algo", choices=sorted(SPECS), default="td3")
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--mode", choices=["loop", "update", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=3)
