@@ -1,8 +1,11 @@
 """Typed config overrides and the environment layer (rescaling, vector env, sim state)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from agents import get_agent_module
 from agents.td3 import Config
 from core.config import RunConfig, apply_overrides, field_docs, parse_set
 from core.errors import UserError
@@ -43,7 +46,9 @@ def test_set_requires_key_value():
 
 
 def test_every_config_field_is_documented():
-    for cls in (Config, RunConfig):
+    from agents import sac, tqc
+
+    for cls in (Config, RunConfig, sac.Config, tqc.Config):
         docs = field_docs(cls)
         missing = [f for f in cls.__dataclass_fields__ if not docs.get(f)]
         assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
@@ -103,3 +108,20 @@ def test_mujoco_state_restore_reproduces_the_next_observation():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
     assert reward2 == pytest.approx(reward)
     assert get_sim_state(make_env("Pendulum-v1")) is None
+
+
+@pytest.mark.parametrize(
+    "preset", sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+)
+def test_every_preset_resolves_and_builds_its_agent(preset):
+    import train
+
+    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
+    env = make_env(run_cfg.env)
+    agent = get_agent_module(run_cfg.agent).Agent(
+        agent_cfg, env.observation_space, env.action_space
+    )
+    obs, _ = env.reset(seed=0)
+    assert agent.act(obs[None], deterministic=True).shape == (1, *env.action_space.shape)
+    if preset.endswith("-cpu.yaml"):  # the shrunk presets say so in their first line
+        assert Path(preset).read_text().startswith("# -cpu PRESET")
