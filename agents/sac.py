@@ -181,7 +181,9 @@ class Agent:
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"{name} needs a continuous (Box) action space, got {action_space}")
         if len(observation_space.shape) != 1:
-            raise ValueError(f"{name} needs flat vector observations, got {observation_space.shape}")
+            raise ValueError(
+                f"{name} needs flat vector observations, got {observation_space.shape}"
+            )
         if cfg.n_critics < 1:
             raise ValueError("n_critics must be >= 1")
         if cfg.initial_temperature <= 0:

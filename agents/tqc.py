@@ -123,9 +123,7 @@ class Agent(sac.Agent):
         if cfg.n_quantiles < 1:
             raise ValueError(f"n_quantiles must be >= 1, got {cfg.n_quantiles}")
         if not 0 <= cfg.drop_per_net < cfg.n_quantiles:
-            raise ValueError(
-                f"drop_per_net must be in [0, n_quantiles), got {cfg.drop_per_net}"
-            )
+            raise ValueError(f"drop_per_net must be in [0, n_quantiles), got {cfg.drop_per_net}")
         self.drop = cfg.drop_per_net * cfg.n_critics
         super().__init__(cfg, observation_space, action_space, device)
 

@@ -111,7 +111,8 @@ def test_mujoco_state_restore_reproduces_the_next_observation():
 
 
 @pytest.mark.parametrize(
-    "preset", sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    "preset",
+    sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
 )
 def test_every_preset_resolves_and_builds_its_agent(preset):
     import train

@@ -60,8 +60,9 @@ class ConstantCritic(nn.Module):
 def test_tanh_log_prob_matches_a_numerical_density():
     # The density of a = tanh(u), u ~ N(mean, std^2), estimated per dimension as
     # (P(a < A < a + h) - P(a - h < A < a)) / 2h from the Gaussian CDF; dims are independent.
-    mean, log_std = torch.tensor([[0.3, -1.2]], dtype=torch.float64), torch.tensor(
-        [[-0.5, 0.4]], dtype=torch.float64
+    mean, log_std = (
+        torch.tensor([[0.3, -1.2]], dtype=torch.float64),
+        torch.tensor([[-0.5, 0.4]], dtype=torch.float64),
     )
     u = torch.tensor([[0.7, -2.5]], dtype=torch.float64)
     a, h = torch.tanh(u), 1e-6
@@ -144,7 +145,9 @@ def test_sac_actor_update_leaves_critic_untouched_and_trains_all_parts():
     assert all(p.grad is None for p in agent.critic.parameters())
     metrics = agent.update(make_batch(8))
     assert set(metrics) >= {"loss/critic", "loss/actor", "loss/temperature", "policy/alpha"}
-    changed = [k for k, v in agent.critic.state_dict().items() if not torch.equal(v, critic_before[k])]
+    changed = [
+        k for k, v in agent.critic.state_dict().items() if not torch.equal(v, critic_before[k])
+    ]
     assert changed  # the critic step itself did run
 
 
@@ -179,7 +182,9 @@ def test_quantile_huber_loss_matches_autograd_of_its_definition():
 def test_truncation_pools_sorts_and_drops_the_largest():
     atoms = torch.tensor([[[1.0, 5.0, 3.0]], [[4.0, 2.0, 6.0]]])  # E=2 x B=1 x M=3
     assert torch.equal(tqc.truncated_atoms(atoms, 2), torch.tensor([[1.0, 2.0, 3.0, 4.0]]))
-    assert torch.equal(tqc.truncated_atoms(atoms, 0), torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]))
+    assert torch.equal(
+        tqc.truncated_atoms(atoms, 0), torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    )
 
 
 @pytest.mark.parametrize("drop_per_net, kept", [(0, [1, 2, 3, 4, 5, 6]), (1, [1, 2, 3, 4])])
@@ -228,11 +233,21 @@ def test_tqc_rejects_dropping_every_atom():
 def test_sac_arch_switch_selects_each_papers_defaults():
     parser = train.build_parser()
     run, cfg = train.resolve_config(parser.parse_args(["--agent", "sac"]))
-    assert (cfg.arch, cfg.critic_hidden, cfg.actor_hidden, run.utd) == ("simba", [512, 512], [128], 2.0)
+    assert (cfg.arch, cfg.critic_hidden, cfg.actor_hidden, run.utd) == (
+        "simba",
+        [512, 512],
+        [128],
+        2.0,
+    )
     assert (cfg.critic_lr, cfg.weight_decay, cfg.initial_temperature) == (1e-4, 1e-2, 0.01)
     assert cfg.target_entropy_scale == -0.5
     run, cfg = train.resolve_config(parser.parse_args(["--agent", "sac", "--arch", "mlp"]))
-    assert (cfg.critic_hidden, cfg.actor_lr, cfg.weight_decay, run.utd) == ([256, 256], 3e-4, 0.0, 1.0)
+    assert (cfg.critic_hidden, cfg.actor_lr, cfg.weight_decay, run.utd) == (
+        [256, 256],
+        3e-4,
+        0.0,
+        1.0,
+    )
     assert (cfg.initial_temperature, cfg.target_entropy_scale) == (1.0, -1.0)
     # Explicit choices still win over the architecture's defaults.
     args = ["--agent", "sac", "--utd", "1", "--set", "critic_hidden=[64]"]
