@@ -147,7 +147,7 @@ def peer_model(algo: str, env, buffer_size: int, warmup: int, loop: bool):
     )  # fmt: skip
 
 
-def ours_update(algo: str, env_id: str, data: dict):
+def ours_update(algo: str, env_id: str, data: dict, precision: str = "fp32"):
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,9 +165,12 @@ def ours_update(algo: str, env_id: str, data: dict):
         data["truncated"],
     )
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
     def run(updates: int) -> None:
-        for _ in range(updates):
-            agent.update(buffer.sample(BATCH, gamma=cfg.gamma))
+        with autocast:  # what train.py --precision bf16 wraps around each update
+            for _ in range(updates):
+                agent.update(buffer.sample(BATCH, gamma=cfg.gamma))
 
     return run
 
@@ -252,6 +255,8 @@ def bench_update(args) -> None:
         "ogzoo": ours_update(args.algo, args.env, data),
         "sb3": peer_update(args.algo, args.env, data),
     }
+    if args.bf16:
+        runners["ogzoo-bf16"] = ours_update(args.algo, args.env, data, "bf16")
     for run in runners.values():
         run(100)  # warm-up: allocator, optimizer state
     speeds: dict[str, list[float]] = {name: [] for name in runners}
@@ -274,7 +279,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1000, help="updates per update round")
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument(
-        "--bf16", action="store_true", help="also time our loop with --precision bf16"
+        "--bf16", action="store_true", help="also time ours with --precision bf16"
     )
     args = parser.parse_args()
 
