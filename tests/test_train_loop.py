@@ -59,3 +59,30 @@ def test_simba_statistics_count_every_env_observation(tmp_path):
     state = torch.load(run / "checkpoints" / "final.pt", weights_only=True)["agent_state"]
     # One observe() per vector step of 2 envs: 300 observations, none from replay.
     assert abs(float(state["obs_norm"]["count"]) - 300.0) < 1e-3
+
+
+def policy_actions_taken(tmp_path, agent: str, *sets: str) -> tuple[int, int]:
+    """(env steps acted by the agent's policy, gradient updates) in a 150-step run."""
+    args = tiny(tmp_path / agent, "--env", "Pendulum-v1", "--total-steps", "150")
+    args[1] = agent
+    trainer = train.prepare_new_run(train.build_parser().parse_args([*args, *sets]))
+    calls = []
+    act = trainer.agent.act
+
+    def counting_act(obs, deterministic):
+        if not deterministic:  # evaluation acts deterministically; collection does not
+            calls.append(len(obs))
+        return act(obs, deterministic)
+
+    trainer.agent.act = counting_act
+    trainer.train()
+    return sum(calls), trainer.counters["gradient_updates"]
+
+
+def test_warm_up_random_steps_and_learning_starts(tmp_path):
+    # TD3: uniform-random actions for the first 100 steps, then the policy; updates from 100.
+    assert policy_actions_taken(tmp_path, "td3") == (50, 51)
+    # TQC's reference convention: the untrained policy acts from the first step, updates
+    # begin once learning_starts transitions exist.
+    tqc = ("--set", "random_steps=0", "--set", "n_critics=2", "--set", "n_quantiles=5")
+    assert policy_actions_taken(tmp_path, "tqc", *tqc) == (150, 51)
