@@ -298,6 +298,14 @@ class ReplayBuffer:
             batch = _batch_to(batch, torch.device(device))
         return batch
 
+    def transitions(self, indices: ArrayLike) -> Batch:
+        """The stored one-step transitions at flat indices (any of 0 .. len-1), without drawing
+        from the buffer's own RNG (the bias harness picks states without changing training)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise IndexError(f"transition indices must lie in [0, {len(self)})")
+        return self._gather_flat(idx, gamma=1.0)
+
     def _gather_flat(self, idx: torch.Tensor, gamma: float) -> Batch:
         """One-step fast path: a plain gather from the flat views."""
         flat = self._flat

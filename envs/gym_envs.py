@@ -6,7 +6,8 @@
   observation of a finished episode as `next_obs` (to store in the replay buffer) and the reset
   observation as `obs` (to act from next), keeping `terminated` and `truncated` apart.
 - `get_sim_state` / `set_sim_state`: MuJoCo's (qpos, qvel) as one flat vector, so harness code
-  can restore states seen during training (bias measurement).
+  can restore states seen during training (bias measurement). Any other env joins by giving
+  its unwrapped env `get_sim_state()` and `set_sim_state(state) -> obs` methods.
 
 Seeding: training env i is reset with `seed + i` once, then continues its own RNG; evaluation
 uses a separate env whose episode k starts from `eval_seed + k` (the same start states at every
@@ -29,11 +30,12 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown environment id '{env_id}' ({exc})") from None
 
 
-def make_env(env_id: str, seed: int | None = None) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, max_episode_steps: int | None = None) -> gym.Env:
     """A Gymnasium env with Box actions in [-1, 1]; with `seed`, its first reset and its
-    action space are seeded (later resets continue the env's own RNG)."""
+    action space are seeded (later resets continue the env's own RNG). `max_episode_steps`
+    replaces the registered time limit."""
     check_env_id(env_id)
-    env = gym.make(env_id)
+    env = gym.make(env_id, max_episode_steps=max_episode_steps)
     space = env.action_space
     if isinstance(space, gym.spaces.Box) and not (
         np.all(space.low == -1.0) and np.all(space.high == 1.0)
@@ -47,19 +49,26 @@ def make_env(env_id: str, seed: int | None = None) -> gym.Env:
 
 
 def get_sim_state(env: gym.Env) -> np.ndarray | None:
-    """MuJoCo (qpos, qvel) concatenated, or None for non-MuJoCo envs."""
+    """MuJoCo (qpos, qvel) concatenated (or the env's own `get_sim_state()`); None for envs
+    whose state cannot be restored."""
     base = env.unwrapped
+    if callable(getattr(base, "get_sim_state", None)):
+        return np.asarray(base.get_sim_state(), dtype=np.float64)
     data = getattr(base, "data", None)
     if data is None or not hasattr(base, "set_state"):
         return None
     return np.concatenate([data.qpos, data.qvel]).astype(np.float64)
 
 
-def set_sim_state(env: gym.Env, state: np.ndarray) -> None:
-    """Restore a state from `get_sim_state` (MuJoCo only)."""
+def set_sim_state(env: gym.Env, state: np.ndarray) -> np.ndarray:
+    """Restore a state from `get_sim_state`; returns the observation of the restored state.
+    The env must have been reset once (its time-limit counter restarts at that reset)."""
     base = env.unwrapped
+    if callable(getattr(base, "set_sim_state", None)):
+        return np.asarray(base.set_sim_state(state))
     nq = base.model.nq
     base.set_state(np.asarray(state[:nq]), np.asarray(state[nq:]))
+    return base._get_obs()
 
 
 def sim_state_dim(env: gym.Env) -> int:

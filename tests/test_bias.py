@@ -1,0 +1,186 @@
+"""The bias harness on a chain whose true Q is known in closed form, and on MuJoCo states."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.buffer import ReplayBuffer
+from envs import get_sim_state, make_env, set_sim_state
+from harness.bias import BiasMeter, States, horizon_for, start_states, states_from_buffer
+
+
+class Chain(gym.Env):
+    """Position x = 0..length; every step moves right with reward 1 and terminates at `length`.
+
+    Q(x, a) = sum_{t < length - x} gamma^t = (1 - gamma^(length - x)) / (1 - gamma) for any a.
+    The state is restorable through the get_sim_state / set_sim_state protocol.
+    """
+
+    observation_space = gym.spaces.Box(0.0, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, length: int, start: int = 0):
+        self.length, self.start, self.x = length, start, start
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = self.start
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        self.x += 1
+        return np.array([self.x], np.float32), 1.0, self.x >= self.length, False, {}
+
+    def get_sim_state(self):
+        return np.array([self.x], np.float64)
+
+    def set_sim_state(self, state):
+        self.x = int(state[0])
+        return np.array([self.x], np.float32)
+
+
+def true_q(x: np.ndarray, length: int, gamma: float) -> np.ndarray:
+    return (1.0 - gamma ** (length - x)) / (1.0 - gamma)
+
+
+class HandCritic:
+    """A policy and critic set by hand: Q = true value + offset (and variants)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, length: int, gamma: float, offset: float):
+        self.length, self.gamma, self.offset = length, gamma, offset
+
+    def act(self, obs, deterministic):
+        return np.zeros((len(obs), 1), np.float32)
+
+    def q_value(self, obs, actions):
+        x = obs[:, 0].double().numpy()
+        return torch.as_tensor(true_q(x, self.length, self.gamma) + self.offset)
+
+    def q_estimates(self, obs, actions):
+        q = self.q_value(obs, actions)
+        return {"same": q, "low": q - 3 * self.offset}
+
+
+def chain_meter(length: int, gamma: float, **kw) -> BiasMeter:
+    return BiasMeter(lambda limit: gym.wrappers.TimeLimit(Chain(length), limit), gamma, **kw)
+
+
+def chain_states(xs: list[int]) -> States:
+    return States(
+        obs=np.array([[x] for x in xs], np.float32),
+        sim_states=np.array([[x] for x in xs], np.float64),
+        reset_seeds=np.arange(len(xs)),
+    )
+
+
+def test_critic_at_truth_plus_c_has_bias_exactly_c():
+    length, gamma, c = 10, 0.9, 0.75
+    result = chain_meter(length, gamma).measure(
+        HandCritic(length, gamma, c), chain_states([0, 3, 7, 9])
+    )
+    g = true_q(np.array([0, 3, 7, 9]), length, gamma)
+    assert result["mc_return_mean"] == pytest.approx(g.mean(), abs=1e-12)
+    assert result["bias_mean"] == pytest.approx(c, abs=1e-12)
+    assert result["bias_std"] == pytest.approx(0.0, abs=1e-12)
+    assert result["bias_normalized_mean"] == pytest.approx(c / abs(g.mean()), abs=1e-12)
+    assert result["q_mean"] == pytest.approx(g.mean() + c, abs=1e-12)
+    assert result["estimates"]["low"]["bias_mean"] == pytest.approx(-2 * c, abs=1e-12)
+    assert result["restored_states"] and result["n_states"] == 4 and result["time_limit_cuts"] == 0
+
+
+def test_termination_ends_the_discounted_sum():
+    # From x = 8 of 10: rewards at two steps, then termination: 1 + 0.9.
+    result = chain_meter(10, 0.9).measure(HandCritic(10, 0.9, 0.0), chain_states([8]))
+    assert result["mc_return_mean"] == pytest.approx(1.9, abs=1e-12)
+
+
+def test_horizon_cuts_where_gamma_power_is_negligible():
+    assert horizon_for(0.5, 1e-3) == 10  # 0.5^10 = 0.00098 <= 1e-3 < 0.5^9
+    assert horizon_for(0.99, 1e-3) == 688
+    # A chain far longer than the horizon: exactly 10 rewards, sum 0.5^t for t < 10.
+    result = chain_meter(1000, 0.5).measure(HandCritic(1000, 0.5, 0.0), chain_states([0]))
+    assert result["mc_return_mean"] == pytest.approx((1 - 0.5**10) / 0.5, abs=1e-12)
+    assert result["time_limit_cuts"] == 0  # the env copies' time limit exceeds the horizon
+
+
+def test_time_limits_shorter_than_the_horizon_are_counted():
+    meter = BiasMeter(lambda limit: gym.wrappers.TimeLimit(Chain(1000), 3), 0.5)
+    result = meter.measure(HandCritic(1000, 0.5, 0.0), chain_states([0, 5]))
+    assert result["time_limit_cuts"] == 2
+    assert result["mc_return_mean"] == pytest.approx(1.75, abs=1e-12)
+
+
+def test_start_state_fallback_says_states_were_not_restored():
+    meter = BiasMeter(lambda limit: gym.wrappers.TimeLimit(Chain(5, start=1), limit), 0.9)
+    states = start_states(Chain(5, start=1), 3, seed=0)
+    assert states.sim_states is None
+    result = meter.measure(HandCritic(5, 0.9, 0.5), states)
+    assert not result["restored_states"]
+    assert result["mc_return_mean"] == pytest.approx(true_q(np.array(1), 5, 0.9), abs=1e-12)
+    assert result["bias_mean"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_several_rollouts_average_per_state():
+    result = chain_meter(10, 0.9, rollouts=3).measure(
+        HandCritic(10, 0.9, 0.2), chain_states([2, 6])
+    )
+    assert result["rollouts"] == 3 and result["n_states"] == 2
+    assert result["bias_mean"] == pytest.approx(0.2, abs=1e-12)
+
+
+def test_mujoco_restore_round_trip_from_buffer_states():
+    # Record Hopper transitions with their states, restore one in a fresh env, replay the
+    # recorded action: the next observation is the recorded one.
+    env = make_env("Hopper-v5")
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(30):
+        state = get_sim_state(env)
+        action = rng.uniform(-1, 1, 3).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, reward, next_obs, terminated, truncated, state))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    cols = list(zip(*rows))
+    buffer = ReplayBuffer.from_arrays(
+        *map(np.asarray, cols[:6]), extras={"sim_state": np.asarray(cols[6])}
+    )
+    states = states_from_buffer(buffer, 5, seed=1)
+    assert states.sim_states.shape == (5, 12)
+    for i in range(5):
+        fresh = make_env("Hopper-v5")
+        fresh.reset(seed=99)
+        restored = set_sim_state(fresh, states.sim_states[i])
+        np.testing.assert_allclose(restored, states.obs[i], rtol=1e-6, atol=1e-7)  # float32 copy
+        k = states.indices[i]
+        stepped, *_ = fresh.step(rows[k][1])
+        np.testing.assert_allclose(stepped, rows[k][3], atol=1e-12)
+
+
+def test_buffer_transitions_do_not_touch_the_sampling_rng():
+    buffer = ReplayBuffer.from_arrays(
+        np.arange(20, dtype=np.float32)[:, None], np.zeros((20, 1), np.float32), np.zeros(20),
+        np.zeros((20, 1), np.float32), np.zeros(20, bool), np.zeros(20, bool),
+    )  # fmt: skip
+    twin = ReplayBuffer.from_arrays(
+        np.arange(20, dtype=np.float32)[:, None], np.zeros((20, 1), np.float32), np.zeros(20),
+        np.zeros((20, 1), np.float32), np.zeros(20, bool), np.zeros(20, bool),
+    )  # fmt: skip
+    assert buffer.transitions([3, 7]).obs[:, 0].tolist() == [3.0, 7.0]
+    states_from_buffer(buffer, 5, seed=0)
+    assert torch.equal(buffer.sample(8).indices, twin.sample(8).indices)
+    with pytest.raises(IndexError):
+        buffer.transitions([20])
+
+
+def test_gamma_must_allow_a_finite_horizon():
+    with pytest.raises(ValueError, match="gamma"):
+        horizon_for(1.0)
+    assert math.isfinite(horizon_for(0.0))
