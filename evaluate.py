@@ -2,10 +2,16 @@
 
     python evaluate.py runs/hopper-s0 --episodes 10
     python evaluate.py runs/hopper-s0/checkpoints/latest.pt --env Hopper-v5 --seed 3 --json out.json
+    python evaluate.py runs/hopper-s0 --bias --json bias.json   # + overestimation bias
 
 Runs deterministic episodes (episode k starts from reset(seed + k)), prints a table and, with
 --json, writes {return_mean, return_std, returns, lengths, ...}. A run folder uses
 checkpoints/final.pt when training finished, else checkpoints/latest.pt.
+
+--bias also measures the critic's bias against Monte-Carlo returns (harness/bias.py) on
+--bias-states states drawn from the checkpoint's replay buffer and restored in the simulator;
+without a buffer or restorable states it uses fresh episode starts and says so
+(`restored_states: false`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from pathlib import Path
 import torch
 
 from agents import get_agent_module
+from agents.buffer import ReplayBuffer
 from agents.nets import resolve_device
 from core import config as cfglib
 from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import make_env
+from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
 
 
@@ -35,7 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default: 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write results as JSON")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument(
+        "--bias", action="store_true", help="also measure the overestimation bias (default: off)"
+    )
+    parser.add_argument(
+        "--bias-states", type=int, default=100, help="states for --bias (default: 100)"
+    )
+    parser.add_argument(
+        "--rollouts", type=int, default=1, help="Monte-Carlo rollouts per state (default: 1)"
+    )
     return parser
+
+
+def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -> States:
+    """States from the checkpoint's replay buffer when they can be restored, else starts."""
+    replay = source.parent / str(ckpt.get("replay_file", ""))
+    if env_id == ckpt["env"] and replay.is_file():
+        try:
+            return states_from_buffer(ReplayBuffer.load(replay), k, seed)
+        except ValueError:
+            pass  # no simulator states stored (non-MuJoCo env): fall back below
+    return start_states(env, k, seed)
 
 
 def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
@@ -69,20 +97,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.episodes < 1:
             raise UserError(f"--episodes must be >= 1, got {args.episodes}")
+        if args.bias_states < 1 or args.rollouts < 1:
+            raise UserError("--bias-states and --rollouts must be >= 1")
         agent, env, source, ckpt = load_agent(args.path, args.env, args.device)
+        env_id = args.env or ckpt["env"]
         result = evaluate_policy(agent, env, args.episodes, args.seed)
+        bias = None
+        if args.bias:
+            states = bias_states(source, ckpt, env_id, env, args.bias_states, args.seed)
+            meter = BiasMeter(
+                lambda limit: make_env(env_id, max_episode_steps=limit),
+                agent.cfg.gamma,
+                rollouts=args.rollouts,
+            )
+            bias = meter.measure(agent, states)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    env_id = args.env or ckpt["env"]
     print(f"{ckpt['agent']} on {env_id} from {source} (env step {ckpt['counters']['env_steps']})")
     print(f"{'episode':>7}  {'return':>10}  {'length':>6}")
     for k, (ret, length) in enumerate(zip(result["returns"], result["lengths"])):
         print(f"{k:>7}  {ret:>10.2f}  {length:>6}")
     print(f"{'mean':>7}  {result['return_mean']:>10.2f}  +- {result['return_std']:.2f}")
+    if bias is not None:
+        print_bias(bias)
     if args.json:
         out = {
             **result,
+            **(bias or {}),
             "agent": ckpt["agent"],
             "env": env_id,
             "checkpoint": str(source),
@@ -92,6 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         }
         write_json(Path(args.json), out)
     return 0
+
+
+def print_bias(bias: dict) -> None:
+    where = "restored replay states" if bias["restored_states"] else "fresh episode starts"
+    print(
+        f"bias on {bias['n_states']} {where}, {bias['rollouts']} rollout(s) each, "
+        f"horizon {bias['horizon']} (gamma {bias['gamma']}):"
+    )
+    print(f"{'estimate':>10}  {'mean Q':>9}  {'bias':>18}  {'normalized bias':>18}")
+    rows = {"q_value": bias, **bias.get("estimates", {})}
+    for name, row in rows.items():
+        raw = f"{row['bias_mean']:>+9.2f} +- {row['bias_std']:<6.2f}"
+        normalized = f"{row['bias_normalized_mean']:>+9.3f} +- {row['bias_normalized_std']:<6.3f}"
+        print(f"{name:>10}  {row['q_mean']:>9.2f}  {raw}  {normalized}")
+    print(f"{'MC return':>10}  {bias['mc_return_mean']:>9.2f}")
 
 
 if __name__ == "__main__":

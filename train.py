@@ -40,6 +40,7 @@ from core.runs import (
     write_yaml,
 )
 from envs import VecEnv, check_env_id, make_env, random_actions, sim_state_dim
+from harness.bias import BiasMeter, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
 
 EVAL_SEED_OFFSET = 100_000
@@ -173,6 +174,11 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.utd <= 0:
         raise UserError(f"utd must be > 0, got {run_cfg.utd}")
+    if run_cfg.bias_every < 0 or run_cfg.bias_states < 1:
+        raise UserError(
+            f"need bias_every >= 0 and bias_states >= 1, got {run_cfg.bias_every}, "
+            f"{run_cfg.bias_states}"
+        )
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -222,9 +228,14 @@ class Trainer:
             "episodes": 0,
             "update_credit": 0.0,
             "wall_time_s": 0.0,
+            "bias_time_s": 0.0,
             "resumes": 0,
         }
         self.evals: list[dict] = []
+        self.biases: list[dict] = []
+        self.bias_meter = BiasMeter(
+            lambda limit: make_env(run_cfg.env, max_episode_steps=limit), agent_cfg.gamma
+        )
         self.last_metrics: dict[str, torch.Tensor] = {}
 
     # ---- checkpoints ----------------------------------------------------------------------
@@ -254,6 +265,7 @@ class Trainer:
             "agent_state": self.agent.state_dict(),
             "counters": dict(self.counters),
             "evals": list(self.evals),
+            "biases": list(self.biases),
             "rng": rng,
             "replay_file": replay_file,
         }
@@ -279,6 +291,8 @@ class Trainer:
         self.counters = dict(ckpt["counters"])
         self.counters["resumes"] += 1
         self.evals = list(ckpt["evals"])
+        self.biases = list(ckpt.get("biases", []))
+        self.counters.setdefault("bias_time_s", 0.0)
         rng = ckpt["rng"]
         random.setstate(rng["python"])
         kind, keys, *rest = rng["numpy"]
@@ -305,7 +319,9 @@ class Trainer:
             "episodes": self.counters["episodes"],
             "wall_time_s": round(self.counters["wall_time_s"], 2),
             "resumes": self.counters["resumes"],
+            "bias_time_s": round(self.counters.get("bias_time_s", 0.0), 2),
             "evals": self.evals,
+            "bias": self.biases,
         }
 
     def evaluate(self, writer) -> dict:
@@ -326,6 +342,30 @@ class Trainer:
         writer.add_scalar("eval/return_std", result["return_std"], step)
         writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)
         write_json(self.run_dir / "summary.json", self.summary())
+        return entry
+
+    def measure_bias(self, writer) -> dict:
+        """Critic estimate vs Monte-Carlo truth on replay states (harness/bias.py)."""
+        start = time.perf_counter()
+        step, k = self.counters["env_steps"], self.run_cfg.bias_states
+        seed = self.run_cfg.seed + EVAL_SEED_OFFSET + step
+        if self.store_sim_state:
+            states = states_from_buffer(self.buffer, k, seed)
+        else:  # e.g. Pendulum: no restorable state, so fresh episode starts
+            states = start_states(self.eval_env, k, seed)
+        result = self.bias_meter.measure(self.agent, states)
+        elapsed = time.perf_counter() - start
+        self.counters["bias_time_s"] += elapsed
+        entry = {"env_steps": step, "seconds": round(elapsed, 3), **result}
+        self.biases.append(entry)
+        for key, value in result.items():
+            if key == "estimates":
+                for name, stats in value.items():
+                    for stat, number in stats.items():
+                        writer.add_scalar(f"bias/{name}/{stat}", number, step)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                writer.add_scalar(f"bias/{key}", value, step)
+        writer.add_scalar("bias/seconds", elapsed, step)
         return entry
 
     # ---- one iteration's pieces -----------------------------------------------------------
@@ -401,6 +441,7 @@ class Trainer:
 
         next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
         next_log = after(run_cfg.log_every)
+        next_bias = after(run_cfg.bias_every) if run_cfg.bias_every else None
         start_time, wall_before = time.perf_counter(), c["wall_time_s"]
         last_log = (start_time, c["env_steps"], c["gradient_updates"])
 
@@ -435,6 +476,17 @@ class Trainer:
                             f"step {c['env_steps']}: eval return {entry['return_mean']:.1f} "
                             f"+- {entry['return_std']:.1f}, updates {c['gradient_updates']}, "
                             f"{c['wall_time_s']:.0f}s",
+                            flush=True,
+                        )
+                if next_bias is not None and c["env_steps"] >= next_bias:
+                    next_bias += run_cfg.bias_every
+                    entry = self.measure_bias(writer)
+                    if bar.disable:
+                        print(
+                            f"step {c['env_steps']}: bias {entry['bias_mean']:+.2f} "
+                            f"(normalized {entry['bias_normalized_mean']:+.3f}), "
+                            f"Q {entry['q_mean']:.2f} vs MC {entry['mc_return_mean']:.2f}, "
+                            f"{entry['seconds']:.1f}s",
                             flush=True,
                         )
                 if c["env_steps"] >= next_ckpt:

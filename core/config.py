@@ -53,6 +53,10 @@ class RunConfig:
     """Environment steps between checkpoints (with the replay buffer)."""
     log_every: int = 1_000
     """Environment steps between TensorBoard writes of losses and speeds."""
+    bias_every: int = 0
+    """Environment steps between overestimation-bias measurements (0 = never)."""
+    bias_states: int = 100
+    """Replay states per bias measurement, each rolled out to the discount horizon."""
     device: str = "auto"
     """cpu, cuda or auto (cuda when available)."""
     threads: int = 1

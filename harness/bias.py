@@ -60,10 +60,11 @@ def states_from_buffer(buffer, k: int, seed: int) -> States:
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(buffer), size=min(k, len(buffer)), replace=False))
     batch = buffer.transitions(idx)
-    sim = batch.extras.get("sim_state")
+    if "sim_state" not in batch.extras:
+        raise ValueError("the buffer stores no simulator states to restore")
     return States(
         obs=batch.obs.numpy(),
-        sim_states=None if sim is None else sim.numpy(),
+        sim_states=batch.extras["sim_state"].numpy(),
         reset_seeds=seed + np.arange(len(idx)),
         indices=idx,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import torch
@@ -86,3 +87,48 @@ def test_warm_up_random_steps_and_learning_starts(tmp_path):
     # begin once learning_starts transitions exist.
     tqc = ("--set", "random_steps=0", "--set", "n_critics=2", "--set", "n_quantiles=5")
     assert policy_actions_taken(tmp_path, "tqc", *tqc) == (150, 51)
+
+
+def test_bias_measurement_during_training_leaves_training_unchanged(tmp_path):
+    base = ["--env", "Hopper-v5", "--total-steps", "200", "--eval-every", "200"]
+    runs = {"plain": [], "bias": ["--bias-every", "100", "--bias-states", "4"]}
+    for name, extra in runs.items():
+        assert train.main(tiny(tmp_path / name, *base, *extra)) == 0
+    plain, bias = (json.loads((tmp_path / n / "summary.json").read_text()) for n in runs)
+    assert [b["env_steps"] for b in bias["bias"]] == [100, 200] and plain["bias"] == []
+    for entry in bias["bias"]:
+        assert entry["restored_states"] and entry["n_states"] == 4 and entry["horizon"] == 688
+        assert math.isclose(
+            entry["bias_mean"], entry["q_mean"] - entry["mc_return_mean"], abs_tol=1e-6
+        )
+        assert set(entry["estimates"]) == {"q1", "min"}  # TD3's variants
+    assert plain["evals"] == bias["evals"]  # same learning: the harness draws no training RNG
+    assert 0 < bias["bias_time_s"] < bias["wall_time_s"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "bias"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"bias/bias_mean", "bias/bias_normalized_mean", "bias/min/bias_mean"} <= tags
+
+
+def test_evaluate_bias_json_from_replay_states_and_start_state_fallback(tmp_path):
+    import evaluate
+
+    keys = {
+        "bias_mean", "bias_std", "bias_normalized_mean", "bias_normalized_std", "q_mean",
+        "mc_return_mean", "n_states", "restored_states",
+    }  # fmt: skip
+    for env, restored in (("Hopper-v5", True), ("Pendulum-v1", False)):
+        run, out = tmp_path / env, tmp_path / f"{env}.json"
+        assert (
+            train.main(tiny(run, "--env", env, "--total-steps", "150", "--eval-every", "150")) == 0
+        )
+        argv = [str(run), "--episodes", "1", "--bias", "--bias-states", "3", "--json", str(out)]
+        assert evaluate.main(argv) == 0
+        result = json.loads(out.read_text())
+        assert keys <= set(result) and result["n_states"] == 3
+        assert result["restored_states"] is restored
+        assert math.isclose(
+            result["bias_mean"], result["q_mean"] - result["mc_return_mean"], abs_tol=1e-6
+        )
