@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 bench-speed: $(STAMP)
-	$(BIN)/python bench/speed_td3.py
+	for algo in td3 sac tqc; do $(BIN)/python bench/speed.py --algo $$algo --mode update; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

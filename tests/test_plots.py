@@ -1,0 +1,60 @@
+"""harness/plots.py: grouping by configuration, seed statistics, files written."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from harness import plots
+
+
+def fake_run(root, name, seed, n_critics, biases, returns):
+    run = root / name
+    run.mkdir()
+    config = {"agent": "td3", "env": "Hopper-v5", "seed": seed, "total_steps": 20000,
+              "agent_config": {"n_critics": n_critics, "gamma": 0.99}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    steps = [10000, 20000]
+    summary = {
+        "bias": [
+            {
+                "env_steps": s,
+                "bias_normalized_mean": b,
+                "bias_mean": 10 * b,
+                "q_mean": 100 + 10 * b,
+                "mc_return_mean": 100.0,
+            }  # fmt: skip
+            for s, b in zip(steps, biases)
+        ],
+        "evals": [{"env_steps": s, "return_mean": r} for s, r in zip(steps, returns)],
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    return str(run)
+
+
+def test_groups_seeds_labels_by_differing_setting_and_writes_files(tmp_path):
+    runs = [
+        fake_run(tmp_path, "twin0", 0, 2, [0.1, 0.05], [500, 900]),
+        fake_run(tmp_path, "twin1", 1, 2, [0.2, 0.15], [400, 1100]),
+        fake_run(tmp_path, "single0", 0, 1, [0.3, 0.4], [300, 700]),
+    ]
+    groups = plots.group_runs([plots.load_run(tmp_path / n) for n in ("twin0", "twin1", "single0")])
+    assert {k: len(v) for k, v in groups.items()} == {"td3 n_critics=2": 2, "td3 n_critics=1": 1}
+    out, table = tmp_path / "fig" / "bias.png", tmp_path / "bias.md"
+    argv = [*runs, "--out", str(out), "--table", str(table), "--tb-dir", str(tmp_path / "tb")]
+    assert plots.main(argv) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((tmp_path / "tb").iterdir())
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.read_text().splitlines()[2:]}
+    # twin, last point: normalized 0.05 and 0.15 -> mean 0.100, std 0.050; returns 900, 1100.
+    assert (
+        "+0.100 +- 0.050" in rows["td3 n_critics=2"]
+        and "1000.0 +- 100.0" in rows["td3 n_critics=2"]
+    )
+    assert "+0.400 +- 0.000" in rows["td3 n_critics=1"]
+
+
+def test_unreadable_run_is_a_one_line_error(tmp_path, capsys):
+    assert plots.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
