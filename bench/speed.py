@@ -278,9 +278,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random steps before updates")
     parser.add_argument("--updates", type=int, default=1000, help="updates per update round")
     parser.add_argument("--transitions", type=int, default=20_000)
-    parser.add_argument(
-        "--bf16", action="store_true", help="also time ours with --precision bf16"
-    )
+    parser.add_argument("--bf16", action="store_true", help="also time ours with --precision bf16")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
