@@ -120,11 +120,15 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     if args.arch is not None:
         agent_overrides["arch"] = args.arch
     flags = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), {**preset, **flags}, "run config")
-    module = agent_module(run_cfg.agent)
+
+    def run_config(base: dict) -> cfglib.RunConfig:  # base < preset < flags, each checked
+        run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), base, "run config")
+        run_cfg = cfglib.apply_overrides(run_cfg, preset, "run config")
+        return cfglib.apply_overrides(run_cfg, flags, "run config")
+
+    module = agent_module(run_config({}).agent)
     arch_run, arch_agent = arch_defaults(module, agent_overrides)
-    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), arch_run, "run config")
-    run_cfg = cfglib.apply_overrides(run_cfg, {**preset, **flags}, "run config")
+    run_cfg = run_config(arch_run)
     what = f"{run_cfg.agent} config"
     agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)

@@ -165,19 +165,23 @@ def test_mujoco_restore_round_trip_from_buffer_states():
 
 
 def test_buffer_transitions_do_not_touch_the_sampling_rng():
-    buffer = ReplayBuffer.from_arrays(
-        np.arange(20, dtype=np.float32)[:, None], np.zeros((20, 1), np.float32), np.zeros(20),
-        np.zeros((20, 1), np.float32), np.zeros(20, bool), np.zeros(20, bool),
-    )  # fmt: skip
-    twin = ReplayBuffer.from_arrays(
-        np.arange(20, dtype=np.float32)[:, None], np.zeros((20, 1), np.float32), np.zeros(20),
-        np.zeros((20, 1), np.float32), np.zeros(20, bool), np.zeros(20, bool),
-    )  # fmt: skip
+    def make(with_states: bool) -> ReplayBuffer:
+        n = 20
+        extras = {"sim_state": np.arange(n, dtype=np.float64)[:, None]} if with_states else None
+        return ReplayBuffer.from_arrays(
+            np.arange(n, dtype=np.float32)[:, None], np.zeros((n, 1), np.float32), np.zeros(n),
+            np.zeros((n, 1), np.float32), np.zeros(n, bool), np.zeros(n, bool), extras=extras,
+        )  # fmt: skip
+
+    buffer, twin = make(True), make(True)
     assert buffer.transitions([3, 7]).obs[:, 0].tolist() == [3.0, 7.0]
-    states_from_buffer(buffer, 5, seed=0)
+    states = states_from_buffer(buffer, 5, seed=0)
+    np.testing.assert_array_equal(states.sim_states[:, 0], states.obs[:, 0])  # same rows
     assert torch.equal(buffer.sample(8).indices, twin.sample(8).indices)
     with pytest.raises(IndexError):
         buffer.transitions([20])
+    with pytest.raises(ValueError, match="no simulator states"):
+        states_from_buffer(make(False), 5, seed=0)
 
 
 def test_gamma_must_allow_a_finite_horizon():
