@@ -88,6 +88,8 @@ SPECS = {
     "tqc": {
         # sb3-contrib's default size: 2 critics x 25 quantiles, 256-256, drop 2 per critic.
         "ours": ["--agent", "tqc", "--set", "n_critics=2", "--set", "critic_hidden=[256,256]"],
+        # Both loops take uniform-random actions during the warm-up, as SB3 does.
+        "warmup_keys": ["learning_starts", "random_steps"],
         "peer": (
             "TQC",
             lambda env: {
@@ -102,39 +104,20 @@ SPECS = {
 def our_args(algo: str, env_id: str, run_dir: str, steps: int, warmup: int, precision: str):
     import train
 
-    return train.build_parser().parse_args(
-        [
-            *SPECS[algo]["ours"],
-            "--env",
-            env_id,
-            "--total-steps",
-            str(steps),
-            "--eval-every",
-            str(10**9),
-            "--eval-episodes",
-            "1",
-            "--checkpoint-every",
-            str(10**9),
-            "--progress",
-            "off",
-            "--run-dir",
-            run_dir,
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--utd",
-            "1",
-            "--precision",
-            precision,
-            "--set",
-            f"learning_starts={warmup}",
-            "--set",
-            "buffer_size=100000",
-            "--set",
-            f"batch_size={BATCH}",
-        ]  # fmt: skip
-    )
+    loop = {
+        "env": env_id, "total-steps": steps, "eval-every": 10**9, "eval-episodes": 1,
+        "checkpoint-every": 10**9, "progress": "off", "run-dir": run_dir, "device": "cpu",
+        "threads": 1, "utd": 1, "precision": precision,
+    }  # fmt: skip
+    sets = {"buffer_size": 100_000, "batch_size": BATCH}
+    for key in SPECS[algo].get("warmup_keys", ["learning_starts"]):
+        sets[key] = warmup
+    argv = list(SPECS[algo]["ours"])
+    for flag, value in loop.items():
+        argv += [f"--{flag}", str(value)]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    return train.build_parser().parse_args(argv)
 
 
 def peer_model(algo: str, env, buffer_size: int, warmup: int, loop: bool):
