@@ -5,7 +5,7 @@
 
 Runs that differ only in their seed form one configuration: its line is the mean over seeds
 and the shaded band spans the seeds' minimum to maximum. A configuration is labelled by its
-agent and by the settings that differ between configurations (e.g. `td3 n_critics=1`).
+agent and by the settings that differ between its configurations (e.g. `td3 n_critics=1`).
 Each run folder needs the `summary.json` and `config.yaml` train.py writes; bias points come
 from `--bias-every`. The figure is also logged to TensorBoard (`--tb-dir`).
 """
@@ -62,15 +62,15 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     ]
     configs = {key: json.loads(key) for key in keys}
 
-    def varies(key: str) -> bool:
-        return len({json.dumps(c.get(key)) for c in configs.values()}) > 1
+    def varies(key: str, agent: str) -> bool:  # among the configurations of one agent
+        values = {json.dumps(c.get(key)) for c in configs.values() if c["agent"] == agent}
+        return len(values) > 1
 
-    differing = sorted({k for cfg in configs.values() for k in cfg if varies(k)})
     groups: dict[str, list[dict]] = defaultdict(list)
     for key, run in zip(keys, runs):
         cfg = configs[key]
-        parts = [cfg["agent"]] + [f"{k}={cfg.get(k)}" for k in differing if k != "agent"]
-        groups[" ".join(parts)].append(run)
+        shown = [k for k in sorted(cfg) if k != "agent" and varies(k, cfg["agent"])]
+        groups[" ".join([cfg["agent"], *(f"{k}={cfg[k]}" for k in shown)])].append(run)
     return dict(groups)
 
 

@@ -9,11 +9,11 @@ import yaml
 from harness import plots
 
 
-def fake_run(root, name, seed, n_critics, biases, returns):
+def fake_run(root, name, seed, n_critics, biases, returns, agent="td3", **agent_config):
     run = root / name
     run.mkdir()
-    config = {"agent": "td3", "env": "Hopper-v5", "seed": seed, "total_steps": 20000,
-              "agent_config": {"n_critics": n_critics, "gamma": 0.99}}  # fmt: skip
+    config = {"agent": agent, "env": "Hopper-v5", "seed": seed, "total_steps": 20000,
+              "agent_config": {"n_critics": n_critics, "gamma": 0.99, **agent_config}}  # fmt: skip
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     steps = [10000, 20000]
     summary = {
@@ -58,3 +58,15 @@ def test_groups_seeds_labels_by_differing_setting_and_writes_files(tmp_path):
 def test_unreadable_run_is_a_one_line_error(tmp_path, capsys):
     assert plots.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_labels_name_only_what_varies_within_each_agent(tmp_path):
+    names = ["td3a", "td3b", "tqc0", "tqc5"]
+    fake_run(tmp_path, "td3a", 0, 2, [0.1, 0.1], [1, 1], policy_noise=0.2)
+    fake_run(tmp_path, "td3b", 0, 1, [0.1, 0.1], [1, 1], policy_noise=0.2)
+    fake_run(tmp_path, "tqc0", 0, 2, [0.1, 0.1], [1, 1], agent="tqc", drop_per_net=0)
+    fake_run(tmp_path, "tqc5", 0, 2, [0.1, 0.1], [1, 1], agent="tqc", drop_per_net=5)
+    groups = plots.group_runs([plots.load_run(tmp_path / n) for n in names])
+    assert set(groups) == {
+        "td3 n_critics=2", "td3 n_critics=1", "tqc drop_per_net=0", "tqc drop_per_net=5"
+    }  # fmt: skip
