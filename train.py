@@ -243,12 +243,8 @@ class Trainer:
         self.last_metrics: dict[str, torch.Tensor] = {}
 
     # ---- checkpoints ----------------------------------------------------------------------
-    def save(self, name: str = "latest.pt") -> None:
-        ckpt_dir = self.run_dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
-        steps = self.counters["env_steps"]
-        replay_file = f"replay-{steps}.pt"
-        self.buffer.save(ckpt_dir / replay_file)
+    def checkpoint(self, replay_file: str | None) -> dict:
+        """Everything needed to resume (with the replay file) or to act (without)."""
         np_state = np.random.get_state()
         rng = {
             "python": random.getstate(),
@@ -271,8 +267,17 @@ class Trainer:
             "evals": list(self.evals),
             "biases": list(self.biases),
             "rng": rng,
-            "replay_file": replay_file,
         }
+        if replay_file is not None:
+            ckpt["replay_file"] = replay_file
+        return ckpt
+
+    def save(self, name: str = "latest.pt") -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        replay_file = f"replay-{self.counters['env_steps']}.pt"
+        self.buffer.save(ckpt_dir / replay_file)
+        ckpt = self.checkpoint(replay_file)
         atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
         if name != "latest.pt":
             atomic_torch_save(ckpt, ckpt_dir / name)
@@ -342,6 +347,12 @@ class Trainer:
             "return_std": result["return_std"],
         }
         self.evals.append(entry)
+        if entry["return_mean"] >= max(e["return_mean"] for e in self.evals):
+            # The best policy so far, to act with (evaluate.py RUN/checkpoints/best.pt); no
+            # replay buffer, so it cannot be resumed from.
+            ckpt_dir = self.run_dir / "checkpoints"
+            ckpt_dir.mkdir(exist_ok=True)
+            atomic_torch_save(self.checkpoint(None), ckpt_dir / "best.pt")
         writer.add_scalar("eval/return_mean", result["return_mean"], step)
         writer.add_scalar("eval/return_std", result["return_std"], step)
         writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)

@@ -132,3 +132,20 @@ def test_evaluate_bias_json_from_replay_states_and_start_state_fallback(tmp_path
         assert math.isclose(
             result["bias_mean"], result["q_mean"] - result["mc_return_mean"], abs_tol=1e-6
         )
+
+
+def test_best_checkpoint_holds_the_best_evaluated_policy(tmp_path):
+    import evaluate
+
+    run = tmp_path / "best"
+    args = ["--env", "Pendulum-v1", "--total-steps", "300", "--eval-every", "100"]
+    assert train.main(tiny(run, *args)) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["counters"]["env_steps"] == summary["best_eval_env_steps"]
+    assert "replay_file" not in best  # a policy to act with, not a run to resume
+    # Re-evaluating it on the same seeds gives the recorded best return exactly.
+    out = tmp_path / "best.json"
+    argv = [str(run / "checkpoints" / "best.pt"), "--episodes", "1", "--seed", "100000"]
+    assert evaluate.main([*argv, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["return_mean"] == summary["best_eval_return_mean"]
