@@ -1,0 +1,102 @@
+"""The dataset command.
+
+python -m envs.datasets list                       # known names, present locally or not
+python -m envs.datasets make hopper-random-v5      # generate (deterministic per seed)
+python -m envs.datasets make hopper-random-v5 --size 10000 --seed 1
+python -m envs.datasets info hopper-random-v5      # or a path to any D4RL-layout file
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserError
+from envs.datasets import generate
+from envs.datasets.d4rl import read_d4rl
+from envs.datasets.scores import d4rl_normalized_score, normalized_score
+
+
+def cmd_list(args) -> None:
+    root = Path(args.root) if args.root else generate.datasets_dir()
+    print(f"ogzoo datasets in {root}:")
+    for name in generate.all_names():
+        path = generate.path_of(name, root)
+        kind = generate.parse_name(name)[1]
+        if path.is_file():
+            status = "present"
+        elif kind in generate.GENERATED:
+            status = "can be made"
+        else:
+            status = "needs its behaviour policy"
+        print(f"  {name:34s} {status}")
+
+
+def cmd_make(args) -> None:
+    root = Path(args.root) if args.root else None
+    path = generate.make(args.name, size=args.size, seed=args.seed, root=root)
+    print(f"wrote {path}")
+
+
+def cmd_info(args) -> None:
+    root = Path(args.root) if args.root else None
+    target = Path(args.name)
+    if not target.is_file():
+        generate.parse_name(args.name)  # a clear error for unknown names
+        target = generate.path_of(args.name, root)
+        if not target.is_file():
+            raise UserError(f"{args.name} is not present ({target}); make it with: "
+                            f"python -m envs.datasets make {args.name}")  # fmt: skip
+    data = read_d4rl(target)
+    returns = data.episode_returns()
+    meta = data.metadata
+    print(f"{target}")
+    ends = f"terminals {int(data.terminals.sum()):,}, timeouts {int(data.timeouts.sum()):,}"
+    print(f"  transitions {len(data):,}, episodes {len(returns):,}, {ends}")
+    print(f"  observations {data.observations.shape[1:]}, actions {data.actions.shape[1:]}, "
+          f"simulator states {'yes' if data.qpos is not None else 'no'}")  # fmt: skip
+    print(f"  episode return mean {returns.mean():.1f}, min {returns.min():.1f}, "
+          f"max {returns.max():.1f}")  # fmt: skip
+    env_id = meta.get("env_id")
+    if "ref_min_score" in meta and "ref_max_score" in meta:
+        score = normalized_score(returns, meta["ref_min_score"], meta["ref_max_score"])
+        print(f"  normalized score {np.mean(score):.1f} (references measured on {env_id})")
+    else:
+        print("  normalized score n/a (no expert reference in the metadata yet)")
+    if env_id:
+        try:
+            print(f"  D4RL-constant score {np.mean(d4rl_normalized_score(returns, env_id)):.1f} "
+                  "(D4RL's mujoco-py references, for published tables only)")  # fmt: skip
+        except UserError:
+            pass
+    for key in sorted(meta):
+        print(f"  metadata/{key}: {meta[key]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m envs.datasets", description=__doc__)
+    parser.add_argument("--root", default=None, help="dataset folder (default: $OGZOO_DATASETS "
+                        "or ~/.ogzoo/datasets)")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="known dataset names and whether each is present")
+    make = sub.add_parser("make", help="generate a dataset")
+    make.add_argument("name")
+    make.add_argument("--size", type=int, default=generate.DEFAULT_SIZE,
+                      help=f"transitions (default: {generate.DEFAULT_SIZE:,})")  # fmt: skip
+    make.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    info = sub.add_parser("info", help="sizes, returns and scores of a dataset")
+    info.add_argument("name", help="dataset name or path to a D4RL-layout HDF5 file")
+    args = parser.parse_args(argv)
+    try:
+        {"list": cmd_list, "make": cmd_make, "info": cmd_info}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
