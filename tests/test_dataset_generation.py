@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+import train
 from core.errors import UserError
 from envs import make_env, set_sim_state
 from envs.datasets import generate, read_d4rl
 from envs.datasets.__main__ import main as dataset_cli
+from envs.datasets.policies import export_policy, load_policy
 
 
 def test_names_parse_and_unknown_names_are_user_errors():
@@ -54,5 +57,56 @@ def test_cli_reports_missing_and_policy_kinds_in_one_line(tmp_path, capsys):
     assert "make it with" in capsys.readouterr().err
     assert dataset_cli([*root, "make", "walker2d-expert-v5"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "behaviour policy" in err
+    assert err.count("\n") == 1 and "no expert policy for walker2d" in err
     assert not any(tmp_path.iterdir())  # nothing written by failed commands
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A tiny TQC run on Hopper exported as both the medium and the expert policy."""
+    root = tmp_path_factory.mktemp("policies")
+    run = root / "run"
+    argv = [
+        "--agent", "tqc", "--env", "Hopper-v5", "--total-steps", "120", "--eval-every", "120",
+        "--eval-episodes", "1", "--progress", "off", "--run-dir", str(run),
+        "--set", "learning_starts=64", "--set", "batch_size=32", "--set", "n_critics=2",
+        "--set", "n_quantiles=5", "--set", "critic_hidden=[16]", "--set", "actor_hidden=[16]",
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    for level in ("medium", "expert"):
+        export_policy(run / "checkpoints" / "best.pt", f"hopper-{level}", root, episodes=3)
+    return root
+
+
+def test_exported_policy_acts_like_the_checkpoint_and_records_its_return(shipped):
+    agent, info = load_policy("hopper", "expert", shipped)
+    ckpt = torch.load(info["metadata"]["source_checkpoint"], weights_only=True)
+    for key, value in ckpt["agent_state"]["actor"].items():
+        assert torch.equal(agent.actor.state_dict()[key], value)
+    assert info["metadata"]["return_episodes"] == 3 and info["agent"] == "tqc"
+    with pytest.raises(UserError, match="level"):
+        export_policy(shipped / "run", "hopper-good", shipped)
+
+
+def test_policy_kinds_mix_and_concatenate_as_specified(shipped, tmp_path):
+    def make(name, size):
+        return read_d4rl(generate.make(name, size=size, seed=0, root=tmp_path, policies=shipped))
+
+    expert = make("hopper-expert-v5", 150)
+    assert (
+        len(expert) == 150
+        and expert.metadata["ref_max_score"] > expert.metadata["ref_min_score"] - 1e9
+    )
+    both = make("hopper-medium-expert-v5", 100)
+    assert len(both) == 200  # size medium + size expert, as D4RL's medium-expert doubles
+    mix = make("hopper-random-expert-10-v5", 500)
+    n_expert = int(mix.metadata["expert_transitions"])
+    assert 50 <= n_expert < 50 + 1000  # whole expert episodes until 10% of 500 is reached
+    ends = np.flatnonzero(mix.terminals | mix.timeouts)
+    assert n_expert - 1 in ends  # the expert part ends with a whole episode
+    assert len(mix) == max(500, n_expert + 1)
+    again = generate.make("hopper-random-expert-10-v5", size=500, seed=0, root=tmp_path / "again",
+                          policies=shipped)  # fmt: skip
+    assert (
+        again.read_bytes() == generate.path_of("hopper-random-expert-10-v5", tmp_path).read_bytes()
+    )

@@ -17,7 +17,13 @@ import numpy as np
 from core.errors import UserError
 from envs.datasets import generate
 from envs.datasets.d4rl import read_d4rl
+from envs.datasets.policies import LEVELS, export_policy, policy_path
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
+
+
+def policy_present(name: str) -> bool:
+    task = name.split("-")[0]
+    return all(policy_path(task, level).is_file() for level in LEVELS)
 
 
 def cmd_list(args) -> None:
@@ -28,16 +34,23 @@ def cmd_list(args) -> None:
         kind = generate.parse_name(name)[1]
         if path.is_file():
             status = "present"
-        elif kind in generate.GENERATED:
+        elif kind in generate.NOT_YET:
+            status = "not available yet"
+        elif kind in generate.POLICY_FREE or policy_present(name):
             status = "can be made"
         else:
-            status = "needs its behaviour policy"
+            status = "needs its behaviour policies (envs/datasets/policies/)"
         print(f"  {name:34s} {status}")
 
 
 def cmd_make(args) -> None:
     root = Path(args.root) if args.root else None
     path = generate.make(args.name, size=args.size, seed=args.seed, root=root)
+    print(f"wrote {path}")
+
+
+def cmd_export(args) -> None:
+    path = export_policy(args.checkpoint, args.name, episodes=args.episodes)
     print(f"wrote {path}")
 
 
@@ -87,11 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--size", type=int, default=generate.DEFAULT_SIZE,
                       help=f"transitions (default: {generate.DEFAULT_SIZE:,})")  # fmt: skip
     make.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    export = sub.add_parser("export-policy", help="ship a run's actor as a behaviour policy")
+    export.add_argument("checkpoint", help="run folder or checkpoint (e.g. checkpoints/best.pt)")
+    export.add_argument("name", help="<task>-<level>, level medium or expert")
+    export.add_argument("--episodes", type=int, default=100, help="episodes for its return")
     info = sub.add_parser("info", help="sizes, returns and scores of a dataset")
     info.add_argument("name", help="dataset name or path to a D4RL-layout HDF5 file")
     args = parser.parse_args(argv)
     try:
-        {"list": cmd_list, "make": cmd_make, "info": cmd_info}[args.command](args)
+        commands = {"list": cmd_list, "make": cmd_make, "info": cmd_info,
+                    "export-policy": cmd_export}  # fmt: skip
+        commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
