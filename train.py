@@ -471,6 +471,7 @@ class Trainer:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
             signal.signal(sig, lambda signum, frame: stop.append(signum))
+        reached = False
         try:
             while c["env_steps"] < run_cfg.total_steps:
                 if stop:
@@ -486,6 +487,7 @@ class Trainer:
                     c["wall_time_s"] = wall_time()
                     entry = self.evaluate(writer)
                     bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
+                    reached = entry["return_mean"] >= run_cfg.stop_at_return
                     if bar.disable:  # no bar: one line per evaluation instead
                         print(
                             f"step {c['env_steps']}: eval return {entry['return_mean']:.1f} "
@@ -508,6 +510,10 @@ class Trainer:
                     next_ckpt += run_cfg.checkpoint_every
                     c["wall_time_s"] = wall_time()
                     self.save()
+                if reached:
+                    print(f"step {c['env_steps']}: eval return reached stop_at_return "
+                          f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
+                    break
             finished_cleanly = True
         except KeyboardInterrupt:
             pass

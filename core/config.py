@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -57,6 +58,9 @@ class RunConfig:
     """Environment steps between overestimation-bias measurements (0 = never)."""
     bias_states: int = 100
     """Replay states per bias measurement, each rolled out to the discount horizon."""
+    stop_at_return: float = math.inf
+    """End training at the first evaluation with mean return >= this (inf = never); how
+    ogzoo makes 'medium' behaviour policies, reproducibly."""
     device: str = "auto"
     """cpu, cuda or auto (cuda when available)."""
     threads: int = 1

@@ -149,3 +149,17 @@ def test_best_checkpoint_holds_the_best_evaluated_policy(tmp_path):
     argv = [str(run / "checkpoints" / "best.pt"), "--episodes", "1", "--seed", "100000"]
     assert evaluate.main([*argv, "--json", str(out)]) == 0
     assert json.loads(out.read_text())["return_mean"] == summary["best_eval_return_mean"]
+
+
+def test_stop_at_return_ends_at_the_first_good_enough_evaluation(tmp_path):
+    run = tmp_path / "stop"
+    args = ["--env", "Pendulum-v1", "--total-steps", "400", "--eval-every", "100"]
+    assert train.main(tiny(run, *args, "--stop-at-return=-1e9")) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 100 and len(summary["evals"]) == 1
+    final = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+    assert final["counters"]["env_steps"] == 100
+    # The default never stops, and survives the YAML round trip of config.yaml as infinity.
+    assert train.main(tiny(tmp_path / "full", *args)) == 0
+    assert json.loads((tmp_path / "full" / "summary.json").read_text())["env_steps"] == 400
+    assert "stop_at_return: .inf" in (tmp_path / "full" / "config.yaml").read_text()
