@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import train
+from agents.buffer import ReplayBuffer
 from core.errors import UserError
 from envs import make_env, set_sim_state
 from envs.datasets import generate, read_d4rl
@@ -110,3 +111,17 @@ def test_policy_kinds_mix_and_concatenate_as_specified(shipped, tmp_path):
     assert (
         again.read_bytes() == generate.path_of("hopper-random-expert-10-v5", tmp_path).read_bytes()
     )
+
+
+def test_medium_replay_is_the_medium_runs_own_replay_buffer(shipped, tmp_path):
+    data = read_d4rl(generate.make("hopper-medium-replay-v5", seed=0, root=tmp_path,
+                                   policies=shipped))  # fmt: skip
+    original = ReplayBuffer.load(next((shipped / "run" / "checkpoints").glob("replay-*.pt")))
+    assert len(data) == len(original) == 120
+    batch = original.transitions(np.arange(120))
+    np.testing.assert_array_equal(data.observations, batch.obs.numpy())
+    np.testing.assert_array_equal(data.actions, batch.actions.numpy())
+    np.testing.assert_array_equal(data.terminals, batch.terminated.numpy().astype(bool))
+    sim = batch.extras["sim_state"].numpy()
+    np.testing.assert_array_equal(np.concatenate([data.qpos, data.qvel], 1), sim)
+    assert data.timeouts[-1] or data.terminals[-1]  # the run's last episode is cut there
