@@ -193,11 +193,15 @@ class ReplayBuffer:
         *,
         extras: dict[str, ArrayLike] | None = None,
         seed: int = 0,
+        copy: bool = True,
     ) -> ReplayBuffer:
         """A full num_envs=1 buffer holding a whole dataset (leading dim = transitions).
 
         Dtypes follow the data: uint8 obs stay uint8 (other obs become float32), integer
-        actions become int64 (others float32), extras keep their own dtype.
+        actions become int64 (others float32), extras keep their own dtype. With
+        `copy=False`, every array that already has its storage dtype and is contiguous
+        becomes the storage itself (no second copy of a 1M-transition dataset in memory);
+        the caller must then not modify those arrays.
         """
         values = (obs, actions, rewards, next_obs, terminated, truncated)
         arrays = {name: torch.as_tensor(v) for name, v in zip(_FIELDS, values, strict=True)}
@@ -209,7 +213,7 @@ class ReplayBuffer:
         obs_dtype = torch.uint8 if arrays["obs"].dtype == torch.uint8 else torch.float32
         is_float_action = arrays["actions"].is_floating_point()
         buffer = cls(
-            size,
+            1 if not copy else size,  # without copying, storage is swapped in below
             tuple(arrays["obs"].shape[1:]),
             tuple(arrays["actions"].shape[1:]),
             num_envs=1,
@@ -218,14 +222,39 @@ class ReplayBuffer:
             extras={k: (tuple(v.shape[1:]), v.dtype) for k, v in extra_arrays.items()},
             seed=seed,
         )
+        if not copy:
+            buffer._adopt(size, arrays, extra_arrays)
         storage = buffer._storage()
-        for name, value in arrays.items():
-            _copy_into(storage[name][:, 0], value, name)  # T x ... <- T x ...
-        for name, value in extra_arrays.items():
-            _copy_into(storage[f"extras/{name}"][:, 0], value, f"extras/{name}")
+        for name, value in {
+            **arrays,
+            **{f"extras/{k}": v for k, v in extra_arrays.items()},
+        }.items():
+            if storage[name].data_ptr() != value.data_ptr():  # adopted arrays are already there
+                _copy_into(storage[name][:, 0], value, name)  # T x ... <- T x ...
         buffer._full = True  # every row written, write head back at row 0
         buffer._version += 1
         return buffer
+
+    def _adopt(self, size: int, arrays: dict, extra_arrays: dict) -> None:
+        """Re-size a 1-row num_envs=1 buffer to `size` rows, using each given tensor as its
+        storage where dtype and layout already match (else fresh storage to copy into)."""
+        self._rows = size
+        current = self._storage()
+
+        def storage_for(name: str, value: torch.Tensor) -> torch.Tensor:
+            dtype = current[name].dtype
+            if value.dtype == dtype and value.is_contiguous():
+                return value.unsqueeze(1)  # T x 1 x ..., shares memory
+            return torch.zeros((size, 1, *current[name].shape[2:]), dtype=dtype)
+
+        self._obs = storage_for("obs", arrays["obs"])
+        self._next_obs = storage_for("next_obs", arrays["next_obs"])
+        self._actions = storage_for("actions", arrays["actions"])
+        self._rewards = storage_for("rewards", arrays["rewards"])
+        self._terminated = storage_for("terminated", arrays["terminated"])
+        self._truncated = storage_for("truncated", arrays["truncated"])
+        self._extras = {k: storage_for(f"extras/{k}", v) for k, v in extra_arrays.items()}
+        self._flat = {n: t.view(size, *t.shape[2:]) for n, t in self._storage().items()}
 
     # ------------------------------------------------------------------ weights
 

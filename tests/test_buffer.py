@@ -426,3 +426,27 @@ def test_from_arrays_dtypes():
     assert batch.obs.dtype == torch.uint8 and batch.actions.dtype == torch.int64
     with pytest.raises(ValueError, match="lengths"):
         ReplayBuffer.from_arrays(obs, np.arange(4), np.zeros(5), obs, np.zeros(5), np.zeros(5))
+
+
+def test_from_arrays_without_copy_adopts_matching_arrays_and_samples_identically():
+    rng = np.random.default_rng(0)
+    n = 50
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (n, 2)).astype(np.float64)  # not the storage dtype: copied
+    rewards = rng.normal(size=n).astype(np.float32)
+    next_obs = rng.normal(size=(n, 3)).astype(np.float32)
+    terminated, truncated = rng.random(n) < 0.1, rng.random(n) < 0.1
+    sim = rng.normal(size=(n, 4))
+    args = (obs, actions, rewards, next_obs, terminated, truncated)
+    shared = ReplayBuffer.from_arrays(*args, extras={"sim_state": sim}, copy=False, seed=3)
+    copied = ReplayBuffer.from_arrays(*args, extras={"sim_state": sim}, seed=3)
+    batch = shared.sample(16)
+    assert np.shares_memory(batch.obs.numpy(), obs) is False  # a sample is a gather, not a view
+    assert shared._obs.data_ptr() == torch.from_numpy(obs).data_ptr()
+    assert shared._extras["sim_state"].data_ptr() == torch.from_numpy(sim).data_ptr()
+    assert shared._actions.dtype == torch.float32  # converted, so copied
+    other = copied.sample(16)
+    for field in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated", "indices"):
+        assert torch.equal(getattr(batch, field), getattr(other, field)), field
+    assert torch.equal(batch.extras["sim_state"], other.extras["sim_state"])
+    assert len(shared) == n and shared.capacity == n

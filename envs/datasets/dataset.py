@@ -8,7 +8,7 @@ episode ends at a terminal or a timeout; the last transition of the dataset ends
 `to_buffer` is the single path into `agents.buffer.ReplayBuffer`. It makes the last transition
 of every episode an episode end in the buffer (truncated=1 where it was neither terminal nor
 timeout), so n-step walks never run from one episode into the next. Loading is kept cheap:
-the arrays already have the buffer's dtypes, `from_arrays` shares their memory on the way in,
+the arrays already have the buffer's dtypes, `from_arrays(copy=False)` uses them as its storage,
 and qpos/qvel are passed as one `sim_state` extra without a copy when a reader stored them as
 two column blocks of one array (so peak memory is the dataset plus the buffer's own storage).
 """
@@ -114,7 +114,9 @@ class Dataset:
         return np.add.reduceat(self.rewards.astype(np.float64), starts)
 
     def to_buffer(self, seed: int = 0) -> ReplayBuffer:
-        """A full ReplayBuffer holding every transition, episode ends marked (see module doc)."""
+        """A full ReplayBuffer holding every transition, episode ends marked (see module doc).
+        The buffer shares the observation, action, reward and state arrays with this dataset
+        (no second copy in memory): neither should be modified afterwards."""
         truncated = self.timeouts.copy()
         truncated[-1] |= not self.terminals[-1]  # the dataset's end cuts its last episode
         extras = None
@@ -129,6 +131,7 @@ class Dataset:
             truncated,
             extras=extras,
             seed=seed,
+            copy=False,
         )
 
 

@@ -1,7 +1,7 @@
 """Load-cost measurement for the issue's bar: 1M transitions into the buffer in <= 5 s, with
-peak memory <= 2x the raw arrays. The peak is the Dataset plus the buffer's own storage (which
-is slightly larger than the raw arrays: it keeps flags as float32). Not run by the tests; call
-it from a fresh process:
+peak memory <= 2x the raw arrays. The buffer adopts the Dataset's arrays as its storage
+(`from_arrays(copy=False)`), so the peak is the raw arrays plus the buffer's float32 flags and
+the reader's temporaries. Not run by the tests; call it from a fresh process:
 
     python -c "from envs.datasets.timing import main; main()"   # 1M Hopper-sized, /tmp
 """
