@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
     out = REPO / args.out
-    jobs = [(p, s) for s in args.seeds for p in PRESETS]
+    jobs = [(p, s) for p in PRESETS for s in args.seeds]  # cheap TD3 pairs first
     if not args.plot_only:
         with ThreadPoolExecutor(args.jobs) as pool:
             for folder, code in pool.map(lambda job: train(*job, out), jobs):
