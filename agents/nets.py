@@ -14,6 +14,7 @@ is distributed exactly like a separately built MLP.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -173,6 +174,14 @@ class RunningNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.mean.to(x.dtype), (self.var + self.eps).sqrt().to(x.dtype)
         return (x - mean) / std
+
+
+def normalize_batch(norm: RunningNorm | None, batch):
+    """The batch with obs and next_obs normalized by `norm` (unchanged when None). The
+    statistics are only read here: they are updated from env observations (`observe`)."""
+    if norm is None:
+        return batch
+    return dataclasses.replace(batch, obs=norm(batch.obs), next_obs=norm(batch.next_obs))
 
 
 class ResidualBlock(nn.Module):

@@ -34,7 +34,6 @@ only the critic pieces of `Agent`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -44,7 +43,7 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import RunningNorm, actor_net, critic_ensemble, soft_update
+from agents.nets import RunningNorm, actor_net, critic_ensemble, normalize_batch, soft_update
 
 
 @dataclass
@@ -268,10 +267,7 @@ class Agent:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature update, then the target critics' Polyak step."""
         self.updates += 1
-        if self.obs_norm is not None:  # the losses below see normalized observations
-            batch = dataclasses.replace(
-                batch, obs=self.normalize(batch.obs), next_obs=self.normalize(batch.next_obs)
-            )
+        batch = normalize_batch(self.obs_norm, batch)  # the losses see normalized observations
         critic_loss, q_mean = self.critic_loss(batch)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()

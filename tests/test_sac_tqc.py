@@ -15,8 +15,8 @@ from torch import nn
 import evaluate
 import train
 from agents import sac, tqc
-from agents.buffer import Batch
 from agents.nets import EnsembleMLP, mlp
+from tests.batches import make_batch
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -26,23 +26,6 @@ def make_agent(module, **overrides):
     torch.manual_seed(0)
     base = {"arch": "mlp", "actor_hidden": [16], "critic_hidden": [16]}
     return module.Agent(module.Config(**{**base, **overrides}), OBS_SPACE, ACT_SPACE)
-
-
-def make_batch(b: int = 4, seed: int = 0, **fields) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    base = dict(
-        obs=torch.randn(b, 3, generator=g),
-        actions=torch.rand(b, 2, generator=g) * 2 - 1,
-        rewards=torch.randn(b, generator=g),
-        next_obs=torch.randn(b, 3, generator=g),
-        terminated=torch.zeros(b),
-        truncated=torch.zeros(b),
-        discounts=torch.full((b,), 0.99),
-        extras={},
-        indices=torch.arange(b),
-    )
-    base.update(fields)
-    return Batch(**base)
 
 
 class ConstantCritic(nn.Module):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from agents.buffer import Batch
 from agents.td3 import Agent, Config
+from tests.batches import make_batch
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -19,23 +19,6 @@ def make_agent(**overrides) -> Agent:
     torch.manual_seed(0)
     cfg = Config(**{"actor_hidden": [16, 16], "critic_hidden": [16, 16], **overrides})
     return Agent(cfg, OBS_SPACE, ACT_SPACE)
-
-
-def make_batch(b: int = 4, seed: int = 0, **fields) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    base = dict(
-        obs=torch.randn(b, 3, generator=g),
-        actions=torch.rand(b, 2, generator=g) * 2 - 1,
-        rewards=torch.randn(b, generator=g),
-        next_obs=torch.randn(b, 3, generator=g),
-        terminated=torch.zeros(b),
-        truncated=torch.zeros(b),
-        discounts=torch.full((b,), 0.99),
-        extras={},
-        indices=torch.arange(b),
-    )
-    base.update(fields)
-    return Batch(**base)
 
 
 class FixedCritic(nn.Module):
