@@ -12,8 +12,11 @@ class Actor(Protocol):
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray: ...
 
 
-def evaluate_policy(agent: Actor, env: gym.Env, episodes: int, seed: int) -> dict:
-    """Run `episodes` deterministic episodes; episode k starts from env.reset(seed=seed + k).
+def evaluate_policy(
+    agent: Actor, env: gym.Env, episodes: int, seed: int, deterministic: bool = True
+) -> dict:
+    """Run `episodes` episodes (deterministic actions unless told otherwise); episode k starts
+    from env.reset(seed=seed + k).
 
     Returns {'returns', 'lengths', 'return_mean', 'return_std'} (undiscounted returns).
     """
@@ -22,7 +25,7 @@ def evaluate_policy(agent: Actor, env: gym.Env, episodes: int, seed: int) -> dic
         obs, _ = env.reset(seed=seed + k)
         done, total, length = False, 0.0, 0
         while not done:
-            action = agent.act(obs[None], deterministic=True)[0]
+            action = agent.act(obs[None], deterministic=deterministic)[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             length += 1

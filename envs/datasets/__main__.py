@@ -34,8 +34,6 @@ def cmd_list(args) -> None:
         kind = generate.parse_name(name)[1]
         if path.is_file():
             status = "present"
-        elif kind in generate.NOT_YET:
-            status = "not available yet"
         elif kind in generate.POLICY_FREE or policy_present(name):
             status = "can be made"
         else:

@@ -32,18 +32,13 @@ from agents.buffer import ReplayBuffer
 from core.errors import UserError
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
-from envs.datasets.policies import (
-    REFERENCE_EPISODES,
-    acting_function,
-    episode_returns,
-    load_policy,
-)
+from envs.datasets.policies import REFERENCE_EPISODES, acting_function, load_policy
+from harness.evaluation import evaluate_policy
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 KINDS = ["random", "medium", "expert", "medium-replay", "medium-expert",
          "random-expert-1", "random-expert-5", "random-expert-10"]  # fmt: skip
 POLICY_FREE = {"random"}  # kinds that need no shipped policy
-NOT_YET: set[str] = set()  # kinds make() cannot produce yet
 REPO = Path(__file__).resolve().parents[2]
 NAME = re.compile(r"^(?P<task>[a-z0-9]+)-(?P<kind>[a-z0-9-]+?)-v5$")
 DEFAULT_SIZE = 1_000_000
@@ -112,10 +107,19 @@ def collect(
     )
 
 
+class RandomActor:
+    """Uniform-random actions from a seeded generator, behind the agents' `act` interface."""
+
+    def __init__(self, env_id: str, seed: int):
+        self.space = envs.make_env(env_id).action_space
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        return envs.random_actions(self.space, self.rng, len(obs))
+
+
 def random_policy(env_id: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-    env = envs.make_env(env_id)
-    rng = np.random.default_rng(seed)
-    return lambda obs: envs.random_actions(env.action_space, rng, 1)[0]
+    return acting_function(RandomActor(env_id, seed))
 
 
 def concat(*parts: Dataset) -> Dataset:
@@ -144,10 +148,10 @@ def make(
     expert, expert_info = (
         (None, None) if kind in POLICY_FREE else load_policy(task, "expert", policies)
     )
-    random_ref = episode_returns(env_id, random_policy(env_id, seed + 1), REFERENCE_EPISODES,
-                                 seed + 1_000_000)  # fmt: skip
+    random_returns = evaluate_policy(RandomActor(env_id, seed + 1), envs.make_env(env_id),
+                                     REFERENCE_EPISODES, seed + 1_000_000)["returns"]  # fmt: skip
     meta = {"name": name, "env_id": env_id, "kind": kind, "seed": seed, "size": size,
-            "ogzoo_version": _version(), "ref_min_score": float(random_ref.mean()),
+            "ogzoo_version": _version(), "ref_min_score": float(np.mean(random_returns)),
             "ref_episodes": REFERENCE_EPISODES}  # fmt: skip
     random_act = random_policy(env_id, seed)
     with torch.random.fork_rng():  # the policies' exploration noise, seeded per dataset

@@ -24,6 +24,7 @@ from agents import get_agent_module
 from core import config as cfglib
 from core.errors import UserError
 from core.runs import atomic_torch_save, find_checkpoint, load_checkpoint, torch_load
+from harness.evaluation import evaluate_policy
 
 POLICY_FORMAT = "ogzoo-policy-1"
 REFERENCE_EPISODES = 100
@@ -51,21 +52,6 @@ def acting_function(agent) -> Callable[[np.ndarray], np.ndarray]:
     return lambda obs: agent.act(obs[None], deterministic=False)[0]
 
 
-def episode_returns(env_id: str, act: Callable, episodes: int, seed: int) -> np.ndarray:
-    """Undiscounted returns of `episodes` whole episodes from reset(seed + k)."""
-    env = envs.make_env(env_id)
-    returns = []
-    for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return np.asarray(returns)
-
-
 def export_policy(
     checkpoint: str | Path, name: str, root: Path | None = None,
     episodes: int = REFERENCE_EPISODES, seed: int = 2_000_000,
@@ -83,7 +69,8 @@ def export_policy(
     state = ckpt["agent_state"]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        returns = episode_returns(ckpt["env"], acting_function(agent), episodes, seed)
+        env = envs.make_env(ckpt["env"])
+        returns = np.asarray(evaluate_policy(agent, env, episodes, seed, False)["returns"])
     record = {
         "format": POLICY_FORMAT,
         "agent": ckpt["agent"],
