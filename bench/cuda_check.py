@@ -1,0 +1,215 @@
+"""The CUDA paths, checked on a machine with a GPU (the development machine has none).
+
+    python bench/cuda_check.py --out cuda_check.json            # all of it
+    python bench/cuda_check.py --part checks    # 1-4 only (e.g. while other runs share the GPU)
+    python bench/cuda_check.py --part speed     # 5 only (run it alone on the GPU)
+
+1. train.py with --device cuda for every agent (TD3, classic SAC, SAC+SimBa, TQC), in fp32,
+   in bf16 (--precision bf16), and TD3 with its compiled losses (--set compile=true):
+   each run must finish and write a checkpoint; the fp32 runs also measure critic bias.
+2. A checkpoint written on the GPU, loaded on the CPU, acts like the GPU copy
+   (largest action difference over 256 observations).
+3. A GPU run resumed on the CPU (--resume RUN --device cpu) continues to its new step count.
+4. Determinism on the GPU: two runs with the same seed, largest parameter difference.
+5. Update-only throughput on the GPU (batch 256, CUDA-synchronised), fp32 and bf16, at the
+   sizes of the speed benchmark and at the papers' sizes.
+
+Each check prints one line and is recorded in the JSON; a failing check does not stop the
+others, and the exit status is non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agents import get_agent_module  # noqa: E402
+from agents.buffer import ReplayBuffer  # noqa: E402
+from envs import make_env, random_actions  # noqa: E402
+
+# name -> train.py arguments (short Pendulum runs: updates start at step 300).
+AGENTS = {
+    "td3": ["--agent", "td3", "--set", "learning_starts=300"],
+    "sac-mlp": ["--agent", "sac", "--arch", "mlp", "--set", "learning_starts=300"],
+    "sac-simba": ["--agent", "sac", "--set", "learning_starts=300"],
+    "tqc": ["--agent", "tqc", "--set", "n_critics=2", "--set", "critic_hidden=[256,256]"],
+}
+# name -> (agent, config overrides) for the throughput table.
+SIZES = {
+    "td3 256-256": ("td3", {}),
+    "sac mlp 256-256": ("sac", {"arch": "mlp", "critic_hidden": [256, 256],
+                                "actor_hidden": [256, 256]}),
+    "sac simba paper (critic 2x512, actor 1x128)": ("sac", {}),
+    "tqc 2x25 256-256": ("tqc", {"n_critics": 2, "critic_hidden": [256, 256]}),
+    "tqc paper (5x25, 512x3)": ("tqc", {}),
+}  # fmt: skip
+
+results: dict[str, dict] = {}
+
+
+def record(name: str, fn, *args) -> None:
+    """Run one check, print its line and keep its result (a failure is a result too)."""
+    start = time.perf_counter()
+    try:
+        results[name] = {"ok": True, **(fn(*args) or {})}
+    except Exception as exc:  # a broken path is a result here, not a crash
+        results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        traceback.print_exc()
+    results[name]["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"{name}: {json.dumps(results[name])}", flush=True)
+
+
+DEVICE = "cuda"
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def train(run_dir: Path, args: list[str], steps: int = 1200, seed: int = 0) -> None:
+    argv = [sys.executable, str(REPO / "train.py"), "--env", "Pendulum-v1", *args,
+            "--total-steps", str(steps), "--eval-every", str(steps), "--eval-episodes", "2",
+            "--progress", "off", "--threads", "1", "--seed", str(seed),
+            "--run-dir", str(run_dir)]  # fmt: skip
+    if "--device" not in args:
+        argv += ["--device", DEVICE]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train.py exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+
+
+def final_state(run_dir: Path) -> dict:
+    ckpt = torch.load(run_dir / "checkpoints" / "final.pt", map_location="cpu", weights_only=True)
+    return ckpt["agent_state"]
+
+
+def max_diff(a, b) -> float:
+    if isinstance(a, torch.Tensor):
+        if a.is_floating_point():
+            return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
+        return 0.0 if torch.equal(a, b) else float("inf")
+    if isinstance(a, dict):
+        return max((max_diff(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (list, tuple)):
+        return max((max_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    return 0.0 if a == b else float("inf")
+
+
+def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) -> float:
+    module = get_agent_module(agent_name)
+    cfg = module.Config()
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    env = make_env("Hopper-v5")
+    rng = np.random.default_rng(0)
+    n = 10_000
+    obs = rng.standard_normal((n, 11)).astype(np.float32)
+    acts = random_actions(env.action_space, rng, n).astype(np.float32)
+    buffer = ReplayBuffer.from_arrays(
+        obs, acts, rng.standard_normal(n).astype(np.float32), obs[::-1].copy(),
+        np.zeros(n, bool), np.zeros(n, bool),
+    )  # fmt: skip
+    agent = module.Agent(cfg, env.observation_space, env.action_space, torch.device(DEVICE))
+    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with autocast:
+        for _ in range(20):
+            agent.update(buffer.sample(256, gamma=cfg.gamma, device=DEVICE))
+        sync()
+        start = time.perf_counter()
+        for _ in range(updates):
+            agent.update(buffer.sample(256, gamma=cfg.gamma, device=DEVICE))
+        sync()
+    return updates / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="cuda_check.json")
+    parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
+    parser.add_argument("--part", choices=["all", "checks", "speed"], default="all")
+    parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    torch.set_num_threads(1)  # as train.py; more threads only contend on a shared CPU
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: run this on a machine with a GPU", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
+    results["device"] = {"ok": True, "name": name, "torch": torch.__version__}
+    if args.part != "speed":
+        run_checks(Path(tempfile.mkdtemp(prefix="cuda_check-")))
+    if args.part != "checks":
+        run_speed(args.updates)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0 if all(r.get("ok") for r in results.values()) else 1
+
+
+def same_actions_on_cpu(run: Path) -> dict:
+    import evaluate
+
+    gpu_agent = evaluate.load_agent(run, None, DEVICE)[0]
+    cpu_agent = evaluate.load_agent(run, None, "cpu")[0]
+    obs = np.random.default_rng(1).standard_normal((256, 3)).astype(np.float32)
+    diff = np.abs(gpu_agent.act(obs, True) - cpu_agent.act(obs, True)).max()
+    if diff > 1e-4:
+        raise AssertionError(f"actions differ by {diff}")
+    return {"max_action_diff": float(diff)}
+
+
+def resume_on_cpu(run: Path) -> dict:
+    argv = [sys.executable, str(REPO / "train.py"), "--resume", str(run), "--device", "cpu",
+            "--total-steps", "1500", "--progress", "off"]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip()[-400:])
+    summary = json.loads((run / "summary.json").read_text())
+    if summary["env_steps"] != 1500:
+        raise AssertionError(f"resumed run stopped at {summary['env_steps']}")
+    return {"env_steps_after_resume": summary["env_steps"]}
+
+
+def determinism(tmp: Path, name: str) -> dict:
+    runs = [tmp / f"det-{name}-{i}" for i in range(2)]
+    for run in runs:
+        train(run, AGENTS[name], steps=800, seed=3)
+    return {"max_param_diff": max_diff(*(final_state(r) for r in runs))}
+
+
+def run_checks(tmp: Path) -> None:
+    for name, agent_args in AGENTS.items():
+        for precision in ("fp32", "bf16"):
+            # The bias harness measures during the fp32 runs (Q on the GPU, rollouts on CPU).
+            bias = ["--bias-every", "600", "--bias-states", "8"] if precision == "fp32" else []
+            argv = [*agent_args, "--precision", precision, *bias]
+            record(f"train {name} {precision}", train, tmp / f"{name}-{precision}", argv)
+    argv = [*AGENTS["td3"], "--set", "compile=true"]
+    record("train td3 compiled", train, tmp / "td3-compiled", argv)
+    for name in AGENTS:
+        record(f"gpu checkpoint acts the same on cpu: {name}", same_actions_on_cpu,
+               tmp / f"{name}-fp32")  # fmt: skip
+    record("gpu run resumed on cpu", resume_on_cpu, tmp / "sac-mlp-fp32")
+    for name in ("td3", "sac-mlp", "tqc"):
+        record(f"determinism on gpu: {name}", determinism, tmp, name)
+
+
+def run_speed(updates: int) -> None:
+    for label, (agent_name, overrides) in SIZES.items():
+        for precision in ("fp32", "bf16"):
+            rate = lambda a=agent_name, o=overrides, p=precision: {  # noqa: E731
+                "updates_per_s": round(update_rate(a, o, p, updates), 1)
+            }
+            record(f"updates/s on gpu: {label} {precision}", rate)
