@@ -135,29 +135,6 @@ def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) 
     return updates / (time.perf_counter() - start)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="cuda_check.json")
-    parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
-    parser.add_argument("--part", choices=["all", "checks", "speed"], default="all")
-    parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
-    args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
-    torch.set_num_threads(1)  # as train.py; more threads only contend on a shared CPU
-    if DEVICE == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device: run this on a machine with a GPU", file=sys.stderr)
-        return 2
-    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
-    results["device"] = {"ok": True, "name": name, "torch": torch.__version__}
-    if args.part != "speed":
-        run_checks(Path(tempfile.mkdtemp(prefix="cuda_check-")))
-    if args.part != "checks":
-        run_speed(args.updates)
-    Path(args.out).write_text(json.dumps(results, indent=1))
-    return 0 if all(r.get("ok") for r in results.values()) else 1
-
-
 def same_actions_on_cpu(run: Path) -> dict:
     import evaluate
 
@@ -213,3 +190,30 @@ def run_speed(updates: int) -> None:
                 "updates_per_s": round(update_rate(a, o, p, updates), 1)
             }
             record(f"updates/s on gpu: {label} {precision}", rate)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="cuda_check.json")
+    parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
+    parser.add_argument("--part", choices=["all", "checks", "speed"], default="all")
+    parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    torch.set_num_threads(1)  # as train.py; more threads only contend on a shared CPU
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: run this on a machine with a GPU", file=sys.stderr)
+        return 2
+    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
+    results["device"] = {"ok": True, "name": name, "torch": torch.__version__}
+    if args.part != "speed":
+        run_checks(Path(tempfile.mkdtemp(prefix="cuda_check-")))
+    if args.part != "checks":
+        run_speed(args.updates)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    return 0 if all(r.get("ok") for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
