@@ -1,6 +1,7 @@
-"""Train any agent of the zoo: one loop, online (environment) data.
+"""Train any agent of the zoo: one loop, online (environment) or offline (dataset) data.
 
     python train.py --agent td3 --env Pendulum-v1 --seed 0 --total-steps 20000
+    python train.py --agent td3_bc --dataset hopper-medium-v5 --total-steps 300000
     python train.py --config configs/td3/hopper.yaml --run-dir runs/hopper-s0
     python train.py --config configs/td3/hopper.yaml --set actor_lr=1e-4 --set policy_delay=3
     python train.py --resume runs/hopper-s0            # continue a killed or interrupted run
@@ -8,6 +9,8 @@
 
 Precedence: dataclass defaults < --config preset < command-line flags and --set overrides.
 Data flows one way: envs -> buffer -> agent.update -> metrics -> this file's logger.
+Offline (--dataset), the dataset fills the buffer, the loop's clock is the gradient update,
+and the env is used only to evaluate.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from core.runs import (
     write_yaml,
 )
 from envs import VecEnv, check_env_id, make_env, random_actions, sim_state_dim
+from envs.datasets.dataset import check_against_env
+from envs.datasets.loading import dataset_env_id, load_dataset
+from envs.datasets.scores import d4rl_normalized_score, normalized_score
+from envs.datasets.weighting import SAMPLERS, sampling_stats, transition_probabilities
 from harness.bias import BiasMeter, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
 
@@ -60,13 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in RUN_FLAGS:
         default = getattr(defaults, name)
-        kind = {bool: None, int: int, float: float, str: str}[type(default)]
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=kind,
-            default=None,
-            help=f"{docs[name]} (default: {default})",
-        )
+        flag, help_text = "--" + name.replace("_", "-"), f"{docs[name]} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_const", const=True, help=help_text)
+            continue
+        kind = {int: int, float: float, str: str}[type(default)]
+        parser.add_argument(flag, type=kind, default=None, help=help_text)
     parser.add_argument("--config", default=None, help="YAML preset (default: none)")
     parser.add_argument(
         "--arch",
@@ -129,10 +135,14 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     module = agent_module(run_config({}).agent)
     arch_run, arch_agent = arch_defaults(module, agent_overrides)
     run_cfg = run_config(arch_run)
+    if run_cfg.dataset and "env" not in flags and "env" not in preset:
+        run_cfg.env = ""  # the dataset's own env, filled in when the dataset is read
     what = f"{run_cfg.agent} config"
     agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
+    if getattr(module, "OFFLINE", False) and not run_cfg.dataset:
+        raise UserError(f"{run_cfg.agent} learns from a dataset: give --dataset NAME_OR_PATH")
     return run_cfg, agent_cfg
 
 
@@ -159,7 +169,8 @@ def write_run_config(run_dir: Path, run_cfg: cfglib.RunConfig, agent_cfg: Any) -
 
 def validate(run_cfg: cfglib.RunConfig) -> None:
     try:
-        check_env_id(run_cfg.env)
+        if run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
+            check_env_id(run_cfg.env)
         resolve_device(run_cfg.device)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -178,6 +189,13 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.utd <= 0:
         raise UserError(f"utd must be > 0, got {run_cfg.utd}")
+    if run_cfg.sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler '{run_cfg.sampler}' (known: {', '.join(SAMPLERS)})")
+    if run_cfg.sampler != "uniform" and not run_cfg.dataset:
+        raise UserError(f"--sampler {run_cfg.sampler} weights a dataset's trajectories: "
+                        "it needs --dataset")  # fmt: skip
+    if not run_cfg.sampler_temperature > 0:
+        raise UserError(f"sampler_temperature must be > 0, got {run_cfg.sampler_temperature}")
     if run_cfg.bias_every < 0 or run_cfg.bias_states < 1:
         raise UserError(
             f"need bias_every >= 0 and bias_states >= 1, got {run_cfg.bias_every}, "
@@ -187,7 +205,9 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
 
 # ---- the run ------------------------------------------------------------------------------
 class Trainer:
-    """Owns the envs, buffer, agent, counters and logging of one run folder."""
+    """Owns the envs, buffer, agent, counters and logging of one run folder (online)."""
+
+    clock = "env_steps"  # what total_steps and the *_every intervals count
 
     def __init__(self, run_cfg: cfglib.RunConfig, agent_cfg: Any, run_dir: Path, progress: str):
         self.run_cfg, self.agent_cfg, self.run_dir = run_cfg, agent_cfg, run_dir
@@ -197,31 +217,14 @@ class Trainer:
         self.device = resolve_device(run_cfg.device)
         self.module = get_agent_module(run_cfg.agent)
 
-        self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed)
+        obs_space, act_space = self.open_data()
         self.eval_env = make_env(run_cfg.env)
-        obs_space, act_space = self.envs.observation_space, self.envs.action_space
         self.spaces = space_signature(obs_space, act_space)
         try:
             self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
         except ValueError as exc:
             raise UserError(f"{run_cfg.agent} on {run_cfg.env}: {exc}") from None
-
-        state_dim = sim_state_dim(self.envs.envs[0])
-        # MuJoCo states ride along with each transition so the harness can restore them.
-        self.store_sim_state = state_dim > 0
-        extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else None
-        discrete = not np.issubdtype(act_space.dtype, np.floating)
-        self.buffer = ReplayBuffer(
-            agent_cfg.buffer_size,
-            obs_space.shape,
-            act_space.shape,
-            num_envs=run_cfg.num_envs,
-            obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
-            action_dtype=torch.int64 if discrete else torch.float32,
-            extras=extras,
-            seed=run_cfg.seed,
-        )
-        self.n_step = getattr(agent_cfg, "n_step", 1)
+        self.build_buffer(obs_space, act_space)
         self.autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16, enabled=run_cfg.precision == "bf16"
         )
@@ -241,6 +244,30 @@ class Trainer:
             lambda limit: make_env(run_cfg.env, max_episode_steps=limit), agent_cfg.gamma
         )
         self.last_metrics: dict[str, torch.Tensor] = {}
+
+    def open_data(self):
+        """The training envs; returns (observation space, action space)."""
+        self.envs = VecEnv(self.run_cfg.env, self.run_cfg.num_envs, self.run_cfg.seed)
+        return self.envs.observation_space, self.envs.action_space
+
+    def build_buffer(self, obs_space, act_space) -> None:
+        run_cfg, agent_cfg = self.run_cfg, self.agent_cfg
+        state_dim = sim_state_dim(self.envs.envs[0])
+        # MuJoCo states ride along with each transition so the harness can restore them.
+        self.store_sim_state = state_dim > 0
+        extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else None
+        discrete = not np.issubdtype(act_space.dtype, np.floating)
+        self.buffer = ReplayBuffer(
+            agent_cfg.buffer_size,
+            obs_space.shape,
+            act_space.shape,
+            num_envs=run_cfg.num_envs,
+            obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+            action_dtype=torch.int64 if discrete else torch.float32,
+            extras=extras,
+            seed=run_cfg.seed,
+        )
+        self.n_step = getattr(agent_cfg, "n_step", 1)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def checkpoint(self, replay_file: str | None) -> dict:
@@ -288,14 +315,7 @@ class Trainer:
     def restore(self, ckpt: dict) -> None:
         """Load a checkpoint validated by the caller; envs restart with fresh episodes."""
         check_spaces(ckpt, self.spaces, self.run_cfg.env, self.run_dir)
-        replay_path = self.run_dir / "checkpoints" / ckpt["replay_file"]
-        try:
-            self.buffer = ReplayBuffer.load(replay_path)
-        except (ValueError, FileNotFoundError) as exc:
-            raise UserError(str(exc)) from None
-        # The interrupted episodes end at the last stored transition: a time-limit-like cut
-        # that still bootstraps, and n-step walks never cross into the restarted episodes.
-        self.buffer.mark_episode_ends()
+        self.restore_data(ckpt)
         self.agent.load_state_dict(ckpt["agent_state"])
         self.counters = dict(ckpt["counters"])
         self.counters["resumes"] += 1
@@ -311,6 +331,16 @@ class Trainer:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 
+    def restore_data(self, ckpt: dict) -> None:
+        replay_path = self.run_dir / "checkpoints" / ckpt["replay_file"]
+        try:
+            self.buffer = ReplayBuffer.load(replay_path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UserError(str(exc)) from None
+        # The interrupted episodes end at the last stored transition: a time-limit-like cut
+        # that still bootstraps, and n-step walks never cross into the restarted episodes.
+        self.buffer.mark_episode_ends()
+
     # ---- summary and logging --------------------------------------------------------------
     def summary(self) -> dict:
         last = self.evals[-1] if self.evals else None
@@ -322,7 +352,7 @@ class Trainer:
             "eval_return_mean": last["return_mean"] if last else None,
             "eval_return_std": last["return_std"] if last else None,
             "best_eval_return_mean": best["return_mean"] if best else None,
-            "best_eval_env_steps": best["env_steps"] if best else None,
+            f"best_eval_{self.clock}": best[self.clock] if best else None,
             "env_steps": self.counters["env_steps"],
             "gradient_updates": self.counters["gradient_updates"],
             "episodes": self.counters["episodes"],
@@ -340,11 +370,12 @@ class Trainer:
             self.run_cfg.eval_episodes,
             self.run_cfg.seed + EVAL_SEED_OFFSET,
         )
-        step = self.counters["env_steps"]
+        step = self.counters[self.clock]
         entry = {
-            "env_steps": step,
+            self.clock: step,
             "return_mean": result["return_mean"],
             "return_std": result["return_std"],
+            **self.scores(result["return_mean"]),
         }
         self.evals.append(entry)
         if entry["return_mean"] >= max(e["return_mean"] for e in self.evals):
@@ -353,8 +384,9 @@ class Trainer:
             ckpt_dir = self.run_dir / "checkpoints"
             ckpt_dir.mkdir(exist_ok=True)
             atomic_torch_save(self.checkpoint(None), ckpt_dir / "best.pt")
-        writer.add_scalar("eval/return_mean", result["return_mean"], step)
-        writer.add_scalar("eval/return_std", result["return_std"], step)
+        for key, value in entry.items():
+            if key != self.clock:
+                writer.add_scalar(f"eval/{key}", value, step)
         writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)
         write_json(self.run_dir / "summary.json", self.summary())
         return entry
@@ -362,7 +394,7 @@ class Trainer:
     def measure_bias(self, writer) -> dict:
         """Critic estimate vs Monte-Carlo truth on replay states (harness/bias.py)."""
         start = time.perf_counter()
-        step, k = self.counters["env_steps"], self.run_cfg.bias_states
+        step, k = self.counters[self.clock], self.run_cfg.bias_states
         seed = self.run_cfg.seed + EVAL_SEED_OFFSET + step
         if self.store_sim_state:
             states = states_from_buffer(self.buffer, k, seed)
@@ -371,7 +403,7 @@ class Trainer:
         result = self.bias_meter.measure(self.agent, states)
         elapsed = time.perf_counter() - start
         self.counters["bias_time_s"] += elapsed
-        entry = {"env_steps": step, "seconds": round(elapsed, 3), **result}
+        entry = {self.clock: step, "seconds": round(elapsed, 3), **result}
         self.biases.append(entry)
         for key, value in result.items():
             if key == "estimates":
@@ -416,27 +448,50 @@ class Trainer:
             return
         c["update_credit"] += self.run_cfg.utd * self.run_cfg.num_envs
         while c["update_credit"] >= 1.0:
-            batch = self.buffer.sample(
-                cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma, device=self.device
-            )
-            # Merge: an update may report only some metrics (TD3's actor loss comes every
-            # policy_delay updates); keep the latest of each.
-            with self.autocast:
-                self.last_metrics.update(self.agent.update(batch))
-            c["gradient_updates"] += 1
+            self.update_once()
             c["update_credit"] -= 1.0
+
+    def update_once(self) -> None:
+        cfg = self.agent_cfg
+        batch = self.buffer.sample(
+            cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma, device=self.device
+        )
+        # Merge: an update may report only some metrics (TD3's actor loss comes every
+        # policy_delay updates); keep the latest of each.
+        with self.autocast:
+            self.last_metrics.update(self.agent.update(batch))
+        self.counters["gradient_updates"] += 1
+
+    def scores(self, return_mean: float) -> dict[str, float]:
+        """Normalized scores of an evaluation (offline runs; none online)."""
+        return {}
+
+    # ---- the loop's hooks (online here; OfflineTrainer overrides them) --------------------
+    def begin(self, writer) -> None:
+        self.obs = self.envs.reset(self.run_cfg.seed + self.counters["resumes"] * 7919)
+
+    def advance(self, writer) -> int:
+        """One iteration; returns how far the clock moved."""
+        self.obs = self.collect(self.obs, writer)
+        self.learn()
+        return self.run_cfg.num_envs
+
+    def close(self) -> None:
+        self.envs.close()
 
     def log_training(self, writer, since: tuple[float, int, int]) -> tuple[float, int, int]:
         """Losses and speeds; `since` = (time, env steps, updates) at the previous log."""
         c = self.counters
-        now, step = time.perf_counter(), c["env_steps"]
+        now, step = time.perf_counter(), c[self.clock]
         dt = max(now - since[0], 1e-9)
         for key, value in self.last_metrics.items():
             writer.add_scalar(key, float(value), step)
-        writer.add_scalar("speed/env_steps_per_s", (step - since[1]) / dt, step)
+        if self.clock == "env_steps":
+            writer.add_scalar("speed/env_steps_per_s", (c["env_steps"] - since[1]) / dt, step)
         writer.add_scalar("speed/updates_per_s", (c["gradient_updates"] - since[2]) / dt, step)
-        writer.add_scalar("speed/utd", c["gradient_updates"] / max(step, 1), step)
-        return now, step, c["gradient_updates"]
+        if self.clock == "env_steps":
+            writer.add_scalar("speed/utd", c["gradient_updates"] / max(step, 1), step)
+        return now, c["env_steps"], c["gradient_updates"]
 
     # ---- the loop -------------------------------------------------------------------------
     def train(self) -> None:
@@ -446,13 +501,14 @@ class Trainer:
         run_cfg, c = self.run_cfg, self.counters
         writer = SummaryWriter(str(self.run_dir))
         hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
+        clock = self.clock
         bar = tqdm(
-            total=run_cfg.total_steps, initial=c["env_steps"], unit="step", dynamic_ncols=True,
-            disable=hide,
+            total=run_cfg.total_steps, initial=c[clock], unit="step" if clock == "env_steps"
+            else "update", dynamic_ncols=True, disable=hide,
         )  # fmt: skip
 
         def after(every: int) -> int:  # the next multiple of `every` past the current step
-            return (c["env_steps"] // every + 1) * every
+            return (c[clock] // every + 1) * every
 
         next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
         next_log = after(run_cfg.log_every)
@@ -463,7 +519,7 @@ class Trainer:
         def wall_time() -> float:
             return wall_before + time.perf_counter() - start_time
 
-        obs = self.envs.reset(run_cfg.seed + c["resumes"] * 7919)
+        self.begin(writer)
         finished_cleanly = False
         # Ctrl-C / SIGTERM only set a flag; the loop stops between steps, so the checkpoint
         # never holds an agent that took an update its counters did not record.
@@ -473,45 +529,44 @@ class Trainer:
             signal.signal(sig, lambda signum, frame: stop.append(signum))
         reached = False
         try:
-            while c["env_steps"] < run_cfg.total_steps:
+            while c[clock] < run_cfg.total_steps:
                 if stop:
                     raise KeyboardInterrupt
-                obs = self.collect(obs, writer)
-                self.learn()
-                bar.update(run_cfg.num_envs)
-                if c["env_steps"] >= next_log:
+                bar.update(self.advance(writer))
+                if c[clock] >= next_log:
                     next_log += run_cfg.log_every
                     last_log = self.log_training(writer, last_log)
-                if c["env_steps"] >= next_eval or c["env_steps"] >= run_cfg.total_steps:
+                if c[clock] >= next_eval or c[clock] >= run_cfg.total_steps:
                     next_eval += run_cfg.eval_every
                     c["wall_time_s"] = wall_time()
                     entry = self.evaluate(writer)
                     bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
                     reached = entry["return_mean"] >= run_cfg.stop_at_return
                     if bar.disable:  # no bar: one line per evaluation instead
+                        score = f", score {entry['score']:.1f}" if "score" in entry else ""
                         print(
-                            f"step {c['env_steps']}: eval return {entry['return_mean']:.1f} "
-                            f"+- {entry['return_std']:.1f}, updates {c['gradient_updates']}, "
-                            f"{c['wall_time_s']:.0f}s",
+                            f"step {c[clock]}: eval return {entry['return_mean']:.1f} "
+                            f"+- {entry['return_std']:.1f}{score}, updates "
+                            f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
                             flush=True,
                         )
-                if next_bias is not None and c["env_steps"] >= next_bias:
+                if next_bias is not None and c[clock] >= next_bias:
                     next_bias += run_cfg.bias_every
                     entry = self.measure_bias(writer)
                     if bar.disable:
                         print(
-                            f"step {c['env_steps']}: bias {entry['bias_mean']:+.2f} "
+                            f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
                             f"(normalized {entry['bias_normalized_mean']:+.3f}), "
                             f"Q {entry['q_mean']:.2f} vs MC {entry['mc_return_mean']:.2f}, "
                             f"{entry['seconds']:.1f}s",
                             flush=True,
                         )
-                if c["env_steps"] >= next_ckpt:
+                if c[clock] >= next_ckpt:
                     next_ckpt += run_cfg.checkpoint_every
                     c["wall_time_s"] = wall_time()
                     self.save()
                 if reached:
-                    print(f"step {c['env_steps']}: eval return reached stop_at_return "
+                    print(f"step {c[clock]}: eval return reached stop_at_return "
                           f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
                     break
             finished_cleanly = True
@@ -525,10 +580,10 @@ class Trainer:
             self.save("final.pt" if finished_cleanly else "latest.pt")
             write_json(self.run_dir / "summary.json", self.summary())
             writer.close()
-            self.envs.close()
+            self.close()
         if not finished_cleanly:
             print(
-                f"interrupted at step {c['env_steps']}; checkpoint saved. "
+                f"interrupted at step {c[clock]}; checkpoint saved. "
                 f"Continue with: python train.py --resume {self.run_dir}",
                 file=sys.stderr,
             )
@@ -538,6 +593,116 @@ class Trainer:
         if not self.store_sim_state:
             return None
         return {"sim_state": self.envs.sim_states()}
+
+
+class OfflineTrainer(Trainer):
+    """The same loop on a fixed dataset: no env steps; the clock is the gradient update.
+
+    The dataset is the replay buffer (sampled uniformly or by trajectory weights); checkpoints
+    hold no copy of it, only the sampler's RNG state and a fingerprint of the dataset, which a
+    resume checks. Evaluations add normalized scores (the dataset's own references, and D4RL's
+    constants where the task has them, labelled d4rl_score)."""
+
+    clock = "gradient_updates"
+
+    def open_data(self):
+        run_cfg = self.run_cfg
+        self.data, self.source = load_dataset(run_cfg.dataset, compat=run_cfg.d4rl_compat)
+        if not run_cfg.env:
+            run_cfg.env = dataset_env_id(self.data, run_cfg.dataset)
+            try:
+                check_env_id(run_cfg.env)
+            except ValueError as exc:
+                raise UserError(f"dataset {run_cfg.dataset}: {exc}") from None
+        env = make_env(run_cfg.env)
+        check_against_env(self.data, env.observation_space, env.action_space, self.source)
+        return env.observation_space, env.action_space
+
+    def build_buffer(self, obs_space, act_space) -> None:
+        run_cfg = self.run_cfg
+        self.buffer = self.data.to_buffer(seed=run_cfg.seed)
+        self.store_sim_state = self.data.qpos is not None
+        self.n_step = getattr(self.agent_cfg, "n_step", 1)
+        probabilities = transition_probabilities(
+            self.data, run_cfg.sampler, run_cfg.sampler_temperature
+        )
+        if probabilities is not None:
+            self.buffer.set_weights(probabilities)
+        self.sampling = {"sampler": run_cfg.sampler, **sampling_stats(self.data, probabilities)}
+        if hasattr(self.agent, "fit_dataset"):  # e.g. TD3+BC's state normalization
+            self.agent.fit_dataset(self.data.observations)
+        meta = self.data.metadata
+        self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+
+    def fingerprint(self) -> dict:
+        d = self.data
+        return {"transitions": len(d), "episodes": int(len(d.episode_bounds())),
+                "rewards_sum": float(d.rewards.astype(np.float64).sum()),
+                "observations_sum": float(d.observations.astype(np.float64).sum())}  # fmt: skip
+
+    def checkpoint(self, replay_file: str | None) -> dict:
+        ckpt = super().checkpoint(None)
+        ckpt["dataset"] = {"source": str(self.source), **self.fingerprint()}
+        ckpt["sampler_rng"] = self.buffer.sampler_state()
+        return ckpt
+
+    def save(self, name: str = "latest.pt") -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir.mkdir(exist_ok=True)
+        ckpt = self.checkpoint(None)
+        atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
+        if name != "latest.pt":
+            atomic_torch_save(ckpt, ckpt_dir / name)
+
+    def restore_data(self, ckpt: dict) -> None:
+        saved = {k: v for k, v in ckpt.get("dataset", {}).items() if k != "source"}
+        if saved != self.fingerprint():
+            raise UserError(
+                f"dataset {self.run_cfg.dataset} ({self.source}) is not the one this run "
+                f"trained on (saved {saved}, now {self.fingerprint()})"
+            )
+        self.buffer.set_sampler_state(ckpt["sampler_rng"])
+
+    def scores(self, return_mean: float) -> dict[str, float]:
+        out = {}
+        if None not in self.references:
+            out["score"] = float(normalized_score(return_mean, *self.references))
+        try:
+            out["d4rl_score"] = float(d4rl_normalized_score(return_mean, self.run_cfg.env))
+        except UserError:
+            pass  # no D4RL constants for this task
+        return out
+
+    def summary(self) -> dict:
+        out = super().summary()
+        last = self.evals[-1] if self.evals else {}
+        best = max(self.evals, key=lambda e: e["return_mean"]) if self.evals else {}
+        out.update(
+            dataset=self.run_cfg.dataset,
+            dataset_file=str(self.source),
+            sampling=self.sampling,
+            last_score=last.get("score"),
+            best_score=best.get("score"),
+            last_d4rl_score=last.get("d4rl_score"),
+            best_d4rl_score=best.get("d4rl_score"),
+        )
+        return out
+
+    def begin(self, writer) -> None:
+        for key, value in self.sampling.items():
+            if key != "sampler":
+                writer.add_scalar(f"sampler/{key}", value, self.counters[self.clock])
+
+    def advance(self, writer) -> int:
+        self.update_once()
+        return 1
+
+    def close(self) -> None:
+        pass
+
+
+def trainer_class(run_cfg: cfglib.RunConfig) -> type[Trainer]:
+    return OfflineTrainer if run_cfg.dataset else Trainer
 
 
 # ---- entry points -------------------------------------------------------------------------
@@ -553,7 +718,8 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
             f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
-    trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)  # may raise before any write
+    # may raise before any write
+    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
@@ -580,7 +746,7 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
     agent_cfg = cfglib.apply_overrides(
         module.Config(), ckpt["agent_config"], f"{run_cfg.agent} config"
     )
-    trainer = Trainer(run_cfg, agent_cfg, run_dir, args.progress)
+    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.restore(ckpt)
     if changes:
         write_run_config(run_dir, run_cfg, agent_cfg)

@@ -5,6 +5,9 @@ and `Agent(cfg, observation_space, action_space, device)` with act / update / q_
 state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), and optionally
 `observe(obs)`, which the training loop calls with every observation the training envs return
 (running observation statistics are updated there, never from replayed batches).
+
+Offline agents set `OFFLINE = True` (train.py then requires --dataset) and may define
+`fit_dataset(obs)`, called once with every dataset observation before training.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ AGENTS: dict[str, str] = {
     "td3": "agents.td3",
     "sac": "agents.sac",
     "tqc": "agents.tqc",
+    "td3_bc": "agents.td3_bc",
 }
 
 

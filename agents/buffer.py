@@ -399,6 +399,13 @@ class ReplayBuffer:
             "seed": self._seed,
         }
 
+    def sampler_state(self) -> dict[str, Any]:
+        """The sampling RNG's state alone (an offline run saves this, not the dataset)."""
+        return self._rng.bit_generator.state
+
+    def set_sampler_state(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state
+
     def state_dict(self) -> dict[str, Any]:
         """Filled storage, write position, RNG state and weights (clones, safe to keep)."""
         filled = self._filled_rows()

@@ -176,7 +176,29 @@ class RunningNorm(nn.Module):
         return (x - mean) / std
 
 
-def normalize_batch(norm: RunningNorm | None, batch):
+class DatasetNorm(nn.Module):
+    """Fixed observation normalization from a dataset: (x - mean) / (std + eps), as TD3+BC
+    normalizes D4RL states (population std, eps 1e-3). Set once by `fit`; saved in checkpoints
+    as buffers, so acting after a reload uses the training statistics."""
+
+    def __init__(self, dim: int, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(dim, dtype=torch.float64))
+
+    @torch.no_grad()
+    def fit(self, obs: torch.Tensor) -> None:
+        """Statistics of all dataset observations (N x dim)."""
+        obs = obs.reshape(-1, self.mean.shape[0]).to(torch.float64)
+        self.mean.copy_(obs.mean(0))
+        self.std.copy_(obs.std(0, unbiased=False) + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def normalize_batch(norm: RunningNorm | DatasetNorm | None, batch):
     """The batch with obs and next_obs normalized by `norm` (unchanged when None). The
     statistics are only read here: they are updated from env observations (`observe`)."""
     if norm is None:

@@ -154,11 +154,15 @@ class Agent:
         # Each critic has its own loss, as in the paper; summing them trains all in one pass.
         return (q - target).pow(2).mean(dim=1).sum(), q.detach().mean()
 
-    def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        """-Q1(s, pi(s)): the deterministic policy gradient through the first critic."""
-        actions = self.actor(obs)  # B x A
-        q1 = self.critic(torch.cat([obs, actions], -1), members=slice(0, 1))  # 1 x B x 1
-        return -q1.mean()
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(-Q1(s, pi(s)), extra metrics): the deterministic policy gradient through the first
+        critic. Variants (TD3+BC, PRDC, SPOT) add their regulariser here."""
+        actions = self.actor(batch.obs)  # B x A
+        return -self.policy_q(batch.obs, actions).mean(), {}
+
+    def policy_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q1(s, a) for the actor's gradient, shape B."""
+        return self.critic(torch.cat([obs, actions], -1), members=slice(0, 1))[0, :, 0]
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic update; every `policy_delay` calls also an actor and target update."""
@@ -171,7 +175,7 @@ class Agent:
         metrics = {"loss/critic": critic_loss.detach(), "q/mean": q_mean}
 
         if self.updates % self.cfg.policy_delay == 0:
-            actor_loss = self._actor_loss(batch.obs)
+            actor_loss, extra = self._actor_loss(batch)
             self.actor_opt.zero_grad(set_to_none=True)
             # Only the actor's parameters need gradients: skips the critic's weight gradients.
             actor_loss.backward(inputs=self._actor_params)
@@ -179,6 +183,7 @@ class Agent:
             soft_update(self.actor_target, self.actor, self.cfg.tau)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             metrics["loss/actor"] = actor_loss.detach()
+            metrics.update({k: v.detach() for k, v in extra.items()})
         return metrics
 
     # ---- measurement --------------------------------------------------------------------

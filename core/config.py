@@ -61,6 +61,18 @@ class RunConfig:
     stop_at_return: float = math.inf
     """End training at the first evaluation with mean return >= this (inf = never); how
     ogzoo makes 'medium' behaviour policies, reproducibly."""
+    dataset: str = ""
+    """Offline: train from this dataset (ogzoo name, D4RL/Minari name, or path) with no env
+    interaction; total_steps and the *_every intervals then count gradient updates, and the
+    env (for evaluation) comes from the dataset unless --env is given. "" = online."""
+    d4rl_compat: bool = False
+    """Offline: read D4RL files as the reference qlearning_dataset does (next_obs = obs[i+1],
+    timeout transitions dropped) to match published baselines."""
+    sampler: str = "uniform"
+    """Offline: which transitions are sampled: uniform, rw (return-weighted trajectories) or
+    aw (advantage-weighted trajectories); see envs/datasets/weighting.py."""
+    sampler_temperature: float = 0.1
+    """Offline: softmax temperature of the rw/aw samplers (the paper's 0.1)."""
     device: str = "auto"
     """cpu, cuda or auto (cuda when available)."""
     threads: int = 1

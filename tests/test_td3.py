@@ -109,7 +109,7 @@ def test_policy_delay_updates_actor_and_targets_every_second_step():
 
 def test_actor_loss_gives_no_gradient_to_critic():
     agent = make_agent()
-    loss = agent.actor_loss(make_batch(8).obs)
+    loss, _ = agent.actor_loss(make_batch(8))
     loss.backward(inputs=agent._actor_params)
     assert all(p.grad is None for p in agent.critic.parameters())
     assert all(p.grad is not None for p in agent.actor.parameters())

@@ -1,0 +1,76 @@
+"""TD3+BC: TD3 with a behaviour-cloning term, for offline data.
+
+Paper: Fujimoto & Gu, "A Minimalist Approach to Offline Reinforcement Learning", NeurIPS 2021
+(arXiv 2106.06860). Reference implementation: github.com/sfujim/TD3_BC.
+
+The algorithm is TD3 (agents/td3.py) with two changes (paper, Eq. 3 and Section 5):
+  actor:   maximise  lambda * Q1(s, pi(s)) - (pi(s) - a)^2,   lambda = alpha / mean|Q1(s, pi(s))|
+           with lambda detached (a scale, not a path for gradients), alpha = 2.5, and the
+           squared error averaged over the batch and the action dimensions (F.mse_loss);
+  states:  normalized with the dataset's mean and std (std + 1e-3), fixed for the whole run,
+           saved with the networks and applied when acting.
+
+Deliberate deviations from the reference code:
+- States are normalized on the fly (each batch, and each observation when acting) instead of
+  rewriting the dataset once; the numbers are the same and the dataset stays shared, unmodified,
+  with the replay buffer.
+- TD3's exploration settings are unused: offline runs never act in the environment except to
+  evaluate, deterministically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents import td3
+from agents.buffer import Batch
+from agents.nets import DatasetNorm
+
+OFFLINE = True  # train.py: this agent learns from a dataset (--dataset), not from an env
+
+
+@dataclass
+class Config(td3.Config):
+    alpha: float = 2.5
+    """Weight of the Q term against behaviour cloning: lambda = alpha / mean|Q|."""
+    normalize_states: bool = True
+    """Normalize states with the dataset's mean and std (the paper; off for ablations)."""
+    learning_starts: int = 0
+    """Unused offline (updates start at once); kept so the shared loop reads one name."""
+
+
+class Agent(td3.Agent):
+    def __init__(
+        self,
+        cfg: Config,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(cfg, observation_space, action_space, device)
+        if cfg.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {cfg.alpha}")
+        if cfg.normalize_states:
+            # Replaces TD3's optional running statistics: TD3's update, act and q_value
+            # all normalize through `obs_norm`.
+            self.obs_norm = DatasetNorm(observation_space.shape[0]).to(self.device)
+
+    def fit_dataset(self, obs: np.ndarray | torch.Tensor) -> None:
+        """Called once by train.py with every dataset observation (N x obs_dim)."""
+        if self.obs_norm is not None:
+            self.obs_norm.fit(torch.as_tensor(obs, device=self.device))
+
+    def observe(self, obs: np.ndarray) -> None:
+        """Dataset statistics are fixed: environment observations do not change them."""
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """-lambda * mean Q1(s, pi(s)) + MSE(pi(s), a), lambda = alpha / mean|Q1| (detached)."""
+        actions = self.actor(batch.obs)  # B x A
+        q = self.policy_q(batch.obs, actions)  # B
+        lam = self.cfg.alpha / q.abs().mean().detach()
+        bc = (actions - batch.actions).pow(2).mean()
+        return -lam * q.mean() + bc, {"loss/bc": bc, "actor/lambda": lam}

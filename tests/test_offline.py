@@ -1,0 +1,267 @@
+"""Offline training: TD3+BC's actor loss and state normalization, trajectory weights, the
+weighted sampler's frequencies, and train.py --dataset end to end (scores, resume, errors)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import train
+from agents import td3_bc
+from agents.buffer import ReplayBuffer
+from agents.nets import DatasetNorm
+from core.errors import UserError
+from envs.datasets import Dataset, write_d4rl
+from envs.datasets.generate import collect, random_policy
+from envs.datasets.weighting import sampling_stats, transition_probabilities
+from tests.batches import make_batch
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def make_agent(**overrides) -> td3_bc.Agent:
+    torch.manual_seed(0)
+    return td3_bc.Agent(td3_bc.Config(**overrides), OBS, ACT)
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.tensor(value))
+
+    def forward(self, obs):
+        return self.value.expand(obs.shape[0], -1)
+
+
+# ---- TD3+BC ------------------------------------------------------------------------------
+def test_td3_bc_actor_loss_by_hand():
+    agent = make_agent()
+    agent.actor = Constant([[0.5, 0.5], [0.0, 0.0]][0])  # pi(s) = (0.5, 0.5) everywhere
+    q = torch.tensor([1.0, -3.0])
+    agent.policy_q = lambda obs, actions: q
+    batch = make_batch(2, actions=torch.tensor([[0.5, -0.5], [1.5, 0.5]]))
+    loss, extra = agent.actor_loss(batch)
+    # lambda = 2.5 / mean|Q| = 2.5 / 2 = 1.25; -lambda * mean Q = -1.25 * -1 = 1.25
+    # BC = mean of squared errors (0, 1, 1, 0) = 0.5
+    assert extra["actor/lambda"].item() == pytest.approx(1.25)
+    assert extra["loss/bc"].item() == pytest.approx(0.5)
+    assert loss.item() == pytest.approx(1.75)
+
+
+def test_td3_bc_lambda_is_a_constant_for_the_gradient():
+    agent = make_agent(alpha=2.0)
+    q = torch.tensor([2.0, -6.0], requires_grad=True)
+    agent.policy_q = lambda obs, actions: q
+    batch = make_batch(2)
+    loss, _ = agent.actor_loss(batch)
+    (grad,) = torch.autograd.grad(loss, q)
+    # lambda = 2 / 4 = 0.5 detached: d(-lambda * mean Q)/dQ_i = -0.5 / 2 for both entries.
+    torch.testing.assert_close(grad, torch.tensor([-0.25, -0.25]))
+
+
+def test_dataset_norm_statistics_by_hand():
+    norm = DatasetNorm(2)
+    norm.fit(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    torch.testing.assert_close(norm.mean, torch.tensor([2.0, 4.0], dtype=torch.float64))
+    torch.testing.assert_close(norm.std, torch.tensor([1.001, 2.001], dtype=torch.float64))
+    out = norm(torch.tensor([[3.0, 4.0]]))
+    torch.testing.assert_close(out, torch.tensor([[1.0 / 1.001, 0.0]]))
+
+
+def test_state_normalization_is_the_same_in_training_acting_and_after_reload():
+    agent = make_agent(policy_noise=0.0)
+    obs = np.random.default_rng(0).normal(5.0, 3.0, size=(50, 3)).astype(np.float32)
+    agent.fit_dataset(obs)
+    normalized = (torch.as_tensor(obs) - agent.obs_norm.mean.float()) / agent.obs_norm.std.float()
+    with torch.no_grad():
+        expected = agent.actor(normalized).numpy()
+    np.testing.assert_allclose(agent.act(obs, deterministic=True), expected, atol=1e-6)
+    # Training: the critic loss inside update() sees the normalized batch.
+    batch = make_batch(8, seed=4)
+    manual = make_batch(8, seed=4, obs=agent.obs_norm(batch.obs),
+                        next_obs=agent.obs_norm(batch.next_obs))  # fmt: skip
+    expected_loss, _ = agent.critic_loss(manual)
+    assert agent.update(batch)["loss/critic"].item() == pytest.approx(expected_loss.item())
+    # Reload into a fresh agent that never saw the dataset: same actions.
+    fresh = make_agent(policy_noise=0.0)
+    fresh.load_state_dict(agent.state_dict())
+    np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
+
+
+# ---- trajectory weights ------------------------------------------------------------------
+def episodes(returns_per_step: list[list[float]], first_obs: list[float] | None = None):
+    """A dataset of 1-D observations; episode k has the given per-step rewards."""
+    rewards = np.concatenate([np.asarray(r, dtype=np.float32) for r in returns_per_step])
+    n = len(rewards)
+    obs = np.zeros((n, 1), np.float32)
+    timeouts = np.zeros(n, bool)
+    start = 0
+    for k, r in enumerate(returns_per_step):
+        if first_obs is not None:
+            obs[start] = first_obs[k]
+        start += len(r)
+        timeouts[start - 1] = True
+    return Dataset(obs, np.zeros((n, 1)), rewards, obs, np.zeros(n, bool), timeouts)
+
+
+def softmax_of(scores):
+    e = np.exp(np.asarray(scores, dtype=np.float64))
+    return e / e.sum()
+
+
+def test_rw_weights_by_hand():
+    data = episodes([[0.0, 0.0], [10.0], [2.0, 2.0, 1.0]])  # returns 0, 10, 5
+    p = transition_probabilities(data, "rw", temperature=0.1)
+    # min-max returns 0, 1, 0.5 -> per transition 0,0 | 1 | .5,.5,.5, divided by 0.1
+    np.testing.assert_allclose(p, softmax_of([0, 0, 10, 5, 5, 5]), rtol=1e-12)
+
+
+def test_aw_weights_by_hand():
+    # s0 = 0, 1, 2 and returns 0, 3, 2: the least-squares line is V = s0 + 2/3, so the
+    # advantages are -2/3, 4/3, -2/3 -> min-max 0, 1, 0.
+    data = episodes([[0.0], [1.0, 2.0], [2.0]], first_obs=[0.0, 1.0, 2.0])
+    p = transition_probabilities(data, "aw", temperature=0.5)
+    np.testing.assert_allclose(p, softmax_of([0, 2, 2, 0]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("sampler", ["rw", "aw"])
+def test_ties_and_a_single_trajectory_give_uniform_weights(sampler):
+    tied = episodes([[1.0, 1.0], [2.0], [0.5, 0.5, 1.0]], first_obs=[0.0, 0.0, 0.0])
+    np.testing.assert_allclose(transition_probabilities(tied, sampler), np.full(6, 1 / 6))
+    single = episodes([[1.0, 3.0, -2.0]])
+    np.testing.assert_allclose(transition_probabilities(single, sampler), np.full(3, 1 / 3))
+
+
+def test_uniform_is_none_and_bad_sampler_settings_are_user_errors():
+    data = episodes([[1.0], [2.0]])
+    assert transition_probabilities(data, "uniform") is None
+    with pytest.raises(UserError, match="unknown sampler"):
+        transition_probabilities(data, "topk")
+    with pytest.raises(UserError, match="temperature"):
+        transition_probabilities(data, "rw", temperature=0.0)
+
+
+def test_effective_sample_sizes():
+    data = episodes([[0.0, 0.0], [10.0], [2.0, 2.0, 1.0]])
+    uniform = sampling_stats(data, None)
+    assert uniform["ess_transitions"] == 6 and uniform["episodes"] == 3
+    assert uniform["ess_episodes"] == pytest.approx(36 / 14)  # lengths 2, 1, 3
+    p = np.array([0.5, 0.5, 0, 0, 0, 0])
+    peaked = sampling_stats(data, p)
+    assert peaked["ess_transitions"] == pytest.approx(2.0)
+    assert peaked["ess_episodes"] == pytest.approx(1.0)
+
+
+def test_weighted_sampler_frequencies_match_the_weights():
+    data = episodes([[0.0, 0.0], [10.0], [2.0, 2.0, 1.0]])
+    p = transition_probabilities(data, "rw", temperature=1.0)
+    buffer = data.to_buffer(seed=0)
+    buffer.set_weights(p)
+    n = 60_000
+    counts = np.zeros(6)
+    for _ in range(n // 1000):
+        np.add.at(counts, buffer.sample(1000).indices.numpy(), 1)
+    expected = n * p
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 20.5  # chi-square, 5 degrees of freedom: P(chi2 > 20.5) ~ 0.001
+
+
+# ---- train.py --dataset ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hopper_dataset(tmp_path_factory):
+    data = collect("Hopper-v5", random_policy("Hopper-v5", 0), 600, seed=0)
+    data.metadata = {"env_id": "Hopper-v5", "ref_min_score": -20.0, "ref_max_score": 3000.0}
+    path = tmp_path_factory.mktemp("data") / "hopper-random.hdf5"
+    write_d4rl(path, data)
+    return path
+
+
+def offline_args(path, run_dir, steps=60, *extra):
+    return ["--agent", "td3_bc", "--dataset", str(path), "--total-steps", str(steps),
+            "--eval-every", "30", "--eval-episodes", "1", "--progress", "off",
+            "--run-dir", str(run_dir), *extra]  # fmt: skip
+
+
+def test_offline_run_scores_and_keeps_no_dataset_copy(hopper_dataset, tmp_path):
+    run = tmp_path / "run"
+    assert train.main(offline_args(hopper_dataset, run, 60, "--sampler", "rw")) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env"] == "Hopper-v5" and summary["env_steps"] == 0
+    assert summary["gradient_updates"] == 60
+    assert [e["gradient_updates"] for e in summary["evals"]] == [30, 60]
+    last = summary["evals"][-1]
+    assert last["score"] == pytest.approx(100 * (last["return_mean"] + 20) / 3020)
+    assert summary["last_score"] == last["score"]
+    best = max(summary["evals"], key=lambda e: e["return_mean"])
+    assert summary["best_score"] == best["score"]
+    assert summary["sampling"]["sampler"] == "rw"
+    assert summary["sampling"]["ess_transitions"] < 600
+    assert not list((run / "checkpoints").glob("replay-*"))
+
+
+def test_offline_resume_continues_exactly(hopper_dataset, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main(offline_args(hopper_dataset, straight, 60, "--sampler", "aw")) == 0
+    assert train.main(offline_args(hopper_dataset, split, 30, "--sampler", "aw")) == 0
+    assert train.main(["--resume", str(split), "--total-steps", "60", "--progress", "off"]) == 0
+    a = torch.load(straight / "checkpoints" / "final.pt", weights_only=True)["agent_state"]
+    b = torch.load(split / "checkpoints" / "final.pt", weights_only=True)["agent_state"]
+    for key in ("actor", "critic"):
+        for name, value in a[key].items():
+            torch.testing.assert_close(b[key][name], value, rtol=0, atol=0)
+
+
+def test_offline_resume_refuses_a_changed_dataset(hopper_dataset, tmp_path, capsys):
+    path = tmp_path / "data.hdf5"
+    path.write_bytes(hopper_dataset.read_bytes())
+    run = tmp_path / "run"
+    assert train.main(offline_args(path, run, 30)) == 0
+    data = collect("Hopper-v5", random_policy("Hopper-v5", 1), 600, seed=1)
+    data.metadata = {"env_id": "Hopper-v5"}
+    write_d4rl(path, data)
+    assert train.main(["--resume", str(run), "--total-steps", "60", "--progress", "off"]) == 2
+    assert "is not the one this run trained on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--agent", "td3_bc"], "learns from a dataset"),
+        (["--agent", "td3", "--sampler", "rw"], "needs --dataset"),
+        (["--agent", "td3_bc", "--dataset", "DATA", "--sampler", "best"], "unknown sampler"),
+        (["--agent", "td3_bc", "--dataset", "no/such/file.hdf5"], "file not found"),
+        (["--agent", "td3_bc", "--dataset", "DATA", "--env", "HalfCheetah-v5"], "shape"),
+    ],
+)
+def test_offline_bad_input_is_one_line_error(argv, message, hopper_dataset, tmp_path, capsys):
+    argv = [str(hopper_dataset) if a == "DATA" else a for a in argv]
+    run = tmp_path / "run"
+    assert train.main([*argv, "--run-dir", str(run), "--progress", "off"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not run.exists()
+
+
+def test_d4rl_score_is_reported_for_known_tasks():
+    trainer = train.OfflineTrainer.__new__(train.OfflineTrainer)
+    trainer.references = (0.0, 100.0)
+    trainer.run_cfg = type("R", (), {"env": "Hopper-v5"})()
+    scores = trainer.scores(50.0)
+    assert scores["score"] == 50.0
+    assert scores["d4rl_score"] == pytest.approx(100 * (50 + 20.272305) / (3234.3 + 20.272305))
+    assert not math.isnan(scores["d4rl_score"])
+
+
+def test_replay_buffer_sampler_state_round_trip():
+    buffer = ReplayBuffer.from_arrays(np.zeros((10, 1)), np.zeros((10, 1)), np.zeros(10),
+                                      np.zeros((10, 1)), np.zeros(10), np.zeros(10))  # fmt: skip
+    state = buffer.sampler_state()
+    first = buffer.sample(5).indices
+    buffer.set_sampler_state(state)
+    torch.testing.assert_close(buffer.sample(5).indices, first)
