@@ -630,7 +630,7 @@ class OfflineTrainer(Trainer):
             self.buffer.set_weights(probabilities)
         self.sampling = {"sampler": run_cfg.sampler, **sampling_stats(self.data, probabilities)}
         if hasattr(self.agent, "fit_dataset"):  # e.g. TD3+BC's state normalization
-            self.agent.fit_dataset(self.data.observations)
+            self.agent.fit_dataset(self.data.observations, self.data.actions)
         meta = self.data.metadata
         self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
 

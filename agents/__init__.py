@@ -7,7 +7,7 @@ state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), an
 (running observation statistics are updated there, never from replayed batches).
 
 Offline agents set `OFFLINE = True` (train.py then requires --dataset) and may define
-`fit_dataset(obs)`, called once with every dataset observation before training.
+`fit_dataset(observations, actions)`, called once with the whole dataset before training.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ AGENTS: dict[str, str] = {
     "sac": "agents.sac",
     "tqc": "agents.tqc",
     "td3_bc": "agents.td3_bc",
+    "prdc": "agents.prdc",
 }
 
 

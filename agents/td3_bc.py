@@ -59,18 +59,26 @@ class Agent(td3.Agent):
             # all normalize through `obs_norm`.
             self.obs_norm = DatasetNorm(observation_space.shape[0]).to(self.device)
 
-    def fit_dataset(self, obs: np.ndarray | torch.Tensor) -> None:
-        """Called once by train.py with every dataset observation (N x obs_dim)."""
+    def fit_dataset(self, observations: np.ndarray, actions: np.ndarray) -> None:
+        """Called once by train.py with the whole dataset (N x obs_dim, N x action_dim)."""
         if self.obs_norm is not None:
-            self.obs_norm.fit(torch.as_tensor(obs, device=self.device))
+            self.obs_norm.fit(torch.as_tensor(observations, device=self.device))
 
     def observe(self, obs: np.ndarray) -> None:
         """Dataset statistics are fixed: environment observations do not change them."""
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """-lambda * mean Q1(s, pi(s)) + MSE(pi(s), a), lambda = alpha / mean|Q1| (detached)."""
+        """-lambda * mean Q1(s, pi(s)) + regulariser, lambda = alpha / mean|Q1| (detached)."""
         actions = self.actor(batch.obs)  # B x A
         q = self.policy_q(batch.obs, actions)  # B
         lam = self.cfg.alpha / q.abs().mean().detach()
+        regulariser, metrics = self.regulariser(batch, actions)
+        return -lam * q.mean() + regulariser, {**metrics, "actor/lambda": lam}
+
+    def regulariser(
+        self, batch: Batch, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Behaviour cloning: MSE(pi(s), a) over the batch and action dimensions. PRDC swaps
+        the dataset action for the nearest dataset point's."""
         bc = (actions - batch.actions).pow(2).mean()
-        return -lam * q.mean() + bc, {"loss/bc": bc, "actor/lambda": lam}
+        return bc, {"loss/bc": bc}

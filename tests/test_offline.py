@@ -77,7 +77,7 @@ def test_dataset_norm_statistics_by_hand():
 def test_state_normalization_is_the_same_in_training_acting_and_after_reload():
     agent = make_agent(policy_noise=0.0)
     obs = np.random.default_rng(0).normal(5.0, 3.0, size=(50, 3)).astype(np.float32)
-    agent.fit_dataset(obs)
+    agent.fit_dataset(obs, np.zeros((50, 2), np.float32))
     normalized = (torch.as_tensor(obs) - agent.obs_norm.mean.float()) / agent.obs_norm.std.float()
     with torch.no_grad():
         expected = agent.actor(normalized).numpy()
@@ -182,8 +182,8 @@ def hopper_dataset(tmp_path_factory):
     return path
 
 
-def offline_args(path, run_dir, steps=60, *extra):
-    return ["--agent", "td3_bc", "--dataset", str(path), "--total-steps", str(steps),
+def offline_args(path, run_dir, steps=60, *extra, agent="td3_bc"):
+    return ["--agent", agent, "--dataset", str(path), "--total-steps", str(steps),
             "--eval-every", "30", "--eval-episodes", "1", "--progress", "off",
             "--run-dir", str(run_dir), *extra]  # fmt: skip
 
@@ -265,3 +265,62 @@ def test_replay_buffer_sampler_state_round_trip():
     first = buffer.sample(5).indices
     buffer.set_sampler_state(state)
     torch.testing.assert_close(buffer.sample(5).indices, first)
+
+
+# ---- PRDC --------------------------------------------------------------------------------
+def make_prdc(**overrides):
+    from agents import prdc
+
+    torch.manual_seed(0)
+    return prdc.Agent(prdc.Config(**overrides), OBS, ACT)
+
+
+def test_prdc_nearest_neighbour_on_a_hand_made_dataset():
+    agent = make_prdc(normalize_states=False, beta=2.0)
+    states = np.array([[0, 0, 0], [10, 0, 0], [0, 0, 0]], np.float32)
+    actions = np.array([[1, 1], [-1, -1], [-1, 1]], np.float32)
+    agent.fit_dataset(states, actions)
+    obs = torch.tensor([[0, 0, 0], [0, 0, 0], [5.2, 0, 0]], dtype=torch.float32)
+    pi = torch.tensor([[0.9, 0.8], [-0.8, 0.9], [1.0, 1.0]])
+    # Row 3: key (10.4, 0, 0, 1, 1) is 10.4 from point 1's (0, 0, 0, 1, 1) and
+    # sqrt(9.6^2 + 2^2 + 2^2) = 10.008 from point 2's (20, 0, 0, -1, -1): point 2 wins.
+    expected = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    torch.testing.assert_close(agent.nearest_actions(obs, pi), expected)
+    # beta = 0 ignores states: the third query now matches point 1's action exactly.
+    agent0 = make_prdc(normalize_states=False, beta=0.0)
+    agent0.fit_dataset(states, actions)
+    torch.testing.assert_close(agent0.nearest_actions(obs, pi)[2], torch.tensor([1.0, 1.0]))
+    # The regulariser is the MSE to those actions: rows (.01, .04), (.04, .01), (4, 4).
+    loss, metrics = agent.regulariser(make_batch(3, obs=obs), pi)
+    assert loss.item() == pytest.approx((0.01 + 0.04 + 0.04 + 0.01 + 4 + 4) / 6)
+    assert metrics["loss/dc"].item() == pytest.approx(loss.item())
+
+
+def test_prdc_tree_is_exact_against_brute_force():
+    agent = make_prdc(beta=2.0)
+    rng = np.random.default_rng(0)
+    states = rng.normal(3.0, 2.0, (2000, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (2000, 2)).astype(np.float32)
+    agent.fit_dataset(states, actions)
+    obs = agent.normalize(torch.as_tensor(rng.normal(3.0, 2.0, (300, 3)), dtype=torch.float32))
+    pi = torch.as_tensor(rng.uniform(-1, 1, (300, 2)), dtype=torch.float32)
+    keys = torch.cat([2.0 * agent.normalize(torch.as_tensor(states)), torch.as_tensor(actions)], -1)
+    queries = torch.cat([2.0 * obs, pi], -1)
+    brute = torch.cdist(queries.double(), keys.double()).argmin(dim=1)
+    torch.testing.assert_close(agent.nearest_actions(obs, pi), torch.as_tensor(actions)[brute])
+
+
+@pytest.mark.parametrize("agent", ["td3_bc", "prdc"])
+def test_offline_agents_train_and_reload_their_normalization(agent, hopper_dataset, tmp_path):
+    import evaluate
+
+    run = tmp_path / "run"
+    assert train.main(offline_args(hopper_dataset, run, 40, agent=agent)) == 0  # 20 actor steps
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["gradient_updates"] == 40
+    reloaded = evaluate.load_agent(run, None)[0]
+    ckpt = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+    # The reloaded agent never saw the dataset: its state normalization came from the file.
+    torch.testing.assert_close(reloaded.obs_norm.mean, ckpt["agent_state"]["obs_norm"]["mean"])
+    assert not torch.equal(reloaded.obs_norm.mean, torch.zeros_like(reloaded.obs_norm.mean))
+    assert evaluate.main([str(run), "--episodes", "1", "--json", str(tmp_path / "e.json")]) == 0
