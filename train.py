@@ -630,9 +630,16 @@ class OfflineTrainer(Trainer):
             self.buffer.set_weights(probabilities)
         self.sampling = {"sampler": run_cfg.sampler, **sampling_stats(self.data, probabilities)}
         if hasattr(self.agent, "fit_dataset"):  # e.g. TD3+BC's state normalization
-            self.agent.fit_dataset(self.data.observations, self.data.actions)
+            self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
         meta = self.data.metadata
         self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+
+    def cache_dir(self) -> Path:
+        """Where models fitted to this dataset are kept: beside the dataset file."""
+        source = Path(self.source)
+        if source.is_dir():  # a Minari data folder
+            return source / "ogzoo-cache"
+        return source.parent / f"{source.stem}.ogzoo-cache"
 
     def fingerprint(self) -> dict:
         d = self.data

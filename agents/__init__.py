@@ -7,7 +7,8 @@ state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), an
 (running observation statistics are updated there, never from replayed batches).
 
 Offline agents set `OFFLINE = True` (train.py then requires --dataset) and may define
-`fit_dataset(observations, actions)`, called once with the whole dataset before training.
+`fit_dataset(observations, actions, cache_dir)`, called once with the whole dataset before
+training (cache_dir: a folder beside the dataset for models fitted to it, e.g. SPOT's VAE).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ AGENTS: dict[str, str] = {
     "tqc": "agents.tqc",
     "td3_bc": "agents.td3_bc",
     "prdc": "agents.prdc",
+    "spot": "agents.spot",
 }
 
 

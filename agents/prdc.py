@@ -22,6 +22,7 @@ on the fly as in agents/td3_bc.py; the tree's keys use the same normalized state
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -54,8 +55,10 @@ class Agent(td3_bc.Agent):
         self.tree: cKDTree | None = None
         self.dataset_actions: torch.Tensor | None = None
 
-    def fit_dataset(self, observations: np.ndarray, actions: np.ndarray) -> None:
-        super().fit_dataset(observations, actions)
+    def fit_dataset(
+        self, observations: np.ndarray, actions: np.ndarray, cache_dir: Path | None = None
+    ) -> None:
+        super().fit_dataset(observations, actions, cache_dir)
         obs = self.normalize(torch.as_tensor(observations, device=self.device))
         keys = torch.cat([self.cfg.beta * obs, torch.as_tensor(actions, device=self.device)], -1)
         self.tree = cKDTree(keys.cpu().numpy())  # N x (obs + action)

@@ -21,6 +21,7 @@ Deliberate deviations from the reference code:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -59,8 +60,11 @@ class Agent(td3.Agent):
             # all normalize through `obs_norm`.
             self.obs_norm = DatasetNorm(observation_space.shape[0]).to(self.device)
 
-    def fit_dataset(self, observations: np.ndarray, actions: np.ndarray) -> None:
-        """Called once by train.py with the whole dataset (N x obs_dim, N x action_dim)."""
+    def fit_dataset(
+        self, observations: np.ndarray, actions: np.ndarray, cache_dir: Path | None = None
+    ) -> None:
+        """Called once by train.py with the whole dataset (N x obs_dim, N x action_dim) and a
+        folder beside it where models fitted to the data may be cached (SPOT's VAE)."""
         if self.obs_norm is not None:
             self.obs_norm.fit(torch.as_tensor(observations, device=self.device))
 

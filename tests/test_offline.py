@@ -310,12 +310,19 @@ def test_prdc_tree_is_exact_against_brute_force():
     torch.testing.assert_close(agent.nearest_actions(obs, pi), torch.as_tensor(actions)[brute])
 
 
-@pytest.mark.parametrize("agent", ["td3_bc", "prdc"])
-def test_offline_agents_train_and_reload_their_normalization(agent, hopper_dataset, tmp_path):
+@pytest.mark.parametrize(
+    "agent, extra",
+    [("td3_bc", []), ("prdc", []),
+     ("spot", ["--set", "vae_steps=30", "--set", "vae_hidden=16"])],
+)  # fmt: skip
+def test_offline_agents_train_and_reload_their_normalization(
+    agent, extra, hopper_dataset, tmp_path
+):
     import evaluate
 
     run = tmp_path / "run"
-    assert train.main(offline_args(hopper_dataset, run, 40, agent=agent)) == 0  # 20 actor steps
+    args = offline_args(hopper_dataset, run, 40, *extra, agent=agent)  # 20 actor updates
+    assert train.main(args) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["gradient_updates"] == 40
     reloaded = evaluate.load_agent(run, None)[0]
@@ -324,3 +331,86 @@ def test_offline_agents_train_and_reload_their_normalization(agent, hopper_datas
     torch.testing.assert_close(reloaded.obs_norm.mean, ckpt["agent_state"]["obs_norm"]["mean"])
     assert not torch.equal(reloaded.obs_norm.mean, torch.zeros_like(reloaded.obs_norm.mean))
     assert evaluate.main([str(run), "--episodes", "1", "--json", str(tmp_path / "e.json")]) == 0
+    if agent == "spot":  # the VAE was cached beside the dataset, for the next run
+        cache = hopper_dataset.parent / f"{hopper_dataset.stem}.ogzoo-cache"
+        assert len(list(cache.glob("spot-vae-*.pt"))) == 1
+
+
+# ---- SPOT --------------------------------------------------------------------------------
+def make_spot(**overrides):
+    from agents import spot
+
+    torch.manual_seed(0)
+    cfg = {"vae_hidden": 32, "vae_steps": 0, **overrides}
+    return spot.Agent(spot.Config(**cfg), OBS, ACT)
+
+
+class Fixed(torch.nn.Module):
+    def __init__(self, row):
+        super().__init__()
+        self.row = torch.tensor(row)
+
+    def forward(self, x):
+        return self.row.expand(x.shape[0], -1)
+
+
+def test_spot_negative_elbo_by_hand():
+    agent = make_spot()
+    latent = agent.vae.latent_dim  # 2 dim(A) = 4
+    # Encoder: mean 0.5 and log-std ln 0.5 in every latent dimension; decoder ignores z and
+    # puts its mean at tanh(atanh(0.5)) = 0.5 for both action dimensions.
+    agent.vae.encoder = Fixed([0.5] * latent + [math.log(0.5)] * latent)
+    agent.vae.decoder = Fixed([math.atanh(0.5)] * 2)
+    actions = torch.tensor([[0.5, -0.5]])
+    kl = -0.5 * (1 + 2 * math.log(0.5) - 0.25 - 0.25)  # per latent dimension, = 0.443147
+    expected = 0.5 + 0.5 * kl  # MSE of (0, 1) = 0.5, plus beta 0.5 * KL
+    value = agent.vae.neg_elbo(torch.zeros(1, 3), actions, 0.5)
+    assert value.item() == pytest.approx(expected)
+    # The regulariser is lambda times its batch mean.
+    loss, metrics = agent.regulariser(make_batch(1, obs=torch.zeros(1, 3)), actions)
+    assert loss.item() == pytest.approx(0.1 * expected)
+    # log-std is clamped to [-4, 15]: KL with log-std -10 equals KL with -4.
+    agent.vae.encoder = Fixed([0.0] * latent + [-10.0] * latent)
+    clamped = agent.vae.neg_elbo(torch.zeros(1, 3), actions, 1.0).item() - 0.5
+    assert clamped == pytest.approx(-0.5 * (1 - 8 - math.exp(-8)))
+
+
+def test_spot_vae_learns_where_the_data_is():
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(2000, 3)).astype(np.float32)
+    actions = np.tanh(states[:, :2]).astype(np.float32)  # a deterministic behaviour policy
+    agent = make_spot(vae_steps=1500, batch_size=128, normalize_states=False)
+    agent.fit_dataset(states, actions)
+    s, a = torch.as_tensor(states[:500]), torch.as_tensor(actions[:500])
+    torch.manual_seed(1)
+    on_data = agent.vae.neg_elbo(s, a, 0.5).mean().item()
+    off_data = agent.vae.neg_elbo(s, -a, 0.5).mean().item()
+    assert on_data < 0.5 * off_data
+
+
+def test_spot_vae_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
+    from agents import spot
+
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(300, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
+    first = make_spot(vae_steps=20)
+    first.fit_dataset(states, actions, tmp_path)
+    assert len(list(tmp_path.glob("spot-vae-*.pt"))) == 1
+
+    def no_training(self, obs, acts):
+        raise AssertionError("the cached VAE should have been used")
+
+    monkeypatch.setattr(spot.Agent, "train_vae", no_training)
+    again = make_spot(vae_steps=20)
+    torch.manual_seed(123)  # a different init: equality below can only come from the cache
+    again.vae = spot.VAE(3, 2, 4, 32)
+    again.fit_dataset(states, actions, tmp_path)
+    for name, value in first.vae.state_dict().items():
+        torch.testing.assert_close(again.vae.state_dict()[name], value)
+    changed = actions.copy()
+    changed[0, 0] += 0.5
+    with pytest.raises(AssertionError, match="cached VAE"):
+        make_spot(vae_steps=20).fit_dataset(states, changed, tmp_path)  # new data: retrain
+    with pytest.raises(AssertionError, match="cached VAE"):
+        make_spot(vae_steps=21).fit_dataset(states, actions, tmp_path)  # new setting: retrain
