@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jobs import REPO, run_all  # noqa: E402
+
 PRESETS = [
     "configs/td3/hopper-bias.yaml",
     "configs/td3/hopper-bias-single-critic.yaml",
@@ -30,23 +31,6 @@ def run_dir(out: Path, preset: str, seed: int) -> Path:
     return out / f"{Path(preset).parent.name}-{Path(preset).stem}-s{seed}"
 
 
-def train(preset: str, seed: int, out: Path) -> tuple[Path, int]:
-    folder = run_dir(out, preset, seed)
-    if (folder / "checkpoints" / "final.pt").is_file():
-        return folder, 0
-    if (folder / "checkpoints" / "latest.pt").is_file():
-        argv = ["--resume", str(folder)]
-    else:
-        argv = ["--config", preset, "--seed", str(seed), "--run-dir", str(folder)]
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{folder}.log", "a") as log:
-        code = subprocess.call(
-            [sys.executable, "train.py", *argv, "--progress", "off"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    return folder, code
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -57,9 +41,8 @@ def main() -> int:
     out = REPO / args.out
     jobs = [(p, s) for p in PRESETS for s in args.seeds]  # cheap TD3 pairs first
     if not args.plot_only:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            for folder, code in pool.map(lambda job: train(*job, out), jobs):
-                print(f"{folder.name}: {'done' if code == 0 else f'exit {code}'}", flush=True)
+        run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s)]) for p, s in jobs],
+                args.jobs)  # fmt: skip
     finished = [run_dir(out, p, s) for p, s in jobs]
     finished = [f for f in finished if (f / "summary.json").is_file()]
     return subprocess.call(

@@ -1,0 +1,134 @@
+"""The offline benchmark: agents x datasets x samplers x seeds, then a table of scores.
+
+    python bench/offline.py --agents td3_bc prdc spot --datasets hopper-medium-v5 --seeds 0 1
+    python bench/offline.py --agents td3_bc --datasets hopper-random-expert-5-v5 \\
+        --samplers uniform aw --seeds 0 1 --jobs 2
+    python bench/offline.py ... --table-only          # redraw docs/offline.md from the runs
+
+Each run uses the preset configs/<agent>/<dataset without -v5>.yaml when there is one (the
+paper's per-dataset settings), else the agent's defaults, plus --sampler and any
+--train-args. Runs go to <out>/<agent>-<dataset>[-<sampler>]-s<seed>; finished runs are
+skipped and interrupted ones resumed (bench/jobs.py). The table (markdown) gives, per
+agent x dataset x sampler, the normalized score mean +- std over seeds at the last
+evaluation and at the best one (the dataset's own references; D4RL-constant scores in the
+CSV), beside the dataset's own mean normalized score; the CSV has one row per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jobs import REPO, run_all  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from envs.datasets.loading import load_dataset  # noqa: E402
+from envs.datasets.scores import normalized_score  # noqa: E402
+
+CSV_FIELDS = ["agent", "dataset", "sampler", "seed", "gradient_updates", "last_score",
+              "best_score", "best_at", "last_d4rl_score", "best_d4rl_score", "last_return",
+              "best_return", "wall_time_s"]  # fmt: skip
+
+
+def run_name(agent: str, dataset: str, sampler: str, seed: int) -> str:
+    suffix = "" if sampler == "uniform" else f"-{sampler}"
+    return f"{agent}-{dataset}{suffix}-s{seed}"
+
+
+def train_argv(agent: str, dataset: str, sampler: str, seed: int, extra: list[str]) -> list[str]:
+    preset = REPO / "configs" / agent / f"{dataset.removesuffix('-v5')}.yaml"
+    base = ["--config", str(preset)] if preset.is_file() else ["--agent", agent]
+    return [*base, "--dataset", dataset, "--sampler", sampler, "--seed", str(seed), *extra]
+
+
+def dataset_score(dataset: str) -> float | None:
+    """The dataset's own mean normalized score (its episodes' returns, its references)."""
+    data, _ = load_dataset(dataset, make_missing=False)
+    lo, hi = data.metadata.get("ref_min_score"), data.metadata.get("ref_max_score")
+    if lo is None or hi is None:
+        return None
+    return float(normalized_score(data.episode_returns(), lo, hi).mean())
+
+
+def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dict:
+    best = max(summary["evals"], key=lambda e: e["return_mean"])
+    return {
+        "agent": agent, "dataset": dataset, "sampler": sampler, "seed": seed,
+        "gradient_updates": summary["gradient_updates"], "last_score": summary["last_score"],
+        "best_score": summary["best_score"], "best_at": best["gradient_updates"],
+        "last_d4rl_score": summary["last_d4rl_score"],
+        "best_d4rl_score": summary["best_d4rl_score"],
+        "last_return": summary["eval_return_mean"], "best_return": summary["best_eval_return_mean"],
+        "wall_time_s": summary["wall_time_s"],
+    }  # fmt: skip
+
+
+def mean_std(values: list[float]) -> str:
+    if not values or any(v is None for v in values):
+        return "n/a"
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.1f} +- {std:.1f}"
+
+
+def table(rows: list[dict], datasets: list[str]) -> str:
+    own = {d: dataset_score(d) for d in datasets}
+    lines = ["| agent | dataset | sampler | seeds | updates | last score | best score "
+             "| dataset's own score |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["agent"], r["dataset"], r["sampler"]), []).append(r)
+    for (agent, dataset, sampler), group in groups.items():
+        updates = sorted({r["gradient_updates"] for r in group})
+        own_score = "n/a" if own[dataset] is None else f"{own[dataset]:.1f}"
+        lines.append(
+            f"| {agent} | {dataset} | {sampler} | {len(group)} | "
+            f"{', '.join(f'{u:,}' for u in updates)} | "
+            f"{mean_std([r['last_score'] for r in group])} | "
+            f"{mean_std([r['best_score'] for r in group])} | {own_score} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", nargs="+", default=["td3_bc", "prdc", "spot"])
+    parser.add_argument("--datasets", nargs="+", default=["hopper-medium-v5"])
+    parser.add_argument("--samplers", nargs="+", default=["uniform"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
+    parser.add_argument("--out", default="bench/out/offline", help="folder of the run folders")
+    parser.add_argument("--table", default="docs/offline-table.md", help="markdown table out")
+    parser.add_argument("--csv", default="docs/offline.csv", help="per-run CSV out")
+    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
+    parser.add_argument("--table-only", action="store_true", help="no training, just the table")
+    args = parser.parse_args()
+    out = REPO / args.out
+    grid = [(a, d, s, seed) for d in args.datasets for a in args.agents for s in args.samplers
+            for seed in args.seeds]  # fmt: skip
+    if not args.table_only:
+        extra = args.train_args.split()
+        run_all([(out / run_name(*job), train_argv(*job, extra)) for job in grid], args.jobs)
+    rows = []
+    for job in grid:
+        summary_path = out / run_name(*job) / "summary.json"
+        if (out / run_name(*job) / "checkpoints" / "final.pt").is_file():
+            rows.append(row(json.loads(summary_path.read_text()), *job))
+    if not rows:
+        print("no finished runs to tabulate", file=sys.stderr)
+        return 1
+    (REPO / args.table).write_text(table(rows, args.datasets))
+    with open(REPO / args.csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    print((REPO / args.table).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
