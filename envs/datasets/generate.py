@@ -32,7 +32,12 @@ from agents.buffer import ReplayBuffer
 from core.errors import UserError
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
-from envs.datasets.policies import REFERENCE_EPISODES, acting_function, load_policy
+from envs.datasets.policies import (
+    REFERENCE_EPISODES,
+    acting_function,
+    load_policy,
+    policy_path,
+)
 from harness.evaluation import evaluate_policy
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
@@ -145,9 +150,11 @@ def make(
     task = name.split("-")[0]
     if size < 1:
         raise UserError(f"dataset size must be >= 1, got {size}")
-    expert, expert_info = (
-        (None, None) if kind in POLICY_FREE else load_policy(task, "expert", policies)
-    )
+    # The expert sets the normalization's upper reference; a random dataset records it too
+    # when the expert policy is there (and is made without it otherwise).
+    expert, expert_info = None, None
+    if kind not in POLICY_FREE or policy_path(task, "expert", policies).is_file():
+        expert, expert_info = load_policy(task, "expert", policies)
     random_returns = evaluate_policy(RandomActor(env_id, seed + 1), envs.make_env(env_id),
                                      REFERENCE_EPISODES, seed + 1_000_000)["returns"]  # fmt: skip
     meta = {"name": name, "env_id": env_id, "kind": kind, "seed": seed, "size": size,
@@ -156,12 +163,13 @@ def make(
     random_act = random_policy(env_id, seed)
     with torch.random.fork_rng():  # the policies' exploration noise, seeded per dataset
         torch.manual_seed(seed)
+        if expert_info is not None:
+            meta["ref_max_score"] = float(expert_info["metadata"]["return_mean"])
+            meta["expert_policy"] = describe(expert_info)
         if kind == "random":
             data = collect(env_id, random_act, size, seed)
             meta["policy"] = "uniform random"
         else:
-            meta["ref_max_score"] = float(expert_info["metadata"]["return_mean"])
-            meta["expert_policy"] = describe(expert_info)
             data, extra = _policy_kind(env_id, task, kind, size, seed, expert, random_act,
                                        policies)  # fmt: skip
             meta.update(extra)
