@@ -29,6 +29,7 @@ from core import config as cfglib
 from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import make_env
+from envs.datasets.loading import load_dataset
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
 
@@ -56,11 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -> States:
-    """States from the checkpoint's replay buffer when they can be restored, else starts."""
-    replay = source.parent / str(ckpt.get("replay_file", ""))
-    if env_id == ckpt["env"] and replay.is_file():
+    """States the agent trained on, when they can be restored: the checkpoint's replay buffer,
+    or, for an offline run, its dataset; else fresh episode starts."""
+    if env_id == ckpt["env"]:
+        dataset = ckpt["run_config"].get("dataset")
+        replay = source.parent / str(ckpt.get("replay_file", ""))
         try:
-            return states_from_buffer(ReplayBuffer.load(replay), k, seed)
+            if dataset:
+                data, _ = load_dataset(dataset, compat=ckpt["run_config"].get("d4rl_compat"),
+                                       make_missing=False)  # fmt: skip
+                return states_from_buffer(data.to_buffer(seed), k, seed)
+            if replay.is_file():
+                return states_from_buffer(ReplayBuffer.load(replay), k, seed)
         except ValueError:
             pass  # no simulator states stored (non-MuJoCo env): fall back below
     return start_states(env, k, seed)

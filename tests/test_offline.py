@@ -414,3 +414,14 @@ def test_spot_vae_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
         make_spot(vae_steps=20).fit_dataset(states, changed, tmp_path)  # new data: retrain
     with pytest.raises(AssertionError, match="cached VAE"):
         make_spot(vae_steps=21).fit_dataset(states, actions, tmp_path)  # new setting: retrain
+
+
+def test_bias_of_an_offline_critic_is_measured_on_restored_dataset_states(hopper_dataset, tmp_path):
+    import evaluate
+
+    run, out = tmp_path / "run", tmp_path / "bias.json"
+    assert train.main(offline_args(hopper_dataset, run, 20)) == 0
+    argv = [str(run), "--episodes", "1", "--bias", "--bias-states", "4", "--json", str(out)]
+    assert evaluate.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["restored_states"] is True and result["n_states"] == 4
