@@ -1,12 +1,15 @@
 """Update cost of PRDC against TD3+BC on one dataset, in one process, one torch thread.
 
     python bench/offline_speed.py --dataset hopper-random-v5 --rounds 5 --updates 500
+    python bench/offline_speed.py --dataset hopper-medium-v5 --train-first 20000   # trained actors
 
 Both agents are fitted to the whole dataset (PRDC builds its k-d tree over every transition)
 and then timed on the same replay sampling, alternating rounds so that background load hits
 both alike; reported: updates/s per round, the medians, and PRDC's cost relative to TD3+BC's
 (time per update ratio). One update = one critic step, with an actor step every
-policy_delay (2) updates, as in training.
+policy_delay (2) updates, as in training. PRDC's k-d tree search costs more the farther pi(s)
+is from the data, so an untrained actor (the default) is its slow case; --train-first N
+times both agents after N updates each.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def main() -> int:
     parser.add_argument("--dataset", default="hopper-random-v5")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=500, help="timed updates per round")
+    parser.add_argument("--train-first", type=int, default=20, help="untimed updates first")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data, source = load_dataset(args.dataset, make_missing=False)
@@ -43,7 +47,7 @@ def main() -> int:
         start = time.perf_counter()
         agent.fit_dataset(data.observations, data.actions)
         fit_s[name] = time.perf_counter() - start
-        for _ in range(20):
+        for _ in range(args.train_first):
             agent.update(buffer.sample(256))
         agents[name] = agent
     print(f"{source}: {len(data):,} transitions; fit_dataset s: "
