@@ -75,8 +75,10 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def curve(runs: list[dict], series: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(env steps present in every run, values: seeds x steps)."""
-    per_run = [{e["env_steps"]: e[key] for e in r["summary"].get(series, [])} for r in runs]
+    """(steps present in every run, values: seeds x steps). A step is the run's clock: env
+    steps online, gradient updates offline (train.py --dataset)."""
+    per_run = [{e.get("env_steps", e.get("gradient_updates")): e[key]
+                for e in r["summary"].get(series, [])} for r in runs]  # fmt: skip
     steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
     return np.array(steps), np.array([[p[s] for s in steps] for p in per_run], dtype=float)
 
