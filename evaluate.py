@@ -74,13 +74,18 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
     return start_states(env, k, seed)
 
 
+def bins_of(ckpt: dict) -> int:
+    """The action discretisation the run trained with (train.py --bins; 0 = continuous)."""
+    return int(ckpt["run_config"].get("bins", 0))
+
+
 def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
     """(agent, env, checkpoint path, checkpoint) ready to act; UserError on any mismatch."""
     source = find_checkpoint(path)
     ckpt = load_checkpoint(source)
     env_id = env_id or ckpt["env"]
     try:
-        env = make_env(env_id)
+        env = make_env(env_id, bins=bins_of(ckpt))
         module = get_agent_module(ckpt["agent"])
         dev = resolve_device(device)
     except ValueError as exc:
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bias:
             states = bias_states(source, ckpt, env_id, env, args.bias_states, args.seed)
             meter = BiasMeter(
-                lambda limit: make_env(env_id, max_episode_steps=limit),
+                lambda limit: make_env(env_id, max_episode_steps=limit, bins=bins_of(ckpt)),
                 agent.cfg.gamma,
                 rollouts=args.rollouts,
             )

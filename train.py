@@ -189,6 +189,8 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.utd <= 0:
         raise UserError(f"utd must be > 0, got {run_cfg.utd}")
+    if run_cfg.bins < 0 or run_cfg.bins == 1:
+        raise UserError(f"bins must be 0 (continuous) or >= 2, got {run_cfg.bins}")
     if run_cfg.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler '{run_cfg.sampler}' (known: {', '.join(SAMPLERS)})")
     if run_cfg.sampler != "uniform" and not run_cfg.dataset:
@@ -218,7 +220,7 @@ class Trainer:
         self.module = get_agent_module(run_cfg.agent)
 
         obs_space, act_space = self.open_data()
-        self.eval_env = make_env(run_cfg.env)
+        self.eval_env = make_env(run_cfg.env, bins=run_cfg.bins)
         self.spaces = space_signature(obs_space, act_space)
         try:
             self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
@@ -241,13 +243,18 @@ class Trainer:
         self.evals: list[dict] = []
         self.biases: list[dict] = []
         self.bias_meter = BiasMeter(
-            lambda limit: make_env(run_cfg.env, max_episode_steps=limit), agent_cfg.gamma
+            lambda limit: make_env(run_cfg.env, max_episode_steps=limit, bins=run_cfg.bins),
+            agent_cfg.gamma,
         )
         self.last_metrics: dict[str, torch.Tensor] = {}
 
     def open_data(self):
         """The training envs; returns (observation space, action space)."""
-        self.envs = VecEnv(self.run_cfg.env, self.run_cfg.num_envs, self.run_cfg.seed)
+        run_cfg = self.run_cfg
+        try:
+            self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed, run_cfg.bins)
+        except ValueError as exc:  # e.g. --bins on an env without a Box action space
+            raise UserError(f"{run_cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space
 
     def build_buffer(self, obs_space, act_space) -> None:
@@ -614,7 +621,7 @@ class OfflineTrainer(Trainer):
                 check_env_id(run_cfg.env)
             except ValueError as exc:
                 raise UserError(f"dataset {run_cfg.dataset}: {exc}") from None
-        env = make_env(run_cfg.env)
+        env = make_env(run_cfg.env, bins=run_cfg.bins)
         check_against_env(self.data, env.observation_space, env.action_space, self.source)
         return env.observation_space, env.action_space
 

@@ -44,6 +44,9 @@ class RunConfig:
     """Environment steps to train for (summed over vector envs)."""
     utd: float = 1.0
     """Gradient updates per environment step (fractional and > 1 allowed)."""
+    bins: int = 0
+    """Discretise a Box action space into this many evenly spread values per dimension (a
+    MultiDiscrete space, for discrete agents such as REValueD); 0 = keep it continuous."""
     num_envs: int = 1
     """Training environments stepped together."""
     eval_every: int = 5_000

@@ -1,6 +1,7 @@
 """Environment factories and wrappers (Gymnasium/MuJoCo now; datasets and Procgen later)."""
 
 from envs.gym_envs import (
+    DiscretizeActions,
     StepResult,
     VecEnv,
     check_env_id,
@@ -12,6 +13,7 @@ from envs.gym_envs import (
 )
 
 __all__ = [
+    "DiscretizeActions",
     "StepResult",
     "VecEnv",
     "check_env_id",

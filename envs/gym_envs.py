@@ -1,7 +1,8 @@
 """Gymnasium environments for the zoo: one factory, a small synchronous vector env, sim state.
 
 - `make_env(env_id)`: any registered Gymnasium id (MuJoCo v5 included). Box actions are
-  rescaled to [-1, 1], so every continuous agent acts in the same units.
+  rescaled to [-1, 1], so every continuous agent acts in the same units; `bins=N` turns them
+  into N evenly spread values per dimension (a MultiDiscrete space, for discrete agents).
 - `VecEnv`: N copies stepped in lock-step, with automatic reset. `step` returns the true final
   observation of a finished episode as `next_obs` (to store in the replay buffer) and the reset
   observation as `obs` (to act from next), keeping `terminated` and `truncated` apart.
@@ -30,10 +31,34 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown environment id '{env_id}' ({exc})") from None
 
 
-def make_env(env_id: str, seed: int | None = None, max_episode_steps: int | None = None) -> gym.Env:
-    """A Gymnasium env with Box actions in [-1, 1]; with `seed`, its first reset and its
-    action space are seeded (later resets continue the env's own RNG). `max_episode_steps`
-    replaces the registered time limit."""
+class DiscretizeActions(gym.ActionWrapper):
+    """A Box action space as per-dimension bins: MultiDiscrete([bins] * dim), where index k of
+    dimension j is the continuous action low_j + k (high_j - low_j) / (bins - 1) (the bins
+    spread evenly over the bounds, both bounds included)."""
+
+    def __init__(self, env: gym.Env, bins: int):
+        super().__init__(env)
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"--bins needs a flat Box action space, got {space}")
+        if bins < 2:
+            raise ValueError(f"bins must be >= 2, got {bins}")
+        self.values = np.linspace(space.low, space.high, bins, dtype=np.float64).T  # dim x bins
+        self.action_space = gym.spaces.MultiDiscrete(np.full(space.shape[0], bins))
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        index = np.asarray(action, dtype=np.int64)
+        chosen = self.values[np.arange(len(index)), index]
+        return chosen.astype(self.env.action_space.dtype)
+
+
+def make_env(
+    env_id: str, seed: int | None = None, max_episode_steps: int | None = None, bins: int = 0
+) -> gym.Env:
+    """A Gymnasium env with Box actions in [-1, 1], or with `bins` > 0 those actions as
+    per-dimension bins (DiscretizeActions); with `seed`, its first reset and its action space
+    are seeded (later resets continue the env's own RNG). `max_episode_steps` replaces the
+    registered time limit."""
     check_env_id(env_id)
     env = gym.make(env_id, max_episode_steps=max_episode_steps)
     space = env.action_space
@@ -42,6 +67,8 @@ def make_env(env_id: str, seed: int | None = None, max_episode_steps: int | None
     ):
         ones = np.ones(space.shape, dtype=space.dtype)
         env = gym.wrappers.RescaleAction(env, -ones, ones)
+    if bins:
+        env = DiscretizeActions(env, bins)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -100,10 +127,10 @@ class StepResult:
 class VecEnv:
     """N environments stepped synchronously with automatic reset."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
+    def __init__(self, env_id: str, num_envs: int, seed: int, bins: int = 0):
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
-        self.envs = [make_env(env_id) for _ in range(num_envs)]
+        self.envs = [make_env(env_id, bins=bins) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.seed = seed
         self.observation_space = self.envs[0].observation_space
