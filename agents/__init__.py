@@ -23,6 +23,7 @@ AGENTS: dict[str, str] = {
     "td3_bc": "agents.td3_bc",
     "prdc": "agents.prdc",
     "spot": "agents.spot",
+    "revalued": "agents.revalued",
 }
 
 

@@ -118,11 +118,11 @@ def test_every_preset_resolves_and_builds_its_agent(preset):
     import train
 
     run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
-    env = make_env(run_cfg.env)
+    env = make_env(run_cfg.env, bins=run_cfg.bins)
     agent = get_agent_module(run_cfg.agent).Agent(
         agent_cfg, env.observation_space, env.action_space
     )
     obs, _ = env.reset(seed=0)
     assert agent.act(obs[None], deterministic=True).shape == (1, *env.action_space.shape)
-    if preset.endswith("-cpu.yaml"):  # the shrunk presets say so in their first line
+    if "-cpu" in Path(preset).stem:  # the shrunk presets say so in their first line
         assert Path(preset).read_text().startswith("# -cpu PRESET")

@@ -1,0 +1,224 @@
+"""REValueD: regularised ensemble value-decomposition for factorised discrete actions.
+
+Papers: Ireland & Montana, "REValueD: Regularised Ensemble Value-Decomposition for
+Factorisable Markov Decision Processes", ICLR 2024 (arXiv 2401.08850); built on DecQN,
+Seyde et al., "Solving Continuous Control via Q-learning", ICLR 2023. Reference
+implementation: github.com/davidireland3/REValueD (it has no regularisation loss).
+
+An action has D sub-actions (one per dimension, `train.py --bins N` makes them from a Box
+space; a Discrete space is D = 1). Each of K critics outputs utilities U_k,i(s, a_i) for every
+dimension i and bin, and
+  Q_k(s, a) = mean_i U_k,i(s, a_i);      greedy action: a_i = argmax_b mean_k U_k,i(s, b);
+  target    y = R_n + gamma^n (1 - terminated) * mean_k mean_i max_b U'_k,i(s_n, b)
+            (n-step return from the buffer, target networks U', the mean over the ensemble);
+  TD loss   mean_k mean_batch Huber(Q_k(s, a) - y);
+  reg loss  mean_k mean_batch mean_i w_k,i Huber(U_k,i(s, a_i) - y),
+            w_k,i = 1 - exp(-|y - U_k,i(s, a_i)|), detached;
+  loss      TD + reg_weight * reg;  Adam, gradient-norm clip, Polyak targets;
+  exploring epsilon-greedy, epsilon linear from epsilon_start to epsilon_end over
+  epsilon_decay_steps acting steps; with probability epsilon the whole action is random.
+
+The regularisation loss: the authors' public code omits it and the paper's text could not be
+retrieved here (searches returned only its abstract), so this is the reading given in
+../shared/REFERENCES.md and issue 7 — a per-dimension loss pulling each utility towards the
+shared target, weighted by a function of its own TD error (1 - exp(-|delta|), detached), added
+with weight beta (`reg_weight`, 0.5 here, also unconfirmed). `--set n_members=1 --set
+reg_weight=0` is plain DecQN, the ablation.
+
+Deliberate deviations: the critic is SimBa's residual network (agents/nets.py: Linear, then
+residual blocks x + W2 relu(W1 LayerNorm(x)) with inner width 4h, a final LayerNorm, a linear
+head), one batched ensemble; hidden [512] is one block of width 512.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.buffer import Batch
+from agents.nets import critic_ensemble, soft_update
+
+
+@dataclass
+class Config:
+    hidden: list[int] = field(default_factory=lambda: [512])
+    """Residual blocks of the critic, one width per block (paper: hidden 512)."""
+    n_members: int = 10
+    """Critics K in the ensemble; the target averages them. 1 = DecQN."""
+    reg_weight: float = 0.5
+    """beta: weight of the regularisation loss (0 = DecQN's loss). Not confirmed by the paper."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    gamma: float = 0.99
+    """Discount factor."""
+    n_step: int = 3
+    """Steps of the n-step return (the buffer computes it, cut at episode ends)."""
+    tau: float = 0.005
+    """Polyak rate of the target critics (every update)."""
+    huber_delta: float = 1.0
+    """Huber loss threshold."""
+    grad_clip: float = 40.0
+    """Gradient-norm clip of each update."""
+    epsilon_start: float = 1.0
+    """Exploration probability at the start of acting."""
+    epsilon_end: float = 0.05
+    """Exploration probability after the decay."""
+    epsilon_decay_steps: int = 100_000
+    """Acting steps (summed over envs) of the linear decay."""
+    learning_starts: int = 5_000
+    """Env steps of uniform-random actions before the policy acts and updates begin."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions."""
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: Config,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device | str = "cpu",
+    ):
+        if isinstance(action_space, gym.spaces.Discrete):
+            nvec = [int(action_space.n)]
+            self.flat = True  # actions are scalars, one dimension
+        elif isinstance(action_space, gym.spaces.MultiDiscrete) and action_space.nvec.ndim == 1:
+            nvec = [int(n) for n in action_space.nvec]
+            self.flat = False
+        else:
+            raise ValueError(
+                f"revalued needs a Discrete or MultiDiscrete action space (continuous envs: "
+                f"train.py --bins N), got {action_space}"
+            )
+        if len(set(nvec)) != 1:
+            raise ValueError(f"revalued needs the same number of bins per dimension, got {nvec}")
+        if len(observation_space.shape) != 1:
+            raise ValueError(f"revalued needs flat vector observations, got {observation_space}")
+        if cfg.n_members < 1 or cfg.n_step < 1 or cfg.reg_weight < 0:
+            raise ValueError("need n_members >= 1, n_step >= 1 and reg_weight >= 0")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.dims, self.bins = len(nvec), nvec[0]
+        obs_dim = observation_space.shape[0]
+        self.critic = critic_ensemble(
+            "simba", cfg.n_members, obs_dim, self.dims * self.bins, cfg.hidden
+        ).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.huber = nn.HuberLoss(reduction="none", delta=cfg.huber_delta)
+        self.updates = 0
+        self.acting_steps = 0
+        # Exploration draws, seeded from torch's generator (which the run's seed fixes).
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    # ---- the decomposition --------------------------------------------------------------
+    def utilities(self, net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        """U_k,i(s, b) for every member, dimension and bin: K x B x D x bins."""
+        return net(obs).unflatten(-1, (self.dims, self.bins))
+
+    def _index(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as B x D int64 bin indices (a Discrete env's B actions become B x 1)."""
+        actions = actions.long()
+        return actions.unsqueeze(-1) if self.flat or actions.dim() == 1 else actions
+
+    def chosen_utilities(self, u: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """U_k,i(s, a_i): K x B x D."""
+        index = self._index(actions).expand(u.shape[0], -1, -1).unsqueeze(-1)  # K x B x D x 1
+        return u.gather(-1, index).squeeze(-1)
+
+    @torch.no_grad()
+    def compute_target(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y: B, each member's own target before the ensemble mean: K x B)."""
+        next_u = self.utilities(self.critic_target, batch.next_obs)  # K x B x D x bins
+        per_member = next_u.max(dim=-1).values.mean(dim=-1)  # K x B
+        value = per_member.mean(dim=0)  # B
+        y = batch.rewards + batch.discounts * (1.0 - batch.terminated) * value
+        return y, per_member
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """TD + reg_weight * regularisation (module doc), with their metrics."""
+        y, per_member = self.compute_target(batch)
+        chosen = self.chosen_utilities(self.utilities(self.critic, batch.obs), batch.actions)
+        q = chosen.mean(dim=-1)  # K x B
+        td = self.huber(q, y.expand_as(q)).mean()
+        delta = y[None, :, None] - chosen  # K x B x D
+        weight = 1.0 - torch.exp(-delta.detach().abs())
+        reg = (weight * self.huber(chosen, y[None, :, None].expand_as(chosen))).mean()
+        metrics = {
+            "loss/td": td.detach(),
+            "loss/reg": reg.detach(),
+            "q/mean": q.detach().mean(),
+            # Spread of the members' own targets: the variance the ensemble averages away.
+            "target/member_std": per_member.std(dim=0, unbiased=False).mean()
+            if per_member.shape[0] > 1
+            else torch.zeros((), device=y.device),
+        }
+        return td + self.cfg.reg_weight * reg, metrics
+
+    # ---- acting -------------------------------------------------------------------------
+    def epsilon(self) -> float:
+        cfg = self.cfg
+        frac = min(1.0, self.acting_steps / max(1, cfg.epsilon_decay_steps))
+        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """argmax_b mean_k U_k,i(s, b) per dimension: B x D."""
+        return self.utilities(self.critic, obs).mean(dim=0).argmax(dim=-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """obs: N x obs_dim -> N x D bin indices (N for a Discrete space)."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        actions = self.greedy(obs_t).cpu().numpy()
+        if not deterministic:
+            explore = self.rng.random(len(actions)) < self.epsilon()
+            actions[explore] = self.rng.integers(0, self.bins, size=actions[explore].shape)
+            self.acting_steps += len(actions)
+        return actions[:, 0] if self.flat else actions
+
+    # ---- learning -----------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.updates += 1
+        loss, metrics = self.losses(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = self.critic.parameters()
+        metrics["grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.opt.step()
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        metrics["explore/epsilon"] = torch.tensor(self.epsilon())
+        return metrics
+
+    # ---- measurement --------------------------------------------------------------------
+    @torch.no_grad()
+    def q_value(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The decomposed, ensemble-averaged estimate mean_k mean_i U_k,i(s, a_i): B."""
+        u = self.utilities(self.critic, obs)
+        return self.chosen_utilities(u, actions).mean(dim=-1).mean(dim=0)
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "opt": self.opt.state_dict(),
+            "updates": self.updates,
+            "acting_steps": self.acting_steps,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.opt.load_state_dict(state["opt"])
+        self.updates = int(state["updates"])
+        self.acting_steps = int(state["acting_steps"])
+        self.rng.bit_generator.state = state["rng"]
