@@ -437,3 +437,25 @@ def test_shapes_that_do_not_match_the_env() -> None:
     with pytest.raises(DatasetError) as err:
         check_against_env(dataset, obs_space, gym.spaces.Box(-1, 1, (3,)), "tiny.hdf5")
     _one_line_naming(err, "tiny.hdf5", "actions", "(2,)", "(3,)")
+
+
+def test_load_dataset_resolves_every_kind_of_name(tmp_path: Path, monkeypatch) -> None:
+    from envs.datasets.loading import dataset_env_id, load_dataset
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
+    dataset_id = _write_minari(tmp_path / "minari", _episodes())
+    (tmp_path / "d4rl").mkdir()
+    write_d4rl(tmp_path / "d4rl" / "hopper-medium-v2.hdf5", _flat(_episodes()))
+    expected = read_d4rl(tmp_path / "d4rl" / "hopper-medium-v2.hdf5").to_buffer()
+    for name in (dataset_id, str(tmp_path / "minari" / dataset_id), "hopper-medium-v2",
+                 str(tmp_path / "d4rl" / "hopper-medium-v2.hdf5")):  # fmt: skip
+        data, source = load_dataset(name)
+        _assert_same_buffer(data.to_buffer(), expected)
+        assert source.exists()
+        assert dataset_env_id(data, name) == "Hopper-v5"  # Minari metadata, or the task name
+    nameless = _flat(_episodes())
+    with pytest.raises(UserError, match="give it with --env"):
+        dataset_env_id(nameless, "mystery-data.hdf5")
+    with pytest.raises(DatasetError, match="file not found"):
+        load_dataset("no-such-dataset-v2")
