@@ -366,6 +366,8 @@ class Trainer:
             "wall_time_s": round(self.counters["wall_time_s"], 2),
             "resumes": self.counters["resumes"],
             "bias_time_s": round(self.counters.get("bias_time_s", 0.0), 2),
+            # The latest value of each update metric (losses, mean Q, REValueD's target std).
+            "last_update_metrics": {k: float(v) for k, v in self.last_metrics.items()},
             "evals": self.evals,
             "bias": self.biases,
         }
