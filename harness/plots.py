@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from core import config as cfglib
 from core.errors import UserError
 
 # Settings that do not make a different configuration: the seed and the loop's bookkeeping.
@@ -46,7 +47,10 @@ def load_run(run: Path) -> dict:
 
 
 def _flat_config(config: dict) -> dict:
-    flat = {k: v for k, v in config.items() if k != "agent_config"}
+    """Run and agent settings in one mapping; run settings a run folder predates (written by
+    an older ogzoo) take their defaults, so old and new runs of one configuration group."""
+    flat = {**cfglib.to_dict(cfglib.RunConfig())}
+    flat.update({k: v for k, v in config.items() if k != "agent_config"})
     flat.update(config.get("agent_config", {}))
     return flat
 

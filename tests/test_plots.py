@@ -70,3 +70,13 @@ def test_labels_name_only_what_varies_within_each_agent(tmp_path):
     assert set(groups) == {
         "td3 n_critics=2", "td3 n_critics=1", "tqc drop_per_net=0", "tqc drop_per_net=5"
     }  # fmt: skip
+
+
+def test_a_run_written_before_new_settings_existed_groups_with_a_new_one(tmp_path):
+    old = fake_run(tmp_path, "old", 0, 2, [0.1, 0.2], [1.0, 2.0])
+    new = fake_run(tmp_path, "new", 1, 2, [0.3, 0.4], [3.0, 4.0])
+    config = yaml.safe_load((tmp_path / "new" / "config.yaml").read_text())
+    config.update(sampler="uniform", bins=0, dataset="")  # defaults of later run settings
+    (tmp_path / "new" / "config.yaml").write_text(yaml.safe_dump(config))
+    groups = plots.group_runs([plots.load_run(plots.Path(p)) for p in (old, new)])
+    assert list(groups) == ["td3"] and len(groups["td3"]) == 2
