@@ -3,6 +3,7 @@ skipped, interrupted ones resumed, N at a time."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -38,3 +39,11 @@ def run_all(jobs: Iterable[tuple[Path, list[str]]], processes: int,
         futures = [(folder, pool.submit(train_or_resume, folder, argv)) for folder, argv in jobs]
         for folder, future in futures:
             report(folder, future.result())
+
+
+def mean_std(values: list, fmt: str = ".1f") -> str:
+    """'mean +- std' (population std over seeds) for a table cell; 'n/a' if any is missing."""
+    if not values or any(v is None for v in values):
+        return "n/a"
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):{fmt}} +- {std:{fmt.lstrip('+')}}"

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, run_all  # noqa: E402
+from jobs import REPO, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from envs.datasets.loading import load_dataset  # noqa: E402
@@ -66,13 +65,6 @@ def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dic
         "last_return": summary["eval_return_mean"], "best_return": summary["best_eval_return_mean"],
         "wall_time_s": summary["wall_time_s"],
     }  # fmt: skip
-
-
-def mean_std(values: list[float]) -> str:
-    if not values or any(v is None for v in values):
-        return "n/a"
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} +- {std:.1f}"
 
 
 def table(rows: list[dict], datasets: list[str]) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, run_all  # noqa: E402
+from jobs import REPO, mean_std, run_all  # noqa: E402
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -31,13 +30,6 @@ def run_dir(out: Path, preset: str, seed: int) -> Path:
     return out / f"{Path(preset).stem}-s{seed}"
 
 
-def cell(values: list[float], fmt: str) -> str:
-    if not values:
-        return "n/a"
-    std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):{fmt}} +- {std:{fmt.lstrip('+')}}"
-
-
 def table(out: Path, seeds: list[int]) -> str:
     lines = ["| preset | seeds | env steps | final eval | best eval | normalized bias (last) "
              "| target std across members (last) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -48,12 +40,13 @@ def table(out: Path, seeds: list[int]) -> str:
             continue
         biases = [s["bias"][-1]["bias_normalized_mean"] for s in summaries if s["bias"]]
         spread = [s["last_update_metrics"].get("target/member_std") for s in summaries]
+        spread = [v for v in spread if v is not None]
         lines.append(
             f"| {preset} | {len(summaries)} | "
             f"{', '.join(str(s['env_steps']) for s in summaries)} | "
-            f"{cell([s['eval_return_mean'] for s in summaries], '.1f')} | "
-            f"{cell([s['best_eval_return_mean'] for s in summaries], '.1f')} | "
-            f"{cell(biases, '+.3f')} | {cell([v for v in spread if v is not None], '.3f')} |"
+            f"{mean_std([s['eval_return_mean'] for s in summaries])} | "
+            f"{mean_std([s['best_eval_return_mean'] for s in summaries])} | "
+            f"{mean_std(biases, '+.3f')} | {mean_std(spread, '.3f')} |"
         )
     return "\n".join(lines) + "\n"
 
