@@ -309,15 +309,20 @@ class Trainer:
     def save(self, name: str = "latest.pt") -> None:
         ckpt_dir = self.run_dir / "checkpoints"
         ckpt_dir.mkdir(exist_ok=True)
-        replay_file = f"replay-{self.counters['env_steps']}.pt"
-        self.buffer.save(ckpt_dir / replay_file)
+        replay_file = self.save_replay(ckpt_dir)
         ckpt = self.checkpoint(replay_file)
         atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
         if name != "latest.pt":
             atomic_torch_save(ckpt, ckpt_dir / name)
-        for old in ckpt_dir.glob("replay-*.pt"):
+        for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
             if old.name != replay_file:
                 old.unlink()
+
+    def save_replay(self, ckpt_dir: Path) -> str | None:
+        """Write the replay buffer beside the checkpoints; returns its file name."""
+        replay_file = f"replay-{self.counters['env_steps']}.pt"
+        self.buffer.save(ckpt_dir / replay_file)
+        return replay_file
 
     def restore(self, ckpt: dict) -> None:
         """Load a checkpoint validated by the caller; envs restart with fresh episodes."""
@@ -642,6 +647,14 @@ class OfflineTrainer(Trainer):
             self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
         meta = self.data.metadata
         self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+        # What a resume checks the dataset against; computed once (the data never changes).
+        d = self.data
+        self.fingerprint = {
+            "transitions": len(d),
+            "episodes": int(len(d.episode_bounds())),
+            "rewards_sum": float(d.rewards.astype(np.float64).sum()),
+            "observations_sum": float(d.observations.astype(np.float64).sum()),
+        }
 
     def cache_dir(self) -> Path:
         """Where models fitted to this dataset are kept: beside the dataset file."""
@@ -650,32 +663,21 @@ class OfflineTrainer(Trainer):
             return source / "ogzoo-cache"
         return source.parent / f"{source.stem}.ogzoo-cache"
 
-    def fingerprint(self) -> dict:
-        d = self.data
-        return {"transitions": len(d), "episodes": int(len(d.episode_bounds())),
-                "rewards_sum": float(d.rewards.astype(np.float64).sum()),
-                "observations_sum": float(d.observations.astype(np.float64).sum())}  # fmt: skip
-
     def checkpoint(self, replay_file: str | None) -> dict:
         ckpt = super().checkpoint(None)
-        ckpt["dataset"] = {"source": str(self.source), **self.fingerprint()}
+        ckpt["dataset"] = {"source": str(self.source), **self.fingerprint}
         ckpt["sampler_rng"] = self.buffer.sampler_state()
         return ckpt
 
-    def save(self, name: str = "latest.pt") -> None:
-        ckpt_dir = self.run_dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
-        ckpt = self.checkpoint(None)
-        atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
-        if name != "latest.pt":
-            atomic_torch_save(ckpt, ckpt_dir / name)
+    def save_replay(self, ckpt_dir: Path) -> None:
+        """Nothing: the dataset is the replay buffer, and a resume reads it again."""
 
     def restore_data(self, ckpt: dict) -> None:
         saved = {k: v for k, v in ckpt.get("dataset", {}).items() if k != "source"}
-        if saved != self.fingerprint():
+        if saved != self.fingerprint:
             raise UserError(
                 f"dataset {self.run_cfg.dataset} ({self.source}) is not the one this run "
-                f"trained on (saved {saved}, now {self.fingerprint()})"
+                f"trained on (saved {saved}, now {self.fingerprint})"
             )
         self.buffer.set_sampler_state(ckpt["sampler_rng"])
 
