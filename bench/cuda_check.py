@@ -2,17 +2,20 @@
 
     python bench/cuda_check.py --out cuda_check.json            # all of it
     python bench/cuda_check.py --part checks    # 1-4 only (e.g. while other runs share the GPU)
+    python bench/cuda_check.py --part offline   # the offline agents of 1 only
     python bench/cuda_check.py --part speed     # 5 only (run it alone on the GPU)
 
-1. train.py with --device cuda for every agent (TD3, classic SAC, SAC+SimBa, TQC), in fp32,
-   in bf16 (--precision bf16), and TD3 with its compiled losses (--set compile=true):
-   each run must finish and write a checkpoint; the fp32 runs also measure critic bias.
+1. train.py with --device cuda for every online agent (TD3, classic SAC, SAC+SimBa, TQC,
+   REValueD on discretised Hopper), in fp32, in bf16 (--precision bf16), and TD3 with its
+   compiled losses (--set compile=true): each run must finish and write a checkpoint; the
+   fp32 runs also measure critic bias. The offline agents (TD3+BC, PRDC, SPOT) train on a
+   small generated hopper-medium-v5 (20k transitions) on the GPU.
 2. A checkpoint written on the GPU, loaded on the CPU, acts like the GPU copy
    (largest action difference over 256 observations).
 3. A GPU run resumed on the CPU (--resume RUN --device cpu) continues to its new step count.
 4. Determinism on the GPU: two runs with the same seed, largest parameter difference.
 5. Update-only throughput on the GPU (batch 256, CUDA-synchronised), fp32 and bf16, at the
-   sizes of the speed benchmark and at the papers' sizes.
+   sizes of the speed benchmark and at the papers' sizes (REValueD: 3-step samples, 3 bins).
 
 Each check prints one line and is recorded in the JSON; a failing check does not stop the
 others, and the exit status is non-zero if any failed.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,6 +49,16 @@ AGENTS = {
     "sac-mlp": ["--agent", "sac", "--arch", "mlp", "--set", "learning_starts=300"],
     "sac-simba": ["--agent", "sac", "--set", "learning_starts=300"],
     "tqc": ["--agent", "tqc", "--set", "n_critics=2", "--set", "critic_hidden=[256,256]"],
+    "revalued": ["--agent", "revalued", "--env", "Hopper-v5", "--bins", "3",
+                 "--set", "learning_starts=300", "--set", "hidden=[64]", "--set", "n_members=5"],
+}
+# Offline agents: gradient updates on a small dataset (made on the GPU machine first).
+DATASET = "hopper-medium-v5"
+DATASET_SIZE = 20_000
+OFFLINE = {
+    "td3_bc": ["--agent", "td3_bc", "--dataset", DATASET],
+    "prdc": ["--agent", "prdc", "--dataset", DATASET],
+    "spot": ["--agent", "spot", "--dataset", DATASET, "--set", "vae_steps=2000"],
 }
 # name -> (agent, config overrides) for the throughput table.
 SIZES = {
@@ -54,6 +68,8 @@ SIZES = {
     "sac simba paper (critic 2x512, actor 1x128)": ("sac", {}),
     "tqc 2x25 256-256": ("tqc", {"n_critics": 2, "critic_hidden": [256, 256]}),
     "tqc paper (5x25, 512x3)": ("tqc", {}),
+    "revalued -cpu (5 x 64)": ("revalued", {"hidden": [64], "n_members": 5}),
+    "revalued paper (10 x 512)": ("revalued", {}),
 }  # fmt: skip
 
 results: dict[str, dict] = {}
@@ -80,7 +96,8 @@ def sync() -> None:
 
 
 def train(run_dir: Path, args: list[str], steps: int = 1200, seed: int = 0) -> None:
-    argv = [sys.executable, str(REPO / "train.py"), "--env", "Pendulum-v1", *args,
+    env = [] if "--env" in args or "--dataset" in args else ["--env", "Pendulum-v1"]
+    argv = [sys.executable, str(REPO / "train.py"), *env, *args,
             "--total-steps", str(steps), "--eval-every", str(steps), "--eval-episodes", "2",
             "--progress", "off", "--threads", "1", "--seed", str(seed),
             "--run-dir", str(run_dir)]  # fmt: skip
@@ -113,7 +130,8 @@ def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) 
     cfg = module.Config()
     for key, value in overrides.items():
         setattr(cfg, key, value)
-    env = make_env("Hopper-v5")
+    env = make_env("Hopper-v5", bins=3 if agent_name == "revalued" else 0)
+    n_step = getattr(cfg, "n_step", 1)
     rng = np.random.default_rng(0)
     n = 10_000
     obs = rng.standard_normal((n, 11)).astype(np.float32)
@@ -126,11 +144,11 @@ def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) 
     autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16")
     with autocast:
         for _ in range(20):
-            agent.update(buffer.sample(256, gamma=cfg.gamma, device=DEVICE))
+            agent.update(buffer.sample(256, n_step=n_step, gamma=cfg.gamma, device=DEVICE))
         sync()
         start = time.perf_counter()
         for _ in range(updates):
-            agent.update(buffer.sample(256, gamma=cfg.gamma, device=DEVICE))
+            agent.update(buffer.sample(256, n_step=n_step, gamma=cfg.gamma, device=DEVICE))
         sync()
     return updates / (time.perf_counter() - start)
 
@@ -138,9 +156,10 @@ def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) 
 def same_actions_on_cpu(run: Path) -> dict:
     import evaluate
 
-    gpu_agent = evaluate.load_agent(run, None, DEVICE)[0]
+    gpu_agent, env = evaluate.load_agent(run, None, DEVICE)[:2]
     cpu_agent = evaluate.load_agent(run, None, "cpu")[0]
-    obs = np.random.default_rng(1).standard_normal((256, 3)).astype(np.float32)
+    obs_dim = env.observation_space.shape[0]
+    obs = np.random.default_rng(1).standard_normal((256, obs_dim)).astype(np.float32)
     diff = np.abs(gpu_agent.act(obs, True) - cpu_agent.act(obs, True)).max()
     if diff > 1e-4:
         raise AssertionError(f"actions differ by {diff}")
@@ -179,8 +198,21 @@ def run_checks(tmp: Path) -> None:
         record(f"gpu checkpoint acts the same on cpu: {name}", same_actions_on_cpu,
                tmp / f"{name}-fp32")  # fmt: skip
     record("gpu run resumed on cpu", resume_on_cpu, tmp / "sac-mlp-fp32")
-    for name in ("td3", "sac-mlp", "tqc"):
+    for name in ("td3", "sac-mlp", "tqc", "revalued"):
         record(f"determinism on gpu: {name}", determinism, tmp, name)
+
+
+def run_offline_checks(tmp: Path) -> None:
+    os.environ["OGZOO_DATASETS"] = str(tmp / "datasets")  # never the user's datasets
+    make = [sys.executable, "-m", "envs.datasets", "make", DATASET, "--size", str(DATASET_SIZE)]
+    made = subprocess.run(make, cwd=REPO, capture_output=True, text=True)
+    if made.returncode != 0:
+        results["make dataset"] = {"ok": False, "error": made.stderr.strip()[-400:]}
+        return
+    for name, agent_args in OFFLINE.items():
+        record(f"train {name} offline fp32", train, tmp / name, [*agent_args, "--bias-every", "600",
+               "--bias-states", "8"], 1200)  # fmt: skip
+        record(f"gpu checkpoint acts the same on cpu: {name}", same_actions_on_cpu, tmp / name)
 
 
 def run_speed(updates: int) -> None:
@@ -196,7 +228,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="cuda_check.json")
     parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
-    parser.add_argument("--part", choices=["all", "checks", "speed"], default="all")
+    parser.add_argument("--part", choices=["all", "checks", "offline", "speed"], default="all")
     parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
     args = parser.parse_args()
     global DEVICE
@@ -207,9 +239,12 @@ def main() -> int:
         return 2
     name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     results["device"] = {"ok": True, "name": name, "torch": torch.__version__}
-    if args.part != "speed":
-        run_checks(Path(tempfile.mkdtemp(prefix="cuda_check-")))
-    if args.part != "checks":
+    tmp = Path(tempfile.mkdtemp(prefix="cuda_check-"))
+    if args.part in ("all", "checks"):
+        run_checks(tmp)
+    if args.part in ("all", "checks", "offline"):
+        run_offline_checks(tmp)
+    if args.part in ("all", "speed"):
         run_speed(args.updates)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0 if all(r.get("ok") for r in results.values()) else 1
