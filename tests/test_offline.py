@@ -310,6 +310,30 @@ def test_prdc_tree_is_exact_against_brute_force():
     torch.testing.assert_close(agent.nearest_actions(obs, pi), torch.as_tensor(actions)[brute])
 
 
+def test_prdc_overlapped_search_trains_exactly_like_the_search_in_place():
+    rng = np.random.default_rng(1)
+    states = rng.normal(0.0, 1.0, (500, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (500, 2)).astype(np.float32)
+    buffer = ReplayBuffer.from_arrays(states, actions, rng.normal(size=500), states[::-1].copy(),
+                                      np.zeros(500), np.zeros(500), seed=0)  # fmt: skip
+    params, searches = [], []
+    for overlap in (True, False):
+        agent = make_prdc(overlap_search=overlap, batch_size=32)
+        agent.fit_dataset(states, actions)
+        searched = []
+        search = agent._search
+        agent._search = lambda keys, s=searched, f=search: s.append(keys) or f(keys)
+        buffer.set_sampler_state(np.random.default_rng(2).bit_generator.state)
+        for _ in range(6):  # 3 actor steps
+            agent.update(buffer.sample(32))
+        params.append(agent.state_dict())
+        searches.append(len(searched))
+    assert searches == [3, 3]  # one search per actor step, none wasted or repeated
+    for key in ("actor", "critic"):
+        for name, value in params[0][key].items():
+            assert torch.equal(value, params[1][key][name]), f"{key}.{name} differs"
+
+
 @pytest.mark.parametrize(
     "agent, extra",
     [("td3_bc", []), ("prdc", []),
