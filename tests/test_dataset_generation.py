@@ -52,14 +52,17 @@ def test_random_dataset_is_whole_episodes_with_restorable_states(tmp_path):
     assert data.metadata["ref_min_score"] < 100  # a uniform-random Hopper falls fast
 
 
-def test_cli_reports_missing_and_policy_kinds_in_one_line(tmp_path, capsys):
-    root = ["--root", str(tmp_path)]
+def test_cli_reports_missing_and_policy_kinds_in_one_line(tmp_path, capsys, monkeypatch):
+    # No policies at all, whichever ones the package ships.
+    monkeypatch.setenv("OGZOO_POLICIES", str(tmp_path / "no-policies"))
+    root = ["--root", str(tmp_path / "data")]
     assert dataset_cli([*root, "info", "hopper-random-v5"]) == 2
     assert "make it with" in capsys.readouterr().err
     assert dataset_cli([*root, "make", "walker2d-expert-v5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no expert policy for walker2d" in err
-    assert not any(tmp_path.iterdir())  # nothing written by failed commands
+    data = tmp_path / "data"  # nothing written by the failed commands
+    assert not data.exists() or not any(data.iterdir())
 
 
 @pytest.fixture(scope="module")
