@@ -49,7 +49,8 @@ def main() -> int:
         help="start td3_bc or prdc from this run's checkpoint (repeatable)",
     )
     args = parser.parse_args()
-    init = dict(item.split("=", 1) for item in args.init_from)
+    init = {agent: load_checkpoint(find_checkpoint(run))  # read once: two PRDCs share it
+            for agent, run in (item.split("=", 1) for item in args.init_from)}  # fmt: skip
     torch.set_num_threads(1)
     data, source = load_dataset(args.dataset, make_missing=False)
     env = make_env(dataset_env_id(data, args.dataset))
@@ -64,8 +65,7 @@ def main() -> int:
             cfg.overlap_search = name == "prdc"
         agent = module.Agent(cfg, env.observation_space, env.action_space)
         if agent_name in init:
-            ckpt = load_checkpoint(find_checkpoint(init[agent_name]))
-            agent.load_state_dict(ckpt["agent_state"])
+            agent.load_state_dict(init[agent_name]["agent_state"])
         start = time.perf_counter()
         agent.fit_dataset(data.observations, data.actions)
         fit_s[name] = time.perf_counter() - start
