@@ -12,12 +12,18 @@ skipped and interrupted ones resumed (bench/jobs.py). The table (markdown) gives
 agent x dataset x sampler, the normalized score mean +- std over seeds at the last
 evaluation and at the best one (the dataset's own references; D4RL-constant scores in the
 CSV), beside the dataset's own mean normalized score; the CSV has one row per run.
+
+The CSV is the record that outlives the run folders: rows already in it are kept (a finished
+run on disk replaces its own row), and the table is drawn from every row, so runs made on
+other machines or in earlier sessions stay in the table. --table-only with no training just
+redraws it, e.g. from the CSV alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from pathlib import Path
@@ -26,12 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import REPO, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
+from core.errors import UserError  # noqa: E402
 from envs.datasets.loading import load_dataset  # noqa: E402
 from envs.datasets.scores import normalized_score  # noqa: E402
 
 CSV_FIELDS = ["agent", "dataset", "sampler", "seed", "gradient_updates", "last_score",
               "best_score", "best_at", "last_d4rl_score", "best_d4rl_score", "last_return",
-              "best_return", "wall_time_s"]  # fmt: skip
+              "best_return", "wall_time_s", "dataset_score"]  # fmt: skip
+KEY = ("agent", "dataset", "sampler", "seed")
 
 
 def run_name(agent: str, dataset: str, sampler: str, seed: int) -> str:
@@ -45,6 +53,7 @@ def train_argv(agent: str, dataset: str, sampler: str, seed: int, extra: list[st
     return [*base, "--dataset", dataset, "--sampler", sampler, "--seed", str(seed), *extra]
 
 
+@functools.cache
 def dataset_score(dataset: str) -> float | None:
     """The dataset's own mean normalized score (its episodes' returns, its references)."""
     data, _ = load_dataset(dataset, make_missing=False)
@@ -56,6 +65,7 @@ def dataset_score(dataset: str) -> float | None:
 
 def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dict:
     best = max(summary["evals"], key=lambda e: e["return_mean"])
+    own = dataset_score(dataset)
     return {
         "agent": agent, "dataset": dataset, "sampler": sampler, "seed": seed,
         "gradient_updates": summary["gradient_updates"], "last_score": summary["last_score"],
@@ -63,12 +73,38 @@ def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dic
         "last_d4rl_score": summary["last_d4rl_score"],
         "best_d4rl_score": summary["best_d4rl_score"],
         "last_return": summary["eval_return_mean"], "best_return": summary["best_eval_return_mean"],
-        "wall_time_s": summary["wall_time_s"],
+        "wall_time_s": summary["wall_time_s"], "dataset_score": own,
     }  # fmt: skip
 
 
-def table(rows: list[dict], datasets: list[str]) -> str:
-    own = {d: dataset_score(d) for d in datasets}
+def read_rows(path: Path) -> list[dict]:
+    """The CSV's rows with numbers parsed back ('' -> None); [] when there is no file."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            if set(KEY) - raw.keys():
+                raise SystemExit(
+                    f"error: {path} is not an offline-benchmark CSV (no {KEY} columns)"
+                )
+            r: dict = {k: raw.get(k, "") for k in CSV_FIELDS}
+            for k in CSV_FIELDS[3:]:
+                r[k] = None if r[k] in ("", None) else float(r[k])
+            r["seed"] = int(raw["seed"])
+            r["gradient_updates"] = int(r["gradient_updates"])
+            rows.append(r)
+    return rows
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """old's rows, each replaced by new's row with the same key; new's other rows appended."""
+    fresh = {tuple(r[k] for k in KEY): r for r in new}
+    kept = [fresh.pop(tuple(r[k] for k in KEY), r) for r in old]
+    return kept + list(fresh.values())
+
+
+def table(rows: list[dict]) -> str:
     lines = ["| agent | dataset | sampler | seeds | updates | last score | best score "
              "| dataset's own score |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     groups: dict[tuple, list[dict]] = {}
@@ -76,7 +112,8 @@ def table(rows: list[dict], datasets: list[str]) -> str:
         groups.setdefault((r["agent"], r["dataset"], r["sampler"]), []).append(r)
     for (agent, dataset, sampler), group in groups.items():
         updates = sorted({r["gradient_updates"] for r in group})
-        own_score = "n/a" if own[dataset] is None else f"{own[dataset]:.1f}"
+        own = group[-1]["dataset_score"]
+        own_score = "n/a" if own is None else f"{own:.1f}"
         lines.append(
             f"| {agent} | {dataset} | {sampler} | {len(group)} | "
             f"{', '.join(f'{u:,}' for u in updates)} | "
@@ -105,19 +142,31 @@ def main() -> int:
     if not args.table_only:
         extra = args.train_args.split()
         run_all([(out / run_name(*job), train_argv(*job, extra)) for job in grid], args.jobs)
-    rows = []
+    finished = []
     for job in grid:
         summary_path = out / run_name(*job) / "summary.json"
         if (out / run_name(*job) / "checkpoints" / "final.pt").is_file():
-            rows.append(row(json.loads(summary_path.read_text()), *job))
+            finished.append(row(json.loads(summary_path.read_text()), *job))
+    csv_path = REPO / args.csv
+    rows = merge(read_rows(csv_path), finished)
+    for r in rows:  # rows from older CSVs: the dataset's own score, where the dataset is here
+        if r["dataset_score"] is None:
+            try:
+                r["dataset_score"] = dataset_score(r["dataset"])
+            except UserError:
+                pass
     if not rows:
-        print("no finished runs to tabulate", file=sys.stderr)
+        print(
+            "error: no finished runs to tabulate (none on disk, none in the CSV)", file=sys.stderr
+        )
         return 1
-    (REPO / args.table).write_text(table(rows, args.datasets))
-    with open(REPO / args.csv, "w", newline="") as f:
+    (REPO / args.table).write_text(table(rows))
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+    tmp.replace(csv_path)
     print((REPO / args.table).read_text())
     return 0
 

@@ -1,0 +1,61 @@
+"""bench/offline.py's record: the CSV keeps rows across machines and sessions, the table is
+drawn from every row."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_offline", REPO / "bench" / "offline.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def make_row(agent, dataset, seed, last, best, own=26.4, sampler="uniform"):
+    row = dict.fromkeys(bench.CSV_FIELDS)
+    row.update(agent=agent, dataset=dataset, sampler=sampler, seed=seed,
+               gradient_updates=300_000, last_score=last, best_score=best,
+               dataset_score=own)  # fmt: skip
+    return row
+
+
+def write(rows, path):
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=bench.CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_csv_round_trip_keeps_numbers_and_missing_values(tmp_path):
+    rows = [make_row("td3_bc", "hopper-medium-v5", 0, 33.1, 55.2),
+            make_row("prdc", "hopper-medium-v5", 1, 70.25, 89.5, own=None)]  # fmt: skip
+    write(rows, tmp_path / "o.csv")
+    back = bench.read_rows(tmp_path / "o.csv")
+    assert back == rows
+    assert bench.read_rows(tmp_path / "absent.csv") == []
+
+
+def test_merge_replaces_same_key_keeps_old_and_appends_new():
+    old = [make_row("td3_bc", "h", 0, 1.0, 2.0), make_row("prdc", "h", 0, 3.0, 4.0)]
+    new = [make_row("prdc", "h", 0, 5.0, 6.0), make_row("spot", "h", 0, 7.0, 8.0),
+           make_row("prdc", "h", 0, 3.0, 4.0, sampler="aw")]  # fmt: skip
+    merged = bench.merge(old, new)
+    assert [(r["agent"], r["sampler"], r["last_score"]) for r in merged] == [
+        ("td3_bc", "uniform", 1.0), ("prdc", "uniform", 5.0), ("spot", "uniform", 7.0),
+        ("prdc", "aw", 3.0)]  # fmt: skip
+
+
+def test_table_gives_mean_and_population_std_over_seeds():
+    rows = [make_row("td3_bc", "h", 0, 10.0, 20.0), make_row("td3_bc", "h", 1, 30.0, 20.0)]
+    line = bench.table(rows).splitlines()[2]
+    # last: mean 20, pstd 10; best: 20 +- 0; own score from the rows
+    assert line == "| td3_bc | h | uniform | 2 | 300,000 | 20.0 +- 10.0 | 20.0 +- 0.0 | 26.4 |"
+
+
+def test_a_csv_of_something_else_is_refused(tmp_path):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match="not an offline-benchmark CSV"):
+        bench.read_rows(tmp_path / "x.csv")
