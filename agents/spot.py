@@ -24,6 +24,7 @@ normalized states the actor and critics see.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,17 +121,23 @@ class Agent(td3_bc.Agent):
             path = Path(cache_dir) / f"spot-vae-{self.vae_key(observations, actions)}.pt"
             if path.is_file():
                 self.vae.load_state_dict(torch_load(path, "SPOT VAE cache"))
+                print(f"SPOT VAE: loaded the cached fit {path}", flush=True)
                 return
         obs = self.normalize(torch.as_tensor(observations, device=self.device))
         acts = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        self.train_vae(obs, acts)
+        self.train_vae(obs, acts, progress_every=10_000)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self.vae.state_dict(), path)
+            print(f"SPOT VAE: cached for later runs on this data: {path}", flush=True)
 
-    def train_vae(self, obs: torch.Tensor, actions: torch.Tensor) -> list[float]:
+    def train_vae(
+        self, obs: torch.Tensor, actions: torch.Tensor, progress_every: int = 0
+    ) -> list[float]:
         """vae_steps Adam steps on uniform minibatches of (normalized) states and actions;
-        returns the loss every 1000 steps."""
+        returns the loss every 1000 steps, and prints it every `progress_every` steps (0:
+        silent) — the pretraining takes about half an hour on one CPU core."""
+        start = time.perf_counter()
         cfg = self.cfg
         self.vae.requires_grad_(True)
         opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
@@ -143,6 +150,10 @@ class Agent(td3_bc.Agent):
             opt.step()
             if step % 1000 == 0:
                 losses.append(loss.item())
+            if progress_every and (step + 1) % progress_every == 0:
+                print(f"SPOT VAE pretraining: step {step + 1}/{cfg.vae_steps}, "
+                      f"negative ELBO {loss.item():.4f}, {time.perf_counter() - start:.0f}s",
+                      flush=True)  # fmt: skip
         self.vae.requires_grad_(False)
         return losses
 

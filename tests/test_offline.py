@@ -422,7 +422,7 @@ def test_spot_vae_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
     first.fit_dataset(states, actions, tmp_path)
     assert len(list(tmp_path.glob("spot-vae-*.pt"))) == 1
 
-    def no_training(self, obs, acts):
+    def no_training(self, obs, acts, **kwargs):
         raise AssertionError("the cached VAE should have been used")
 
     monkeypatch.setattr(spot.Agent, "train_vae", no_training)
