@@ -58,10 +58,12 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/revalued", help="folder of the run folders")
     parser.add_argument("--table", default="docs/revalued-table.md")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     args = parser.parse_args()
     out = REPO / args.out
     if not args.table_only:
-        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), "--bias-every", "50000"])
+        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), "--bias-every", "50000",
+                                        *args.train_args.split()])
                 for p in PRESETS for s in args.seeds]  # fmt: skip
         run_all(jobs, args.jobs)
     text = table(out, args.seeds)
