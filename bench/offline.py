@@ -93,6 +93,7 @@ def read_rows(path: Path) -> list[dict]:
                 r[k] = None if r[k] in ("", None) else float(r[k])
             r["seed"] = int(raw["seed"])
             r["gradient_updates"] = int(r["gradient_updates"])
+            r["best_at"] = None if r["best_at"] is None else int(r["best_at"])
             rows.append(r)
     return rows
 
