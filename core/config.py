@@ -104,7 +104,7 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value, ast.Constant)
                 and isinstance(nxt.value.value, str)
             ):
-                docs[node.target.id] = nxt.value.value.strip()
+                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
     return docs
 
 
@@ -216,5 +216,6 @@ def describe(cfg: Any) -> str:
     lines = []
     for name, default in defaults.items():
         hint = getattr(hints[name], "__name__", str(hints[name]))
-        lines.append(f"  {name} ({hint}, default {default!r})\n      {docs.get(name, '')}")
+        doc = textwrap.indent(docs.get(name, ""), " " * 6)
+        lines.append(f"  {name} ({hint}, default {default!r})\n{doc}")
     return "\n".join(lines)

@@ -126,3 +126,19 @@ def test_every_preset_resolves_and_builds_its_agent(preset):
     assert agent.act(obs[None], deterministic=True).shape == (1, *env.action_space.shape)
     if "-cpu" in Path(preset).stem:  # the shrunk presets say so in their first line
         assert Path(preset).read_text().startswith("# -cpu PRESET")
+
+
+def test_describe_indents_every_line_of_a_multi_line_field_doc():
+    from dataclasses import dataclass
+
+    from core import config as cfglib
+
+    @dataclass
+    class Cfg:
+        steps: int = 3
+        """First line of the doc,
+        and its second line."""
+
+    assert cfglib.describe(Cfg()) == (
+        "  steps (int, default 3)\n      First line of the doc,\n      and its second line."
+    )
