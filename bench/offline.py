@@ -65,7 +65,6 @@ def dataset_score(dataset: str) -> float | None:
 
 def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dict:
     best = max(summary["evals"], key=lambda e: e["return_mean"])
-    own = dataset_score(dataset)
     return {
         "agent": agent, "dataset": dataset, "sampler": sampler, "seed": seed,
         "gradient_updates": summary["gradient_updates"], "last_score": summary["last_score"],
@@ -73,7 +72,7 @@ def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dic
         "last_d4rl_score": summary["last_d4rl_score"],
         "best_d4rl_score": summary["best_d4rl_score"],
         "last_return": summary["eval_return_mean"], "best_return": summary["best_eval_return_mean"],
-        "wall_time_s": summary["wall_time_s"], "dataset_score": own,
+        "wall_time_s": summary["wall_time_s"], "dataset_score": None,  # filled in main
     }  # fmt: skip
 
 
@@ -150,7 +149,7 @@ def main() -> int:
             finished.append(row(json.loads(summary_path.read_text()), *job))
     csv_path = REPO / args.csv
     rows = merge(read_rows(csv_path), finished)
-    for r in rows:  # rows from older CSVs: the dataset's own score, where the dataset is here
+    for r in rows:  # the dataset's own score where the dataset is here (older CSVs lack it)
         if r["dataset_score"] is None:
             try:
                 r["dataset_score"] = dataset_score(r["dataset"])
