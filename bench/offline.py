@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import io
 import json
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from jobs import REPO, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from core.errors import UserError  # noqa: E402
+from core.runs import atomic_write_text  # noqa: E402
 from envs.datasets.loading import load_dataset  # noqa: E402
 from envs.datasets.scores import normalized_score  # noqa: E402
 
@@ -88,13 +90,22 @@ def read_rows(path: Path) -> list[dict]:
                     f"error: {path} is not an offline-benchmark CSV (no {KEY} columns)"
                 )
             r: dict = {k: raw.get(k, "") for k in CSV_FIELDS}
-            for k in CSV_FIELDS[3:]:
+            for k in CSV_FIELDS[len(KEY) :]:  # the numbers after the key
                 r[k] = None if r[k] in ("", None) else float(r[k])
-            r["seed"] = int(raw["seed"])
+            r["seed"] = int(r["seed"])
             r["gradient_updates"] = int(r["gradient_updates"])
             r["best_at"] = None if r["best_at"] is None else int(r["best_at"])
             rows.append(r)
     return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """The rows as the CSV, replacing the file in one step (core.runs.atomic_write_text)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -161,12 +172,7 @@ def main() -> int:
         )
         return 1
     (REPO / args.table).write_text(table(rows))
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(csv_path)
+    write_rows(csv_path, rows)
     print((REPO / args.table).read_text())
     return 0
 

@@ -20,19 +20,10 @@ def make_row(agent, dataset, seed, last, best, own=26.4, sampler="uniform"):
     return row
 
 
-def write(rows, path):
-    import csv
-
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=bench.CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def test_csv_round_trip_keeps_numbers_and_missing_values(tmp_path):
     rows = [make_row("td3_bc", "hopper-medium-v5", 0, 33.1, 55.2),
             make_row("prdc", "hopper-medium-v5", 1, 70.25, 89.5, own=None)]  # fmt: skip
-    write(rows, tmp_path / "o.csv")
+    bench.write_rows(tmp_path / "o.csv", rows)
     back = bench.read_rows(tmp_path / "o.csv")
     assert back == rows
     assert bench.read_rows(tmp_path / "absent.csv") == []
