@@ -3,6 +3,8 @@ skipped, interrupted ones resumed, N at a time."""
 
 from __future__ import annotations
 
+import csv
+import io
 import statistics
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from core.runs import atomic_write_text  # noqa: E402
 
 
 def train_or_resume(folder: Path, argv: list[str]) -> int:
@@ -47,3 +51,48 @@ def mean_std(values: list, fmt: str = ".1f") -> str:
         return "n/a"
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):{fmt}} +- {std:{fmt.lstrip('+')}}"
+
+
+class RunRecord:
+    """A CSV of finished runs, one row per key: the record that outlives the run folders (they
+    live outside the checkout and die with the machine). Rows read back with their numbers
+    parsed ('' -> None); merging keeps old rows, each replaced by a new row with its key."""
+
+    def __init__(self, fields: list[str], key: tuple[str, ...], ints: tuple[str, ...],
+                 what: str) -> None:  # fmt: skip
+        self.fields, self.key, self.ints, self.what = fields, key, ints, what
+
+    def read(self, path: Path) -> list[dict]:
+        if not path.is_file():
+            return []
+        rows = []
+        with open(path, newline="") as f:
+            for raw in csv.DictReader(f):
+                if set(self.key) - raw.keys():
+                    raise SystemExit(
+                        f"error: {path} is not {self.what} CSV (no {self.key} columns)"
+                    )
+                r: dict = {k: raw.get(k, "") for k in self.fields}
+                for k in self.fields:
+                    if k in self.key and k not in self.ints:
+                        continue  # a text key column
+                    if r[k] in ("", None):
+                        r[k] = None
+                    else:
+                        r[k] = int(float(r[k])) if k in self.ints else float(r[k])
+                rows.append(r)
+        return rows
+
+    def write(self, path: Path, rows: list[dict]) -> None:
+        """The rows as the CSV, replacing the file in one step (core.runs.atomic_write_text)."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, text.getvalue())
+
+    def merge(self, old: list[dict], new: list[dict]) -> list[dict]:
+        """old's rows, each replaced by new's row with the same key; new's other rows appended."""
+        fresh = {tuple(r[k] for k in self.key): r for r in new}
+        kept = [fresh.pop(tuple(r[k] for k in self.key), r) for r in old]
+        return kept + list(fresh.values())

@@ -22,19 +22,16 @@ redraws it, e.g. from the CSV alone.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
-import io
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from core.errors import UserError  # noqa: E402
-from core.runs import atomic_write_text  # noqa: E402
 from envs.datasets.loading import load_dataset  # noqa: E402
 from envs.datasets.scores import normalized_score  # noqa: E402
 
@@ -42,6 +39,8 @@ CSV_FIELDS = ["agent", "dataset", "sampler", "seed", "gradient_updates", "last_s
               "best_score", "best_at", "last_d4rl_score", "best_d4rl_score", "last_return",
               "best_return", "wall_time_s", "dataset_score"]  # fmt: skip
 KEY = ("agent", "dataset", "sampler", "seed")
+RECORD = RunRecord(CSV_FIELDS, KEY, ints=("seed", "gradient_updates", "best_at"),
+                   what="an offline-benchmark")  # fmt: skip
 
 
 def run_name(agent: str, dataset: str, sampler: str, seed: int) -> str:
@@ -76,43 +75,6 @@ def row(summary: dict, agent: str, dataset: str, sampler: str, seed: int) -> dic
         "last_return": summary["eval_return_mean"], "best_return": summary["best_eval_return_mean"],
         "wall_time_s": summary["wall_time_s"], "dataset_score": None,  # filled in main
     }  # fmt: skip
-
-
-def read_rows(path: Path) -> list[dict]:
-    """The CSV's rows with numbers parsed back ('' -> None); [] when there is no file."""
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            if set(KEY) - raw.keys():
-                raise SystemExit(
-                    f"error: {path} is not an offline-benchmark CSV (no {KEY} columns)"
-                )
-            r: dict = {k: raw.get(k, "") for k in CSV_FIELDS}
-            for k in CSV_FIELDS[len(KEY) :]:  # the numbers after the key
-                r[k] = None if r[k] in ("", None) else float(r[k])
-            r["seed"] = int(r["seed"])
-            r["gradient_updates"] = int(r["gradient_updates"])
-            r["best_at"] = None if r["best_at"] is None else int(r["best_at"])
-            rows.append(r)
-    return rows
-
-
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """The rows as the CSV, replacing the file in one step (core.runs.atomic_write_text)."""
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, text.getvalue())
-
-
-def merge(old: list[dict], new: list[dict]) -> list[dict]:
-    """old's rows, each replaced by new's row with the same key; new's other rows appended."""
-    fresh = {tuple(r[k] for k in KEY): r for r in new}
-    kept = [fresh.pop(tuple(r[k] for k in KEY), r) for r in old]
-    return kept + list(fresh.values())
 
 
 def table(rows: list[dict]) -> str:
@@ -159,7 +121,7 @@ def main() -> int:
         if (out / run_name(*job) / "checkpoints" / "final.pt").is_file():
             finished.append(row(json.loads(summary_path.read_text()), *job))
     csv_path = REPO / args.csv
-    rows = merge(read_rows(csv_path), finished)
+    rows = RECORD.merge(RECORD.read(csv_path), finished)
     for r in rows:  # the dataset's own score where the dataset is here (older CSVs lack it)
         if r["dataset_score"] is None:
             try:
@@ -172,7 +134,7 @@ def main() -> int:
         )
         return 1
     (REPO / args.table).write_text(table(rows))
-    write_rows(csv_path, rows)
+    RECORD.write(csv_path, rows)
     print((REPO / args.table).read_text())
     return 0
 

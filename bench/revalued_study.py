@@ -3,9 +3,14 @@
     python bench/revalued_study.py --seeds 0 1 --jobs 2
     python bench/revalued_study.py --seeds 0 1 --table-only
 
-Runs every preset below for every seed (resumable, bench/jobs.py) with the bias harness every
-50k steps, then writes docs/revalued.md's table: final and best eval return, the last bias
-measurement (normalized), and REValueD's last spread of the members' targets.
+    python bench/revalued_study.py --presets hopper-cpu hopper-cpu-decqn --seeds 1
+
+Runs every preset below (or those named) for every seed (resumable, bench/jobs.py) with the
+bias harness every 50k steps. Each finished run becomes a row of docs/revalued.csv, the record
+that outlives the run folders (rows from earlier sessions are kept, a run on disk replaces its
+own row); the table (docs/revalued-table.md), drawn from every row, gives per preset the final
+and best eval return (mean +- std over seeds), the first evaluation >= 1500 (issue 7's Hopper
+bar), the last bias measurement (normalized) and REValueD's last spread of the members' targets.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, mean_std, run_all  # noqa: E402
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -30,43 +35,83 @@ def run_dir(out: Path, preset: str, seed: int) -> Path:
     return out / f"{Path(preset).stem}-s{seed}"
 
 
-def table(out: Path, seeds: list[int]) -> str:
-    lines = ["| preset | seeds | env steps | final eval | best eval | normalized bias (last) "
-             "| target std across members (last) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for preset in PRESETS:
-        runs = [run_dir(out, preset, s) / "summary.json" for s in seeds]
-        summaries = [json.loads(p.read_text()) for p in runs if p.is_file()]
-        if not summaries:
+CSV_FIELDS = ["preset", "seed", "env_steps", "final_return", "best_return", "best_at",
+              "first_at_1500", "bias_normalized", "bias_at", "target_member_std",
+              "wall_time_s"]  # fmt: skip
+RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"),
+                   ints=("seed", "env_steps", "best_at", "first_at_1500", "bias_at"),
+                   what="a REValueD-study")  # fmt: skip
+
+
+def row(summary: dict, preset: str, seed: int) -> dict:
+    """One finished run's line of the record, from its summary.json."""
+    evals = summary["evals"]
+    best = max(evals, key=lambda e: e["return_mean"])
+    first = next((e["env_steps"] for e in evals if e["return_mean"] >= 1500), None)
+    bias = summary["bias"][-1] if summary["bias"] else {}
+    return {
+        "preset": preset, "seed": seed, "env_steps": summary["env_steps"],
+        "final_return": summary["eval_return_mean"], "best_return": best["return_mean"],
+        "best_at": best["env_steps"], "first_at_1500": first,
+        "bias_normalized": bias.get("bias_normalized_mean"), "bias_at": bias.get("env_steps"),
+        "target_member_std": summary["last_update_metrics"].get("target/member_std"),
+        "wall_time_s": summary["wall_time_s"],
+    }  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| preset | seeds | env steps | final eval | best eval | first eval >= 1500 at "
+             "| normalized bias (last) | target std across members (last) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
+        group = sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"])
+        if not group:
             continue
-        biases = [s["bias"][-1]["bias_normalized_mean"] for s in summaries if s["bias"]]
-        spread = [s["last_update_metrics"].get("target/member_std") for s in summaries]
-        spread = [v for v in spread if v is not None]
+        firsts = ", ".join("never" if r["first_at_1500"] is None else f"{r['first_at_1500']:,}"
+                           for r in group)  # fmt: skip
+        steps = ", ".join(f"{r['env_steps']:,}" for r in group)
+        spread = [r["target_member_std"] for r in group if r["target_member_std"] is not None]
         lines.append(
-            f"| {preset} | {len(summaries)} | "
-            f"{', '.join(str(s['env_steps']) for s in summaries)} | "
-            f"{mean_std([s['eval_return_mean'] for s in summaries])} | "
-            f"{mean_std([s['best_eval_return_mean'] for s in summaries])} | "
-            f"{mean_std(biases, '+.3f')} | {mean_std(spread, '.3f')} |"
+            f"| {preset} | {', '.join(str(r['seed']) for r in group)} | "
+            f"{steps} | "
+            f"{mean_std([r['final_return'] for r in group])} | "
+            f"{mean_std([r['best_return'] for r in group])} | {firsts} | "
+            f"{mean_std([r['bias_normalized'] for r in group], '+.3f')} | "
+            f"{mean_std(spread, '.3f')} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = [Path(p).stem for p in PRESETS]
+    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     parser.add_argument("--out", default="bench/out/revalued", help="folder of the run folders")
     parser.add_argument("--table", default="docs/revalued-table.md")
+    parser.add_argument("--csv", default="docs/revalued.csv", help="per-run record")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     args = parser.parse_args()
     out = REPO / args.out
+    grid = [(p, s) for p in PRESETS if Path(p).stem in args.presets for s in args.seeds]
     if not args.table_only:
         jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), "--bias-every", "50000",
                                         *args.train_args.split()])
-                for p in PRESETS for s in args.seeds]  # fmt: skip
+                for p, s in grid]  # fmt: skip
         run_all(jobs, args.jobs)
-    text = table(out, args.seeds)
+    done = [(p, s) for p, s in grid if (run_dir(out, p, s) / "checkpoints" / "final.pt").is_file()]
+    finished = [row(json.loads((run_dir(out, p, s) / "summary.json").read_text()), p, s)
+                for p, s in done]  # fmt: skip
+    csv_path = REPO / args.csv
+    rows = RECORD.merge(RECORD.read(csv_path), finished)
+    if not rows:
+        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    RECORD.write(csv_path, rows)
+    text = table(rows)
     (REPO / args.table).write_text(text)
     print(text)
     return 0

@@ -23,17 +23,17 @@ def make_row(agent, dataset, seed, last, best, own=26.4, sampler="uniform"):
 def test_csv_round_trip_keeps_numbers_and_missing_values(tmp_path):
     rows = [make_row("td3_bc", "hopper-medium-v5", 0, 33.1, 55.2),
             make_row("prdc", "hopper-medium-v5", 1, 70.25, 89.5, own=None)]  # fmt: skip
-    bench.write_rows(tmp_path / "o.csv", rows)
-    back = bench.read_rows(tmp_path / "o.csv")
+    bench.RECORD.write(tmp_path / "o.csv", rows)
+    back = bench.RECORD.read(tmp_path / "o.csv")
     assert back == rows
-    assert bench.read_rows(tmp_path / "absent.csv") == []
+    assert bench.RECORD.read(tmp_path / "absent.csv") == []
 
 
 def test_merge_replaces_same_key_keeps_old_and_appends_new():
     old = [make_row("td3_bc", "h", 0, 1.0, 2.0), make_row("prdc", "h", 0, 3.0, 4.0)]
     new = [make_row("prdc", "h", 0, 5.0, 6.0), make_row("spot", "h", 0, 7.0, 8.0),
            make_row("prdc", "h", 0, 3.0, 4.0, sampler="aw")]  # fmt: skip
-    merged = bench.merge(old, new)
+    merged = bench.RECORD.merge(old, new)
     assert [(r["agent"], r["sampler"], r["last_score"]) for r in merged] == [
         ("td3_bc", "uniform", 1.0), ("prdc", "uniform", 5.0), ("spot", "uniform", 7.0),
         ("prdc", "aw", 3.0)]  # fmt: skip
@@ -49,4 +49,4 @@ def test_table_gives_mean_and_population_std_over_seeds():
 def test_a_csv_of_something_else_is_refused(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match="not an offline-benchmark CSV"):
-        bench.read_rows(tmp_path / "x.csv")
+        bench.RECORD.read(tmp_path / "x.csv")

@@ -1,0 +1,56 @@
+"""bench/revalued_study.py's record: a finished run's row from its summary, the CSV round
+trip, and the table drawn from rows of several seeds and sessions."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "revalued_study.py")
+study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study)
+HOPPER = "configs/revalued/hopper-cpu.yaml"
+
+
+def summary(returns, biases=(), member_std=None):
+    evals = [{"env_steps": 10_000 * (i + 1), "return_mean": r} for i, r in enumerate(returns)]
+    return {
+        "env_steps": evals[-1]["env_steps"], "eval_return_mean": returns[-1], "evals": evals,
+        "bias": [{"env_steps": s, "bias_normalized_mean": b} for s, b in biases],
+        "last_update_metrics": {} if member_std is None else {"target/member_std": member_std},
+        "wall_time_s": 12.5,
+    }  # fmt: skip
+
+
+def test_row_finds_best_first_crossing_of_1500_and_last_bias():
+    s = summary([900.0, 1500.0, 2100.0, 1700.0], biases=[(20_000, 0.5), (40_000, -0.25)],
+                member_std=0.75)  # fmt: skip
+    r = study.row(s, HOPPER, 1)
+    assert (r["final_return"], r["best_return"], r["best_at"]) == (1700.0, 2100.0, 30_000)
+    assert r["first_at_1500"] == 20_000  # >= 1500 counts
+    assert (r["bias_normalized"], r["bias_at"], r["target_member_std"]) == (-0.25, 40_000, 0.75)
+
+
+def test_row_of_a_run_that_never_reached_1500_nor_measured_bias():
+    r = study.row(summary([100.0, 1499.9]), HOPPER, 0)
+    assert r["first_at_1500"] is None and r["bias_normalized"] is None
+    assert r["target_member_std"] is None
+
+
+def test_record_round_trip_and_table_over_seeds(tmp_path):
+    rows = [study.row(summary([1000.0, 2000.0], [(20_000, 0.1)], 0.5), HOPPER, 1),
+            study.row(summary([1200.0, 1000.0], [(20_000, 0.3)], 0.25), HOPPER, 0)]  # fmt: skip
+    study.RECORD.write(tmp_path / "r.csv", rows)
+    back = study.RECORD.read(tmp_path / "r.csv")
+    assert back == rows
+    line = study.table(back).splitlines()[2]
+    # seeds sorted; final (2000, 1000): 1500 +- 500; best (2000, 1200): 1600 +- 400
+    assert line == (f"| {HOPPER} | 0, 1 | 20,000, 20,000 | 1500.0 +- 500.0 | 1600.0 +- 400.0 "
+                    "| never, 20,000 | +0.200 +- 0.100 | 0.375 +- 0.125 |")  # fmt: skip
+
+
+def test_a_csv_of_something_else_is_refused(tmp_path):
+    (tmp_path / "x.csv").write_text("agent,seed\ntd3,0\n")
+    with pytest.raises(SystemExit, match="not a REValueD-study CSV"):
+        study.RECORD.read(tmp_path / "x.csv")
