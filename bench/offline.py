@@ -5,9 +5,11 @@
         --samplers uniform aw --seeds 0 1 --jobs 2
     python bench/offline.py ... --table-only          # redraw docs/offline.md from the runs
 
-Each run uses the preset configs/<agent>/<dataset without -v5>.yaml when there is one (the
-paper's per-dataset settings), else the agent's defaults, plus --sampler and any
---train-args. Runs go to <out>/<agent>-<dataset>[-<sampler>]-s<seed>; finished runs are
+Each run uses the preset configs/<agent>/<dataset without -v5>-<sampler>.yaml or, failing
+that, <dataset without -v5>.yaml when there is one (the paper's per-dataset settings), else the
+agent's defaults (train.py's 20k-step budget: pass --train-args "--total-steps N"), plus
+--sampler and any --train-args; the command of each run is printed as it starts.
+Runs go to <out>/<agent>-<dataset>[-<sampler>]-s<seed>; finished runs are
 skipped and interrupted ones resumed (bench/jobs.py). The table (markdown) gives, per
 agent x dataset x sampler, the normalized score mean +- std over seeds at the last
 evaluation and at the best one (the dataset's own references; D4RL-constant scores in the
@@ -48,9 +50,18 @@ def run_name(agent: str, dataset: str, sampler: str, seed: int) -> str:
     return f"{agent}-{dataset}{suffix}-s{seed}"
 
 
+def preset_of(agent: str, dataset: str, sampler: str, root: Path = REPO) -> Path | None:
+    """configs/<agent>/<dataset without -v5>-<sampler>.yaml, else <dataset without -v5>.yaml."""
+    stem = dataset.removesuffix("-v5")
+    for name in (f"{stem}-{sampler}.yaml", f"{stem}.yaml"):
+        if (root / "configs" / agent / name).is_file():
+            return root / "configs" / agent / name
+    return None
+
+
 def train_argv(agent: str, dataset: str, sampler: str, seed: int, extra: list[str]) -> list[str]:
-    preset = REPO / "configs" / agent / f"{dataset.removesuffix('-v5')}.yaml"
-    base = ["--config", str(preset)] if preset.is_file() else ["--agent", agent]
+    preset = preset_of(agent, dataset, sampler)
+    base = ["--config", str(preset)] if preset else ["--agent", agent]
     return [*base, "--dataset", dataset, "--sampler", sampler, "--seed", str(seed), *extra]
 
 
@@ -114,7 +125,10 @@ def main() -> int:
             for seed in args.seeds]  # fmt: skip
     if not args.table_only:
         extra = args.train_args.split()
-        run_all([(out / run_name(*job), train_argv(*job, extra)) for job in grid], args.jobs)
+        jobs = [(out / run_name(*job), train_argv(*job, extra)) for job in grid]
+        for folder, argv in jobs:
+            print(f"{folder.name}: train.py {' '.join(argv)}", flush=True)
+        run_all(jobs, args.jobs)
     finished = []
     for job in grid:
         summary_path = out / run_name(*job) / "summary.json"

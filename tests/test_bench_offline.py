@@ -50,3 +50,17 @@ def test_a_csv_of_something_else_is_refused(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match="not an offline-benchmark CSV"):
         bench.RECORD.read(tmp_path / "x.csv")
+
+
+def test_preset_by_sampler_then_by_dataset_else_agent_defaults(tmp_path):
+    (tmp_path / "configs" / "td3_bc").mkdir(parents=True)
+    for name in ("mix-aw.yaml", "mix.yaml"):
+        (tmp_path / "configs" / "td3_bc" / name).write_text("agent: td3_bc\n")
+    assert bench.preset_of("td3_bc", "mix-v5", "aw", tmp_path).name == "mix-aw.yaml"
+    assert bench.preset_of("td3_bc", "mix-v5", "uniform", tmp_path).name == "mix.yaml"
+    assert bench.preset_of("prdc", "mix-v5", "aw", tmp_path) is None
+    # the repository's own bar-2 presets are found for both samplers (300k updates each)
+    for sampler in ("uniform", "aw"):
+        preset = bench.preset_of("td3_bc", "hopper-random-expert-5-v5", sampler)
+        assert preset.name == f"hopper-random-expert-5-{sampler}.yaml"
+        assert "total_steps: 300000" in preset.read_text()
