@@ -9,8 +9,10 @@ An action has D sub-actions (one per dimension, `train.py --bins N` makes them f
 space; a Discrete space is D = 1). Each of K critics outputs utilities U_k,i(s, a_i) for every
 dimension i and bin, and
   Q_k(s, a) = mean_i U_k,i(s, a_i);      greedy action: a_i = argmax_b mean_k U_k,i(s, b);
-  target    y = R_n + gamma^n (1 - terminated) * mean_k mean_i max_b U'_k,i(s_n, b)
-            (n-step return from the buffer, target networks U', the mean over the ensemble);
+  target    y = R_n + gamma^n (1 - terminated) * mean_i max_b mean_k U'_k,i(s_n, b)
+            (n-step return from the buffer, target networks U'; the ensemble's mean utility
+            is maximised, as ../shared/REFERENCES.md orders it and the authors' code does —
+            not the mean of each member's own max, which is larger by Jensen's inequality);
   TD loss   mean_k mean_batch Huber(Q_k(s, a) - y);
   reg loss  mean_k mean_batch mean_i w_k,i Huber(U_k,i(s, a_i) - y),
             w_k,i = 1 - exp(-|y - U_k,i(s, a_i)|), detached;
@@ -25,9 +27,12 @@ shared target, weighted by a function of its own TD error (1 - exp(-|delta|), de
 with weight beta (`reg_weight`, 0.5 here, also unconfirmed). `--set n_members=1 --set
 reg_weight=0` is plain DecQN, the ablation.
 
-Deliberate deviations: the critic is SimBa's residual network (agents/nets.py: Linear, then
-residual blocks x + W2 relu(W1 LayerNorm(x)) with inner width 4h, a final LayerNorm, a linear
-head), one batched ensemble; hidden [512] is one block of width 512.
+Deliberate deviations: while exploiting, the authors' code acts greedily on one randomly
+drawn member (their code calls REValueD "randomised"); here the agent acts on the ensemble
+mean, as the greedy action above, exploring only by epsilon. The critic is SimBa's residual
+network (agents/nets.py: Linear, then residual blocks x + W2 relu(W1 LayerNorm(x)) with inner
+width 4h, a final LayerNorm, a linear head), one batched ensemble; hidden [512] is one block of
+width 512. The authors make one gradient update every 5 env steps (`utd: 0.2` in the presets).
 """
 
 from __future__ import annotations
@@ -138,10 +143,10 @@ class Agent:
 
     @torch.no_grad()
     def compute_target(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y: B, each member's own target before the ensemble mean: K x B)."""
+        """(y: B, each member's own target mean_i max_b U'_k,i: K x B, for its spread)."""
         next_u = self.utilities(self.critic_target, batch.next_obs)  # K x B x D x bins
         per_member = next_u.max(dim=-1).values.mean(dim=-1)  # K x B
-        value = per_member.mean(dim=0)  # B
+        value = next_u.mean(dim=0).max(dim=-1).values.mean(dim=-1)  # B
         y = batch.rewards + batch.discounts * (1.0 - batch.terminated) * value
         return y, per_member
 

@@ -52,12 +52,14 @@ def test_decomposition_and_greedy_actions_by_hand():
 def test_target_with_termination_and_n_step_discount_by_hand():
     agent = make_agent()
     agent.critic_target = Fixed([[1, 5, 2, 0], [3, 1, 0, 4]])
-    # max per dim: member 0 (5, 2) -> 3.5; member 1 (3, 4) -> 3.5; ensemble mean 3.5
+    # the ensemble's mean utilities: dim 0 (2, 3), dim 1 (1, 2); max per dim (3, 2) -> 2.5.
+    # Each member's own target, max per dim first: member 0 (5, 2) -> 3.5, member 1 (3, 4)
+    # -> 3.5 (their mean, 3.5, is not the target: it maximises before averaging)
     batch = make_batch(3, rewards=torch.tensor([1.0, 1.0, 0.5]),
                        discounts=torch.tensor([0.99**3, 0.99**3, 0.99]),
                        terminated=torch.tensor([0.0, 1.0, 0.0]))  # fmt: skip
     y, per_member = agent.compute_target(batch)
-    torch.testing.assert_close(y, torch.tensor([1 + 0.99**3 * 3.5, 1.0, 0.5 + 0.99 * 3.5]))
+    torch.testing.assert_close(y, torch.tensor([1 + 0.99**3 * 2.5, 1.0, 0.5 + 0.99 * 2.5]))
     torch.testing.assert_close(per_member, torch.full((2, 3), 3.5))
 
 
