@@ -4,6 +4,7 @@ ensemble, exploration, and a smoke run with save/load and determinism."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 import evaluate
 import train
 from agents import revalued
+from core.config import load_yaml
 from tests.batches import make_batch
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -136,3 +138,14 @@ def test_smoke_determinism_and_reload(tmp_path):
                            gym.spaces.MultiDiscrete([3, 3, 3]))  # fmt: skip
     fresh.load_state_dict(a["agent_state"])
     np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
+
+
+@pytest.mark.parametrize("env", ["hopper", "walker2d"])
+def test_decqn_cpu_presets_are_the_revalued_ones_minus_ensemble_and_regulariser(env):
+    """The study's ablation changes only the ensemble size and the regularisation weight."""
+    root = Path(__file__).resolve().parents[1] / "configs" / "revalued"
+    full, ablation = load_yaml(root / f"{env}-cpu.yaml"), load_yaml(root / f"{env}-cpu-decqn.yaml")
+    agent_full, agent_ablation = full.pop("agent_config"), ablation.pop("agent_config")
+    assert full == ablation  # env, bins, budget, utd: identical
+    assert agent_ablation == {**agent_full, "n_members": 1, "reg_weight": 0.0}
+    assert agent_full["n_members"] > 1 and agent_full.get("reg_weight", 0.5) > 0
