@@ -28,6 +28,7 @@ def test_row_finds_best_first_crossing_of_1500_and_last_bias():
                 member_std=0.75)  # fmt: skip
     r = study.row(s, HOPPER, 1)
     assert (r["final_return"], r["best_return"], r["best_at"]) == (1700.0, 2100.0, 30_000)
+    assert r["last10_return"] == (900 + 1500 + 2100 + 1700) / 4  # fewer than 10: all of them
     assert r["first_at_1500"] == 20_000  # >= 1500 counts
     assert (r["bias_normalized"], r["bias_at"], r["target_member_std"]) == (-0.25, 40_000, 0.75)
 
@@ -45,8 +46,10 @@ def test_record_round_trip_and_table_over_seeds(tmp_path):
     back = study.RECORD.read(tmp_path / "r.csv")
     assert back == rows
     line = study.table(back).splitlines()[2]
-    # seeds sorted; final (2000, 1000): 1500 +- 500; best (2000, 1200): 1600 +- 400
-    assert line == (f"| {HOPPER} | 0, 1 | 20,000, 20,000 | 1500.0 +- 500.0 | 1600.0 +- 400.0 "
+    # seeds sorted; final (2000, 1000): 1500 +- 500; mean of the evals (1500, 1100):
+    # 1300 +- 200; best (2000, 1200): 1600 +- 400
+    assert line == (f"| {HOPPER} | 0, 1 | 20,000, 20,000 | 1500.0 +- 500.0 | 1300.0 +- 200.0 "
+                    "| 1600.0 +- 400.0 "
                     "| never, 20,000 | +0.200 +- 0.100 | 0.375 +- 0.125 |")  # fmt: skip
 
 
@@ -54,3 +57,9 @@ def test_a_csv_of_something_else_is_refused(tmp_path):
     (tmp_path / "x.csv").write_text("agent,seed\ntd3,0\n")
     with pytest.raises(SystemExit, match="not a REValueD-study CSV"):
         study.RECORD.read(tmp_path / "x.csv")
+
+
+def test_last10_averages_only_the_last_ten_evaluations():
+    r = study.row(summary([5000.0, 5000.0] + [100.0] * 9 + [1200.0]), HOPPER, 0)
+    assert r["last10_return"] == pytest.approx((100.0 * 9 + 1200.0) / 10)
+    assert r["best_return"] == 5000.0 and r["first_at_1500"] == 10_000
