@@ -32,7 +32,8 @@ drawn member (their code calls REValueD "randomised"); here the agent acts on th
 mean, as the greedy action above, exploring only by epsilon. The critic is SimBa's residual
 network (agents/nets.py: Linear, then residual blocks x + W2 relu(W1 LayerNorm(x)) with inner
 width 4h, a final LayerNorm, a linear head), one batched ensemble; hidden [512] is one block of
-width 512. The authors make one gradient update every 5 env steps (`utd: 0.2` in the presets).
+width 512. The authors make one gradient update every 5 env steps (`utd: 0.2` in the paper's
+preset); the small -cpu presets need one per step (docs/results.md).
 """
 
 from __future__ import annotations
