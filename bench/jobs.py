@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 import subprocess
 import sys
@@ -17,10 +18,17 @@ sys.path.insert(0, str(REPO))
 from core.runs import atomic_write_text  # noqa: E402
 
 
+def finished_summary(folder: Path) -> dict | None:
+    """The run's summary.json when it finished (checkpoints/final.pt exists), else None."""
+    if not (folder / "checkpoints" / "final.pt").is_file():
+        return None
+    return json.loads((folder / "summary.json").read_text())
+
+
 def train_or_resume(folder: Path, argv: list[str]) -> int:
     """train.py `argv` into `folder` (its log beside it as <folder>.log); 0 at once when the
     run already finished, --resume when it was interrupted. Returns train.py's exit code."""
-    if (folder / "checkpoints" / "final.pt").is_file():
+    if (folder / "checkpoints" / "final.pt").is_file():  # finished
         return 0
     if (folder / "checkpoints" / "latest.pt").is_file():
         argv = ["--resume", str(folder)]

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from core.errors import UserError  # noqa: E402
@@ -129,11 +128,8 @@ def main() -> int:
         for folder, argv in jobs:
             print(f"{folder.name}: train.py {' '.join(argv)}", flush=True)
         run_all(jobs, args.jobs)
-    finished = []
-    for job in grid:
-        summary_path = out / run_name(*job) / "summary.json"
-        if (out / run_name(*job) / "checkpoints" / "final.pt").is_file():
-            finished.append(row(json.loads(summary_path.read_text()), *job))
+    summaries = [(finished_summary(out / run_name(*job)), job) for job in grid]
+    finished = [row(summary, *job) for summary, job in summaries if summary is not None]
     csv_path = REPO / args.csv
     rows = RECORD.merge(RECORD.read(csv_path), finished)
     for r in rows:  # the dataset's own score where the dataset is here (older CSVs lack it)

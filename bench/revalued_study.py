@@ -17,12 +17,11 @@ REValueD's last spread of the members' targets.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -36,7 +35,7 @@ def run_dir(out: Path, preset: str, seed: int) -> Path:
     return out / f"{Path(preset).stem}-s{seed}"
 
 
-LAST_N = 10  # evaluations averaged for a steadier final figure (they swing by 2x on Hopper)
+LAST_N = 10  # evaluations averaged for a steadier final figure (Hopper's swing 3-5x)
 CSV_FIELDS = ["preset", "seed", "env_steps", "final_return", "last10_return", "best_return",
               "best_at", "first_at_1500", "bias_normalized", "bias_at", "target_member_std",
               "wall_time_s"]  # fmt: skip
@@ -107,9 +106,8 @@ def main() -> int:
                                         *args.train_args.split()])
                 for p, s in grid]  # fmt: skip
         run_all(jobs, args.jobs)
-    done = [(p, s) for p, s in grid if (run_dir(out, p, s) / "checkpoints" / "final.pt").is_file()]
-    finished = [row(json.loads((run_dir(out, p, s) / "summary.json").read_text()), p, s)
-                for p, s in done]  # fmt: skip
+    summaries = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in grid]
+    finished = [row(summary, p, s) for summary, p, s in summaries if summary is not None]
     csv_path = REPO / args.csv
     rows = RECORD.merge(RECORD.read(csv_path), finished)
     if not rows:
