@@ -1,0 +1,135 @@
+"""Exact nearest-neighbour searches for PRDC's keys [beta * s, a], timed on one dataset.
+
+    python bench/prdc_search.py --dataset halfcheetah-medium-v5 --batch 256
+
+PRDC (agents/prdc.py) asks, every actor step, for the dataset key nearest to
+(beta * s, pi(s)) with s a dataset state. How long that takes depends on how far pi(s) is
+from the data, so each search is timed on queries at dataset states whose action part is:
+the stored action (`own`), the stored action plus Gaussian noise (std 0.2 and 0.5, clipped to
+the bounds), all zeros (an untrained tanh actor) and uniform in the bounds. Searches, all
+exact (the script checks each one's distances against PRDC's tree):
+
+- `kdtree`: scipy cKDTree over the keys, sliding-midpoint splits (what PRDC uses);
+- `kdtree-pca`: the same over the keys rotated onto their principal axes (an isometry, so
+  distances are unchanged; it helps when the data lie near a low-dimensional subspace);
+- `state-ball`: the nearest state's key bounds the answer's distance D; only states with
+  beta * ||s' - s|| <= D can beat it, found with a k-d tree over the states alone
+  (`query_ball_point`), then compared exactly;
+- `brute`: every key, in chunks of 16,384, with one matrix product per chunk
+  (||q||^2 + ||k||^2 - 2 q.k; an exact search would re-rank near ties, which is not timed).
+
+States are normalized with the dataset's mean and std, as PRDC does. One torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.datasets.loading import load_dataset  # noqa: E402
+
+
+def state_ball(states: cKDTree, keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Distances to the nearest key, searching only the states that can beat the nearest
+    state's key (module doc)."""
+    n_state = states.m
+    _, first = states.query(queries[:, :n_state], k=1)
+    bound = np.sqrt(((keys[first] - queries) ** 2).sum(1))
+    near = states.query_ball_point(queries[:, :n_state], bound * (1 + 1e-9), return_sorted=False)
+    sizes = np.fromiter(map(len, near), int, len(near))
+    candidates = np.concatenate(near).astype(np.int64)
+    owner = np.repeat(np.arange(len(queries)), sizes)
+    d2 = ((keys[candidates] - queries[owner]) ** 2).sum(1)
+    best = np.full(len(queries), np.inf)
+    np.minimum.at(best, owner, d2)
+    return np.sqrt(best)
+
+
+def brute(keys: torch.Tensor, queries: np.ndarray, chunk: int = 16_384) -> np.ndarray:
+    q = torch.as_tensor(queries, dtype=torch.float32)
+    norms = (keys * keys).sum(1)
+    best = torch.full((len(q),), float("inf"))
+    for start in range(0, len(keys), chunk):
+        part = slice(start, start + chunk)
+        d2 = torch.addmm(norms[part][None], q, keys[part].T, alpha=-2.0)
+        best = torch.minimum(best, d2.min(1).values)
+    return (best + (q * q).sum(1)).clamp_min(0).sqrt().numpy()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="halfcheetah-medium-v5")
+    parser.add_argument("--beta", type=float, default=2.0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="searches not to run")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    data = load_dataset(args.dataset)[0]
+    obs, act = data.observations.astype(np.float64), data.actions.astype(np.float64)
+    states = args.beta * (obs - obs.mean(0)) / (obs.std(0) + 1e-3)
+    keys = np.concatenate([states, act], 1)
+    print(f"{args.dataset}: {len(keys):,} keys of {keys.shape[1]} dimensions, beta {args.beta}")
+
+    def timed_build(name: str, make) -> object:
+        timer = time.perf_counter()
+        built = make()
+        print(f"build {name}: {time.perf_counter() - timer:.1f} s")
+        return built
+
+    tree = timed_build("kdtree", lambda: cKDTree(keys, balanced_tree=False))
+    center = keys.mean(0)
+    search = {"kdtree": lambda q: tree.query(q, k=1)[0]}
+    if "kdtree-pca" not in args.skip:
+        axes = np.linalg.eigh(np.cov((keys - center).T))[1]
+        rotated = timed_build(
+            "kdtree-pca", lambda: cKDTree((keys - center) @ axes, balanced_tree=False)
+        )
+        search["kdtree-pca"] = lambda q: rotated.query((q - center) @ axes, k=1)[0]
+    if "state-ball" not in args.skip:
+        state_tree = timed_build("state-ball", lambda: cKDTree(states, balanced_tree=False))
+        search["state-ball"] = lambda q: state_ball(state_tree, keys, q)
+    if "brute" not in args.skip:
+        key_tensor = torch.as_tensor(keys, dtype=torch.float32)
+        search["brute"] = lambda q: brute(key_tensor, q)
+
+    rng = np.random.default_rng(args.seed)
+    rows = rng.integers(0, len(keys), args.batch)
+    low, high = act.min(0), act.max(0)
+    own = act[rows]
+    action_parts = {
+        "own": own,
+        "noise 0.2": np.clip(own + 0.2 * rng.standard_normal(own.shape), low, high),
+        "noise 0.5": np.clip(own + 0.5 * rng.standard_normal(own.shape), low, high),
+        "zeros": np.zeros_like(own),
+        "uniform": rng.uniform(low, high, own.shape),
+    }
+    print(f"\nms per batch of {args.batch} queries | mean distance to the nearest key")
+    print("| action part | " + " | ".join(search) + " | distance |")
+    print("|---|" + "---:|" * (len(search) + 1))
+    for label, part in action_parts.items():
+        queries = np.concatenate([states[rows], part], 1)
+        exact = tree.query(queries, k=1)[0]
+        cells = []
+        for name, fn in search.items():
+            timer = time.perf_counter()
+            found = fn(queries)
+            cells.append(f"{1000 * (time.perf_counter() - timer):,.1f}")
+            tolerance = 1e-3 if name == "brute" else 1e-9  # fp32 expansion vs float64 keys
+            if not np.allclose(found**2, exact**2, rtol=0, atol=tolerance):
+                print(f"{name} disagrees with the k-d tree on '{label}'", file=sys.stderr)
+                return 1
+        print(f"| {label} | " + " | ".join(cells) + f" | {exact.mean():.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
