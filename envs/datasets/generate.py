@@ -4,7 +4,10 @@ Names follow D4RL with the Gymnasium version: `<task>-<kind>-v5`, e.g. `hopper-r
 `halfcheetah-random-expert-5-v5`. A dataset is a sequence of whole episodes of one behaviour
 policy, collected in `Task-v5` (1000-step time limit) from seeded resets, written in the D4RL
 layout (envs/datasets/d4rl.py) with qpos/qvel before every action and metadata recording how
-it was made. The same name, size and seed always give the same file, byte for byte.
+it was made. The same name, size and seed give the same file, byte for byte, on one machine
+and torch build. Across machines only the random kinds are the same: a policy's float
+arithmetic can differ in the last bit between CPUs, and MuJoCo amplifies that within an
+episode (docs/datasets.md, measured).
 
 Kinds: `random` (uniform-random actions); `medium`, `expert`, `medium-expert` and
 `random-expert-P` need the shipped behaviour policies (envs/datasets/policies.py);
