@@ -535,6 +535,10 @@ class Trainer:
 
         self.begin(writer)
         finished_cleanly = False
+        if c[clock] < run_cfg.total_steps:
+            # A finished run resumed to a larger budget is unfinished again until it ends: its
+            # old final.pt would tell benches (bench/jobs.py) that it finished.
+            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
         # Ctrl-C / SIGTERM only set a flag; the loop stops between steps, so the checkpoint
         # never holds an agent that took an update its counters did not record.
         stop = []

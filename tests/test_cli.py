@@ -680,3 +680,22 @@ def test_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path, capsys):
     steps = [e["env_steps"] for e in summary["evals"]]
     assert all(a < b for a, b in zip(steps, steps[1:])) and steps[-1] == total
     assert [s for s in steps if s <= saved] == [s for s in (250,) if s <= saved]
+
+
+def test_finished_run_resumed_further_is_unfinished_until_it_ends(base_run, tmp_path, monkeypatch):
+    run_dir = copy_run(base_run, tmp_path / "run")
+    final = run_dir / "checkpoints" / "final.pt"
+    assert final.is_file()
+
+    def interrupt(self, writer):
+        raise KeyboardInterrupt  # as Ctrl-C does between steps
+
+    monkeypatch.setattr(train.Trainer, "evaluate", interrupt)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"])
+    assert stopped.value.code == 130
+    assert not final.exists()  # benches must not count the interrupted run as finished
+    assert read_summary(run_dir)["env_steps"] < 500
+    monkeypatch.undo()
+    assert train.main(["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"]) == 0
+    assert final.is_file() and read_summary(run_dir)["env_steps"] == 500
