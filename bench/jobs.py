@@ -18,9 +18,14 @@ sys.path.insert(0, str(REPO))
 from core.runs import atomic_write_text  # noqa: E402
 
 
+def finished(folder: Path) -> bool:
+    """Whether the run in `folder` finished: train.py writes checkpoints/final.pt only then."""
+    return (folder / "checkpoints" / "final.pt").is_file()
+
+
 def finished_summary(folder: Path) -> dict | None:
-    """The run's summary.json when it finished (checkpoints/final.pt exists), else None."""
-    if not (folder / "checkpoints" / "final.pt").is_file():
+    """The run's summary.json when it finished, else None."""
+    if not finished(folder):
         return None
     return json.loads((folder / "summary.json").read_text())
 
@@ -28,7 +33,7 @@ def finished_summary(folder: Path) -> dict | None:
 def train_or_resume(folder: Path, argv: list[str]) -> int:
     """train.py `argv` into `folder` (its log beside it as <folder>.log); 0 at once when the
     run already finished, --resume when it was interrupted. Returns train.py's exit code."""
-    if (folder / "checkpoints" / "final.pt").is_file():  # finished
+    if finished(folder):
         return 0
     if (folder / "checkpoints" / "latest.pt").is_file():
         argv = ["--resume", str(folder)]
