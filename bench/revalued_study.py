@@ -5,6 +5,9 @@
 
     python bench/revalued_study.py --presets hopper-cpu hopper-cpu-decqn --seeds 1
 
+The fifth preset, hopper-cpu-noreg, is the ablation of the regularisation loss alone (the same
+ensemble with reg_weight 0); DecQN (one critic, no regularisation) ablates both parts.
+
 Runs every preset below (or those named) for every seed (resumable, bench/jobs.py) with the
 bias harness every 50k steps. Each finished run becomes a row of docs/revalued.csv, the record
 that outlives the run folders (rows from earlier sessions are kept, a run on disk replaces its
@@ -28,6 +31,7 @@ PRESETS = [
     "configs/revalued/hopper-cpu-decqn.yaml",
     "configs/revalued/walker2d-cpu.yaml",
     "configs/revalued/walker2d-cpu-decqn.yaml",
+    "configs/revalued/hopper-cpu-noreg.yaml",  # the regularisation loss's ablation
 ]
 
 

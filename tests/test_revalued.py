@@ -149,3 +149,12 @@ def test_decqn_cpu_presets_are_the_revalued_ones_minus_ensemble_and_regulariser(
     assert full == ablation  # env, bins, budget, utd: identical
     assert agent_ablation == {**agent_full, "n_members": 1, "reg_weight": 0.0}
     assert agent_full["n_members"] > 1 and agent_full.get("reg_weight", 0.5) > 0
+
+
+def test_noreg_preset_is_hopper_cpu_minus_the_regularisation_loss_only():
+    root = Path(__file__).resolve().parents[1] / "configs" / "revalued"
+    full, ablation = load_yaml(root / "hopper-cpu.yaml"), load_yaml(root / "hopper-cpu-noreg.yaml")
+    agent_full, agent_ablation = full.pop("agent_config"), ablation.pop("agent_config")
+    assert full == ablation
+    assert agent_ablation == {**agent_full, "reg_weight": 0.0}
+    assert revalued.Config().reg_weight > 0 and "reg_weight" not in agent_full  # the default's
