@@ -13,8 +13,9 @@ bias harness every 50k steps. Each finished run becomes a row of docs/revalued.c
 that outlives the run folders (rows from earlier sessions are kept, a run on disk replaces its
 own row); the table (docs/revalued-table.md), drawn from every row, gives per preset the final
 eval return, the mean of the last 10 evaluations and the best (mean +- std over seeds), the
-first evaluation >= 1500 (issue 7's Hopper bar), the last bias measurement (normalized) and
-REValueD's last spread of the members' targets.
+first evaluation >= 1500 (issue 7's Hopper bar), the last bias measurement (normalized), the
+mean of all the run's bias measurements (a single late one swings with the policy of that
+moment) and REValueD's last spread of the members' targets.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def run_dir(out: Path, preset: str, seed: int) -> Path:
 
 LAST_N = 10  # evaluations averaged for a steadier final figure (Hopper's swing 3-5x)
 CSV_FIELDS = ["preset", "seed", "env_steps", "final_return", "last10_return", "best_return",
-              "best_at", "first_at_1500", "bias_normalized", "bias_at", "target_member_std",
+              "best_at", "first_at_1500", "bias_normalized", "bias_at", "bias_normalized_all",
+              "target_member_std",
               "wall_time_s"]  # fmt: skip
 RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"),
                    ints=("seed", "env_steps", "best_at", "first_at_1500", "bias_at"),
@@ -54,6 +56,7 @@ def row(summary: dict, preset: str, seed: int) -> dict:
     best = max(evals, key=lambda e: e["return_mean"])
     first = next((e["env_steps"] for e in evals if e["return_mean"] >= 1500), None)
     bias = summary["bias"][-1] if summary["bias"] else {}
+    every_bias = [b["bias_normalized_mean"] for b in summary["bias"]]
     return {
         "preset": preset, "seed": seed, "env_steps": summary["env_steps"],
         "final_return": summary["eval_return_mean"],
@@ -61,6 +64,7 @@ def row(summary: dict, preset: str, seed: int) -> dict:
         "best_return": best["return_mean"],
         "best_at": best["env_steps"], "first_at_1500": first,
         "bias_normalized": bias.get("bias_normalized_mean"), "bias_at": bias.get("env_steps"),
+        "bias_normalized_all": sum(every_bias) / len(every_bias) if every_bias else None,
         "target_member_std": summary["last_update_metrics"].get("target/member_std"),
         "wall_time_s": summary["wall_time_s"],
     }  # fmt: skip
@@ -69,8 +73,9 @@ def row(summary: dict, preset: str, seed: int) -> dict:
 def table(rows: list[dict]) -> str:
     lines = ["| preset | seeds | env steps | final eval | mean of the last 10 evals | best eval "
              "| first eval >= 1500 at | normalized bias (last) "
+             "| normalized bias (mean of the run's measurements) "
              "| target std across members (last) |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
         group = sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"])
         if not group:
@@ -86,6 +91,7 @@ def table(rows: list[dict]) -> str:
             f"{mean_std([r['last10_return'] for r in group])} | "
             f"{mean_std([r['best_return'] for r in group])} | {firsts} | "
             f"{mean_std([r['bias_normalized'] for r in group], '+.3f')} | "
+            f"{mean_std([r['bias_normalized_all'] for r in group], '+.3f')} | "
             f"{mean_std(spread, '.3f')} |"
         )
     return "\n".join(lines) + "\n"

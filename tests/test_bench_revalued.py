@@ -31,26 +31,30 @@ def test_row_finds_best_first_crossing_of_1500_and_last_bias():
     assert r["last10_return"] == (900 + 1500 + 2100 + 1700) / 4  # fewer than 10: all of them
     assert r["first_at_1500"] == 20_000  # >= 1500 counts
     assert (r["bias_normalized"], r["bias_at"], r["target_member_std"]) == (-0.25, 40_000, 0.75)
+    assert r["bias_normalized_all"] == (0.5 - 0.25) / 2
 
 
 def test_row_of_a_run_that_never_reached_1500_nor_measured_bias():
     r = study.row(summary([100.0, 1499.9]), HOPPER, 0)
     assert r["first_at_1500"] is None and r["bias_normalized"] is None
+    assert r["bias_normalized_all"] is None
     assert r["target_member_std"] is None
 
 
 def test_record_round_trip_and_table_over_seeds(tmp_path):
-    rows = [study.row(summary([1000.0, 2000.0], [(20_000, 0.1)], 0.5), HOPPER, 1),
+    rows = [study.row(summary([1000.0, 2000.0], [(10_000, 0.5), (20_000, 0.1)], 0.5), HOPPER, 1),
             study.row(summary([1200.0, 1000.0], [(20_000, 0.3)], 0.25), HOPPER, 0)]  # fmt: skip
     study.RECORD.write(tmp_path / "r.csv", rows)
     back = study.RECORD.read(tmp_path / "r.csv")
     assert back == rows
     line = study.table(back).splitlines()[2]
     # seeds sorted; final (2000, 1000): 1500 +- 500; mean of the evals (1500, 1100):
-    # 1300 +- 200; best (2000, 1200): 1600 +- 400
+    # 1300 +- 200; best (2000, 1200): 1600 +- 400; last bias (0.1, 0.3): 0.2 +- 0.1; mean of
+    # each run's biases ((0.5 + 0.1) / 2, 0.3): 0.3 +- 0.0
     assert line == (f"| {HOPPER} | 0, 1 | 20,000, 20,000 | 1500.0 +- 500.0 | 1300.0 +- 200.0 "
                     "| 1600.0 +- 400.0 "
-                    "| never, 20,000 | +0.200 +- 0.100 | 0.375 +- 0.125 |")  # fmt: skip
+                    "| never, 20,000 | +0.200 +- 0.100 | +0.300 +- 0.000 "
+                    "| 0.375 +- 0.125 |")  # fmt: skip
 
 
 def test_a_csv_of_something_else_is_refused(tmp_path):
