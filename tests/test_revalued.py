@@ -145,8 +145,11 @@ DECQN = {"n_members": 1, "reg_weight": 0.0}  # one critic, no regularisation los
 
 @pytest.mark.parametrize(
     ("full_name", "ablation_name", "changes"),
-    [("hopper-cpu", "hopper-cpu-decqn", DECQN), ("walker2d-cpu", "walker2d-cpu-decqn", DECQN),
-     ("hopper-cpu", "hopper-cpu-noreg", {"reg_weight": 0.0})],  # fmt: skip
+    [
+        ("hopper-cpu", "hopper-cpu-decqn", DECQN),
+        ("walker2d-cpu", "walker2d-cpu-decqn", DECQN),
+        ("hopper-cpu", "hopper-cpu-noreg", {"reg_weight": 0.0}),
+    ],
 )
 def test_ablation_presets_change_only_what_they_ablate(full_name, ablation_name, changes):
     """The study's ablations (DecQN; the regularisation loss alone) of the REValueD presets."""
