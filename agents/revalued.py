@@ -25,7 +25,9 @@ retrieved here (searches returned only its abstract), so this is the reading giv
 ../shared/REFERENCES.md and issue 7 — a per-dimension loss pulling each utility towards the
 shared target, weighted by a function of its own TD error (1 - exp(-|delta|), detached), added
 with weight beta (`reg_weight`, 0.5 here, also unconfirmed). `--set n_members=1 --set
-reg_weight=0` is plain DecQN, the ablation.
+reg_weight=0` is plain DecQN; `configs/revalued/hopper-cpu-noreg.yaml` ablates the loss alone.
+On Hopper (2 seeds, docs/results.md) that ablation matched REValueD's bias and returns within
+seed noise: the ensemble made the gains over DecQN.
 
 Deliberate deviations: while exploiting, the authors' code acts greedily on one randomly
 drawn member (their code calls REValueD "randomised"); here the agent acts on the ensemble
