@@ -303,8 +303,20 @@ class Agent:
 
     @torch.no_grad()
     def q_value(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The estimate the policy maximises, shape B (soft-Q without the entropy bonus)."""
+        """The estimate the policy maximises, shape B: the soft Q, whose future entropy bonuses
+        the bias harness adds to its Monte-Carlo truth (harness/bias.py)."""
         return self.policy_q(self.normalize(obs), actions)
+
+    @torch.no_grad()
+    def act_with_log_prob(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """obs N x obs_dim -> (sampled actions N x action_dim, log pi(action | obs) N)."""
+        obs_t = self.normalize(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        actions, log_prob = self.actor.sample(obs_t)
+        return actions.cpu().numpy(), log_prob.cpu().numpy()
+
+    def entropy_alpha(self) -> float:
+        """The temperature alpha the critic's soft target uses now."""
+        return float(self.temperature.alpha())
 
     # ---- checkpoints --------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
