@@ -17,12 +17,24 @@ agent's first update and is frozen afterwards. It is cached on disk (`fit_datase
 cache_dir, beside the dataset) under a key made of the dataset's bytes and every VAE setting,
 so later runs on the same data reuse it and any change to the data or settings retrains it.
 
+The actor has dropout (p = 0.1, `actor_dropout`) after each hidden layer, as the authors'
+code does for the locomotion tasks (SPOT.py: `Actor(..., dropout=actor_dropout)` wraps l1 and
+l2 in nn.Dropout; main.py's default 0.1, which none of the MuJoCo configs overrides; the
+AntMaze configs set 0). It is active wherever the authors' modules are in training mode, which
+is every training forward pass: pi(s) in the actor loss, and the target actor pi'(s') in the
+TD target (a deepcopy of the training-mode actor, never switched to eval). Acting is in eval
+mode (their `select_action`: actor.eval(), forward, actor.train()), so evaluation is
+deterministic. SPOT runs recorded before this (docs/offline.csv up to commit 3e96159) trained
+without dropout; `--set actor_dropout=0` reproduces them.
+
 Deliberate deviations from the reference code: none in the mathematics; the VAE sees the
-normalized states the actor and critics see.
+normalized states the actor and critics see; dropout sits after the ReLU instead of before it
+(relu(dropout(x)) = dropout(relu(x)) for the same mask, the inverted-dropout scale being >= 0).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from dataclasses import dataclass
@@ -57,6 +69,8 @@ class Config(td3_bc.Config):
     """Adam learning rate of the VAE."""
     vae_steps: int = 100_000
     """Gradient steps of the VAE's pretraining (batch = batch_size)."""
+    actor_dropout: float = 0.1
+    """Dropout after each hidden layer of the actor, training only (the authors' code: 0.1)."""
 
 
 class VAE(nn.Module):
@@ -80,6 +94,15 @@ class VAE(nn.Module):
         return mse + kl_weight * kl
 
 
+def with_dropout(net: nn.Sequential, p: float) -> nn.Sequential:
+    """`net` (an `mlp`) with nn.Dropout(p) after every hidden ReLU. The layers themselves are
+    reused, so the optimizer that already holds their parameters keeps training them, and each
+    ReLU becomes ReLU -> Dropout in its own slot, so the state_dict keys do not depend on p."""
+    return nn.Sequential(
+        *(nn.Sequential(m, nn.Dropout(p)) if isinstance(m, nn.ReLU) else m for m in net)
+    )
+
+
 class Agent(td3_bc.Agent):
     def __init__(
         self,
@@ -91,6 +114,15 @@ class Agent(td3_bc.Agent):
         super().__init__(cfg, observation_space, action_space, device)
         if cfg.spot_lambda < 0 or cfg.vae_steps < 0:
             raise ValueError("spot_lambda and vae_steps must be >= 0")
+        if not 0.0 <= cfg.actor_dropout < 1.0:
+            raise ValueError(f"actor_dropout must be in [0, 1), got {cfg.actor_dropout}")
+        if cfg.actor_dropout > 0:
+            if cfg.arch != "mlp":
+                raise ValueError("actor_dropout needs arch mlp (set actor_dropout=0 for simba)")
+            # Same initial weights as without dropout; the modules stay in training mode (as
+            # the authors' do), so pi(s) in the actor loss and pi'(s') in the target drop units.
+            self.actor = with_dropout(self.actor, cfg.actor_dropout)
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         obs_dim = observation_space.shape[0]
         latent = cfg.vae_latent_scale * self.action_dim
         self.vae = VAE(obs_dim, self.action_dim, latent, cfg.vae_hidden).to(self.device)
@@ -158,6 +190,16 @@ class Agent(td3_bc.Agent):
         return losses
 
     # ---- the actor ----------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """TD3's act with the actor in eval mode (no dropout), as the authors' select_action;
+        training mode is restored for the updates."""
+        self.actor.eval()
+        try:
+            return super().act(obs, deterministic)
+        finally:
+            self.actor.train()
+
     def regulariser(
         self, batch: Batch, actions: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

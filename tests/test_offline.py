@@ -3,6 +3,7 @@ weighted sampler's frequencies, and train.py --dataset end to end (scores, resum
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -438,6 +439,102 @@ def test_spot_vae_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
         make_spot(vae_steps=20).fit_dataset(states, changed, tmp_path)  # new data: retrain
     with pytest.raises(AssertionError, match="cached VAE"):
         make_spot(vae_steps=21).fit_dataset(states, actions, tmp_path)  # new setting: retrain
+
+
+# ---- SPOT's actor dropout (the authors' SPOT.py: nn.Dropout(0.1) after l1 and l2) ---------
+def dropout_layers(net: torch.nn.Module) -> list[torch.nn.Dropout]:
+    return [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+
+
+def test_spot_actor_dropout_is_active_in_the_training_losses():
+    agent = make_spot(policy_noise=0.0)  # no target noise: the target's only randomness is dropout
+    assert [m.p for m in dropout_layers(agent.actor)] == [0.1, 0.1]  # after each hidden layer
+    batch = make_batch(64, seed=3)
+    # Two training-mode passes drop different units, so they differ.
+    with torch.no_grad():
+        assert not torch.equal(agent.actor(batch.obs), agent.actor(batch.obs))
+        assert not torch.equal(agent.compute_target(batch), agent.compute_target(batch))
+    # Inside update(): both the actor (actor loss) and the target actor (TD target) drop 10%
+    # of the hidden units and scale the rest by 1 / 0.9 (inverted dropout).
+    seen = []
+
+    def record(module, inputs, output, name):
+        kept = output != 0
+        active = inputs[0] != 0
+        seen.append((name, module.training, (~kept & active).sum() / active.sum()))
+        torch.testing.assert_close(output[kept], inputs[0][kept] / 0.9)
+
+    for name in ("actor", "actor_target"):
+        for layer in dropout_layers(getattr(agent, name)):
+            layer.register_forward_hook(lambda m, i, o, n=name: record(m, i, o, n))
+    agent.update(batch)
+    agent.update(batch)  # policy_delay 2: this one also updates the actor
+    assert [name for name, _, _ in seen] == ["actor_target"] * 4 + ["actor"] * 2
+    assert all(training for _, training, _ in seen)
+    dropped = torch.stack([fraction for _, _, fraction in seen])  # 6 x ~64*256/2 units each
+    assert ((dropped > 0.08) & (dropped < 0.12)).all(), dropped
+
+
+def test_spot_acts_deterministically_with_the_eval_mode_network():
+    agent = make_spot()
+    obs = np.random.default_rng(0).normal(2.0, 3.0, size=(16, 3)).astype(np.float32)
+    agent.fit_dataset(obs, np.zeros((16, 2), np.float32))
+    first, second = agent.act(obs, deterministic=True), agent.act(obs, deterministic=True)
+    np.testing.assert_array_equal(first, second)
+    assert agent.actor.training  # back in training mode for the next update
+    reference = copy.deepcopy(agent.actor).eval()
+    with torch.no_grad():
+        expected = reference(agent.obs_norm(torch.as_tensor(obs))).numpy()
+    np.testing.assert_array_equal(first, expected)
+
+
+def test_spot_without_dropout_is_the_agent_before_dropout():
+    plain, dropped = make_spot(actor_dropout=0.0), make_spot()
+    assert dropout_layers(plain.actor) == [] and dropout_layers(plain.actor_target) == []
+    # Same initial weights and the same state_dict keys with or without dropout.
+    for name, value in plain.state_dict()["actor"].items():
+        assert torch.equal(dropped.state_dict()["actor"][name], value)
+    assert plain.state_dict()["actor"].keys() == dropped.state_dict()["actor"].keys()
+    # Metrics of 4 updates recorded with agents/spot.py at commit 3e96159 (no dropout).
+    rng = np.random.default_rng(0)
+    agent = make_spot(vae_steps=5, batch_size=8, actor_dropout=0.0)
+    agent.fit_dataset(rng.normal(2.0, 3.0, (64, 3)).astype(np.float32),
+                      rng.uniform(-1, 1, (64, 2)).astype(np.float32))  # fmt: skip
+    recorded = [
+        {"loss/critic": 2.090792656, "q/mean": -0.087053373},
+        {"actor/lambda": 5.43398428, "loss/actor": 1.001776457, "loss/critic": 1.83995986,
+         "loss/neg_elbo": 0.017764241, "q/mean": -0.154274613},
+        {"loss/critic": 0.811833978, "q/mean": -0.22004956},
+        {"actor/lambda": 4.685934544, "loss/actor": 1.001797676, "loss/critic": 1.655657887,
+         "loss/neg_elbo": 0.017977281, "q/mean": -0.224987805},
+    ]  # fmt: skip
+    for step, expected in enumerate(recorded):
+        metrics = {k: v.item() for k, v in agent.update(make_batch(8, seed=step)).items()}
+        assert metrics == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(agent.act(np.ones((1, 3), np.float32), True),
+                               [[0.08949868, 0.09655940]], rtol=1e-5)  # fmt: skip
+
+
+def test_spot_state_dict_round_trip_with_dropout():
+    agent = make_spot()
+    for step in range(3):  # the 4th update below also updates the actor
+        agent.update(make_batch(16, seed=step))
+    fresh = make_spot()
+    with torch.no_grad():  # other weights: equality below can only come from the state dict
+        for param in fresh.actor.parameters():
+            param.zero_()
+    # A copy, as a checkpoint file is: loading shares the optimizer's state tensors otherwise.
+    fresh.load_state_dict(copy.deepcopy(agent.state_dict()))
+    obs = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
+    # Training continues identically, dropout masks included, from the same RNG state.
+    batch = make_batch(16, seed=9)
+    torch.manual_seed(11)
+    expected = agent.update(batch)
+    torch.manual_seed(11)
+    metrics = fresh.update(batch)
+    assert metrics.keys() == expected.keys() and "loss/actor" in metrics
+    assert all(torch.equal(metrics[key], value) for key, value in expected.items())
 
 
 def test_bias_of_an_offline_critic_is_measured_on_restored_dataset_states(hopper_dataset, tmp_path):
