@@ -11,7 +11,10 @@ checkpoints/final.pt when training finished, else checkpoints/latest.pt.
 --bias also measures the critic's bias against Monte-Carlo returns (harness/bias.py) on
 --bias-states states drawn from the checkpoint's replay buffer and restored in the simulator;
 without a buffer or restorable states it uses fresh episode starts and says so
-(`restored_states: false`).
+(`restored_states: false`). `bias_target` in the JSON says what the truth G was: `soft` (SAC,
+TQC: the soft return of the sampled policy, entropy bonuses included; the deterministic
+measurement follows under `deterministic`) or `reward` (the discounted reward of the
+deterministic policy: TD3, REValueD, the offline TD3 family).
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--bias-states", type=int, default=100, help="states for --bias (default: 100)"
     )
     parser.add_argument(
-        "--rollouts", type=int, default=1, help="Monte-Carlo rollouts per state (default: 1)"
+        "--rollouts",
+        type=int,
+        default=4,
+        help="Monte-Carlo rollouts per state for a stochastic (soft) policy; a deterministic "
+        "one gets one (default: 4)",
     )
     return parser
 
@@ -150,18 +157,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_bias(bias: dict) -> None:
-    where = "restored replay states" if bias["restored_states"] else "fresh episode starts"
-    print(
-        f"bias on {bias['n_states']} {where}, {bias['rollouts']} rollout(s) each, "
-        f"horizon {bias['horizon']} (gamma {bias['gamma']}):"
-    )
-    print(f"{'estimate':>10}  {'mean Q':>9}  {'bias':>18}  {'normalized bias':>18}")
-    rows = {"q_value": bias, **bias.get("estimates", {})}
-    for name, row in rows.items():
-        raw = f"{row['bias_mean']:>+9.2f} +- {row['bias_std']:<6.2f}"
-        normalized = f"{row['bias_normalized_mean']:>+9.3f} +- {row['bias_normalized_std']:<6.3f}"
-        print(f"{name:>10}  {row['q_mean']:>9.2f}  {raw}  {normalized}")
-    print(f"{'MC return':>10}  {bias['mc_return_mean']:>9.2f}")
+    """The soft measurement (SAC, TQC) and then the deterministic one, or the latter alone."""
+    for part in (bias, bias.get("deterministic")):
+        if part is None:
+            continue
+        where = "restored replay states" if part["restored_states"] else "fresh episode starts"
+        truth = {
+            "soft": "soft return of the sampled policy (rewards - alpha log pi, "
+            f"alpha {part.get('alpha', 0):.4g})",
+            "reward": "discounted reward of the deterministic policy",
+        }[part["bias_target"]]
+        print(
+            f"bias against the {truth}, on {part['n_states']} {where}, {part['rollouts']} "
+            f"rollout(s) each, horizon {part['horizon']} (gamma {part['gamma']}):"
+        )
+        print(f"{'estimate':>10}  {'mean Q':>9}  {'bias':>18}  {'normalized bias':>18}  "
+              f"{'REDQ-normalized':>18}")  # fmt: skip
+        for name, row in {"q_value": part, **part.get("estimates", {})}.items():
+            cells = [
+                f"{row[f'{key}_mean']:>+9.{digits}f} +- {row[f'{key}_std']:<6.{digits}f}"
+                for key, digits in (
+                    ("bias", 2), ("bias_normalized", 3), ("bias_normalized_redq", 3)
+                )
+            ]  # fmt: skip
+            print(f"{name:>10}  {row['q_mean']:>9.2f}  {'  '.join(cells)}")
+        print(f"{'MC return':>10}  {part['mc_return_mean']:>9.2f}")
 
 
 if __name__ == "__main__":

@@ -198,11 +198,24 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
                         "it needs --dataset")  # fmt: skip
     if not run_cfg.sampler_temperature > 0:
         raise UserError(f"sampler_temperature must be > 0, got {run_cfg.sampler_temperature}")
-    if run_cfg.bias_every < 0 or run_cfg.bias_states < 1:
+    if run_cfg.bias_every < 0 or run_cfg.bias_states < 1 or run_cfg.bias_rollouts < 1:
         raise UserError(
-            f"need bias_every >= 0 and bias_states >= 1, got {run_cfg.bias_every}, "
-            f"{run_cfg.bias_states}"
+            f"need bias_every >= 0, bias_states >= 1 and bias_rollouts >= 1, got "
+            f"{run_cfg.bias_every}, {run_cfg.bias_states}, {run_cfg.bias_rollouts}"
         )
+
+
+def scalar_tags(prefix: str, result: dict) -> list[tuple[str, float]]:
+    """(tag, number) for every number in a nested result: {"a": 1, "b": {"c": 2}} under
+    "bias" gives bias/a and bias/b/c (flags and text are not scalars). The `estimates` level
+    is left out of tags: bias/min/bias_mean, bias/deterministic/min/bias_mean."""
+    tags = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            tags += scalar_tags(prefix if key == "estimates" else f"{prefix}/{key}", value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            tags.append((f"{prefix}/{key}", value))
+    return tags
 
 
 # ---- the run ------------------------------------------------------------------------------
@@ -245,6 +258,7 @@ class Trainer:
         self.bias_meter = BiasMeter(
             lambda limit: make_env(run_cfg.env, max_episode_steps=limit, bins=run_cfg.bins),
             agent_cfg.gamma,
+            rollouts=run_cfg.bias_rollouts,
         )
         self.last_metrics: dict[str, torch.Tensor] = {}
 
@@ -419,13 +433,8 @@ class Trainer:
         self.counters["bias_time_s"] += elapsed
         entry = {self.clock: step, "seconds": round(elapsed, 3), **result}
         self.biases.append(entry)
-        for key, value in result.items():
-            if key == "estimates":
-                for name, stats in value.items():
-                    for stat, number in stats.items():
-                        writer.add_scalar(f"bias/{name}/{stat}", number, step)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                writer.add_scalar(f"bias/{key}", value, step)
+        for tag, number in scalar_tags("bias", result):
+            writer.add_scalar(tag, number, step)
         writer.add_scalar("bias/seconds", elapsed, step)
         return entry
 
@@ -575,8 +584,8 @@ class Trainer:
                         print(
                             f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
                             f"(normalized {entry['bias_normalized_mean']:+.3f}), "
-                            f"Q {entry['q_mean']:.2f} vs MC {entry['mc_return_mean']:.2f}, "
-                            f"{entry['seconds']:.1f}s",
+                            f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
+                            f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
                             flush=True,
                         )
                 if c[clock] >= next_ckpt:

@@ -61,6 +61,9 @@ class RunConfig:
     """Environment steps between overestimation-bias measurements (0 = never)."""
     bias_states: int = 100
     """Replay states per bias measurement, each rolled out to the discount horizon."""
+    bias_rollouts: int = 4
+    """Monte-Carlo rollouts per state for a stochastic policy (SAC, TQC: the soft return); a
+    deterministic policy makes the same trajectory each time, so it gets one."""
     stop_at_return: float = math.inf
     """End training at the first evaluation with mean return >= this (inf = never); how
     ogzoo makes 'medium' behaviour policies, reproducibly."""

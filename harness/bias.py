@@ -1,23 +1,41 @@
 """Overestimation bias: each critic's estimate against the Monte-Carlo truth.
 
-Method (TD3 paper, Fujimoto et al. 2018; normalization from REDQ, Chen et al. 2021):
+Method (TD3 paper, Fujimoto et al. 2018; soft agents as REDQ, Chen et al. 2021, measures them,
+github.com/watchernyu/REDQ `redq/utils/bias_utils.py`):
 1. Take K states s_i with their observations, from the replay buffer (or a dataset) where the
    simulator state was stored with each transition (MuJoCo: qpos, qvel).
-2. Restore each in its own copy of the environment and act with the agent's deterministic
-   policy, a_i = pi(s_i), then follow pi until termination or a horizon H with
-   gamma^H <= `tol` (gamma 0.99, tol 1e-3 -> H = 688). The discounted return G_i, averaged
-   over `rollouts` copies (more than one only matters for stochastic dynamics), is the true
-   Q^pi(s_i, a_i) up to gamma^H.
-3. Bias_i = Q(s_i, a_i) - G_i with the estimate the agent's policy maximises (`q_value`);
-   normalized bias_i = Bias_i / |mean_i G_i|. Report the mean and std of both, plus mean Q
-   and mean G, and the same for every variant in `q_estimates` (e.g. TD3's min, TQC's
-   truncated mean).
+2. Restore each in its own copies of the environment and roll the policy out until termination
+   or a horizon H with gamma^H <= `tol` (gamma 0.99, tol 1e-3 -> H = 688).
+   - `bias_target = "reward"` (deterministic agents: TD3, REValueD, the offline TD3 family):
+     a_i = pi(s_i), then pi again; G = sum_t gamma^t r_t, the plain discounted reward, is
+     Q^pi(s_i, a_i) up to gamma^H. A deterministic policy in MuJoCo's deterministic dynamics
+     makes the same trajectory every time, so this takes one rollout per state.
+   - `bias_target = "soft"` (agents with a stochastic policy and an entropy temperature: SAC,
+     TQC): their critics learn Q(s,a) = r + gamma E[Q(s',a') - alpha log pi(a'|s')], the soft
+     value of the stochastic policy. Each of `rollouts` rollouts samples its own a ~ pi(s_i)
+     and follows the sampled policy; every later step adds -alpha log pi(a_t|s_t), discounted:
+       G = sum_{t>=0} gamma^t r_t - alpha sum_{t>=1} gamma^t log pi(a_t|s_t)
+     (the first action's own log-probability is not part of Q(s, a)). alpha is the agent's
+     temperature at the time of measurement, as in REDQ. The draws use a torch RNG forked from
+     the states' seed, so measuring never moves the training run's random streams.
+3. Bias_i = mean over rollouts of Q(s_i, a_i^r) - G_i^r, Q the estimate the agent's policy
+   maximises (`q_value`). Two normalizations, both reported:
+   - ours: Bias_i / |mean_i G_i| (`bias_normalized_*`), one scale for the whole batch;
+   - REDQ's: Bias_i / max(|G_i|, 10) per state (`bias_normalized_redq_*`); the floor of 10
+     reward units keeps states with returns near zero from dominating.
+   Report mean and std of each, mean Q and mean G, and the same for every variant in
+   `q_estimates` (TD3's min, TQC's truncated mean).
+Soft agents also get the deterministic measurement, labelled `bias_target = "reward"`, under
+`deterministic`: the mean action's reward-only return, which is what the TD3 family measures
+and what this harness reported for SAC and TQC before (issue 18). It mixes two quantities for
+a soft critic: its Q includes future entropy bonuses, that return has none.
 
 Where the environment's state cannot be restored, the states are fresh episode starts
 (env.reset(seed + i)) and the result says so: `restored_states` is false.
 
-The harness knows no agent: it needs `act(obs, deterministic)`, `q_value(obs, actions)` and,
-optionally, `q_estimates(obs, actions)`.
+The harness knows no agent: it needs `act(obs, deterministic)`, `q_value(obs, actions)`,
+optionally `q_estimates(obs, actions)`, and for the soft measurement
+`act_with_log_prob(obs) -> (actions, log pi)` and `entropy_alpha() -> float`.
 """
 
 from __future__ import annotations
@@ -76,20 +94,42 @@ def start_states(env: gym.Env, k: int, seed: int) -> States:
     return States(obs=obs, sim_states=None, reset_seeds=seed + np.arange(k))
 
 
-def rollout_returns(
-    agent, envs: list[gym.Env], first_obs: np.ndarray, gamma: float, horizon: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """(G per env, first actions, number of rollouts cut by a time limit before the horizon).
+def is_soft(agent) -> bool:
+    """Whether the agent's critic learns a soft value (a stochastic policy with a temperature)."""
+    return hasattr(agent, "act_with_log_prob") and hasattr(agent, "entropy_alpha")
 
-    Every env is already in its start state; all are stepped together so that the policy
-    acts on one batch per time step.
+
+@dataclass
+class Rollouts:
+    """Discounted sums of one rollout per env, and what the policy did first."""
+
+    rewards: np.ndarray  # N: sum_t gamma^t r_t
+    entropy: np.ndarray  # N: -alpha sum_{t>=1} gamma^t log pi(a_t|s_t) (zeros when not soft)
+    first_actions: np.ndarray  # N x action dims
+    time_limit_cuts: int  # rollouts a time limit ended before termination or the horizon
+
+
+def rollout_returns(
+    agent, envs: list[gym.Env], first_obs: np.ndarray, gamma: float, horizon: int,
+    alpha: float | None = None,
+) -> Rollouts:  # fmt: skip
+    """Roll every env (already in its start state) out together, one policy batch per step.
+
+    alpha None: the deterministic policy and the reward alone. A float: the sampled policy, and
+    each step after the first adds -alpha log pi(a_t|s_t), discounted (the soft return).
     """
+
+    def policy(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if alpha is None:
+            return agent.act(obs, deterministic=True), None
+        return agent.act_with_log_prob(obs)
+
     n = len(envs)
     obs = np.array(first_obs, dtype=np.float32, copy=True)
-    returns, discount = np.zeros(n), np.ones(n)
+    rewards, entropy, discount = np.zeros(n), np.zeros(n), np.ones(n)
     alive = np.ones(n, dtype=bool)
     cut = 0
-    first_actions = agent.act(obs, deterministic=True)
+    first_actions, _ = policy(obs)
     actions = first_actions
     for t in range(horizon):
         live = np.flatnonzero(alive)
@@ -97,28 +137,36 @@ def rollout_returns(
             break
         if t > 0:
             actions = np.zeros_like(first_actions)
-            actions[live] = agent.act(obs[live], deterministic=True)
+            actions[live], log_prob = policy(obs[live])
+            if log_prob is not None:  # discount[live] = gamma^t here
+                entropy[live] -= discount[live] * alpha * np.asarray(log_prob, np.float64)
         for i in live:
             next_obs, reward, terminated, truncated, _ = envs[i].step(actions[i])
-            returns[i] += discount[i] * float(reward)
+            rewards[i] += discount[i] * float(reward)
             discount[i] *= gamma
             obs[i] = next_obs
             if terminated or truncated:
                 alive[i] = False
                 cut += int(truncated and not terminated)
-    return returns, first_actions, cut
+    return Rollouts(rewards, entropy, first_actions, cut)
 
 
-def _stats(q: np.ndarray, g: np.ndarray) -> dict[str, float]:
-    bias = q - g
+REDQ_FLOOR = 10.0  # REDQ's per-state normalization divides by max(|G_i|, 10)
+
+
+def _stats(q: np.ndarray, g: np.ndarray, bias: np.ndarray) -> dict[str, float]:
+    """Per-state estimates q, truths g and biases (each K; bias = mean over rollouts of Q - G)."""
     scale = abs(float(g.mean()))
     normalized = bias / scale if scale > 0 else np.full_like(bias, np.nan)
+    redq = bias / np.maximum(np.abs(g), REDQ_FLOOR)
     return {
         "q_mean": float(q.mean()),
         "bias_mean": float(bias.mean()),
         "bias_std": float(bias.std()),
         "bias_normalized_mean": float(normalized.mean()),
         "bias_normalized_std": float(normalized.std()),
+        "bias_normalized_redq_mean": float(redq.mean()),
+        "bias_normalized_redq_std": float(redq.std()),
     }
 
 
@@ -133,7 +181,8 @@ class BiasMeter:
         tol: float = 1e-3,
     ):
         """`env_fn(max_episode_steps)` makes one environment copy whose time limit does not cut
-        rollouts short of the horizon."""
+        rollouts short of the horizon. `rollouts` per state for a stochastic (soft) policy; a
+        deterministic policy gets one (module doc)."""
         if rollouts < 1:
             raise ValueError(f"rollouts must be >= 1, got {rollouts}")
         self.gamma, self.rollouts = gamma, rollouts
@@ -148,8 +197,19 @@ class BiasMeter:
 
     @torch.no_grad()
     def measure(self, agent, states: States) -> dict:
-        """The bias numbers for `agent` on `states` (see the module doc for definitions)."""
-        k, m = len(states.obs), self.rollouts
+        """The bias numbers for `agent` on `states` (module doc): the soft measurement for a
+        soft agent, with the deterministic one under `deterministic`; else the reward one."""
+        if not is_soft(agent):
+            return self._measure(agent, states, soft=False)
+        devices = [agent.device] if agent.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(states.reset_seeds[0]))
+            result = self._measure(agent, states, soft=True)
+        result["deterministic"] = self._measure(agent, states, soft=False)
+        return result
+
+    def _measure(self, agent, states: States, soft: bool) -> dict:
+        k, m = len(states.obs), self.rollouts if soft else 1
         envs = self._copies(k * m)
         first_obs = np.repeat(states.obs, m, axis=0)
         for j, env in enumerate(envs):
@@ -159,24 +219,34 @@ class BiasMeter:
                 first_obs[j] = set_sim_state(env, states.sim_states[i])
             else:  # the start state is the reset seed's, the same for every rollout
                 first_obs[j] = env.reset(seed=int(states.reset_seeds[i]))[0]
-        returns, actions, cut = rollout_returns(agent, envs, first_obs, self.gamma, self.horizon)
-        g = returns.reshape(k, m).mean(axis=1)
-        obs_t = torch.as_tensor(first_obs[::m], dtype=torch.float32, device=agent.device)
-        act_t = torch.as_tensor(actions[::m], dtype=torch.float32, device=agent.device)
-        q = agent.q_value(obs_t, act_t).double().cpu().numpy()
+        alpha = float(agent.entropy_alpha()) if soft else None
+        out = rollout_returns(agent, envs, first_obs, self.gamma, self.horizon, alpha)
+        g_runs = (out.rewards + out.entropy).reshape(k, m)  # K x rollouts
+        g = g_runs.mean(axis=1)
+        obs_t = torch.as_tensor(first_obs, dtype=torch.float32, device=agent.device)
+        act_t = torch.as_tensor(out.first_actions, dtype=torch.float32, device=agent.device)
+
+        def stats(q_runs: torch.Tensor) -> dict[str, float]:
+            """Per state: mean Q over rollouts, and the mean over rollouts of Q - G."""
+            q_runs = q_runs.double().cpu().numpy().reshape(k, m)
+            return _stats(q_runs.mean(axis=1), g, (q_runs - g_runs).mean(axis=1))
+
         result = {
-            **_stats(q, g),
+            **stats(agent.q_value(obs_t, act_t)),
+            "bias_target": "soft" if soft else "reward",
             "mc_return_mean": float(g.mean()),
             "n_states": k,
             "rollouts": m,
             "horizon": self.horizon,
             "gamma": self.gamma,
             "restored_states": states.sim_states is not None,
-            "time_limit_cuts": cut,
+            "time_limit_cuts": out.time_limit_cuts,
         }
+        if soft:
+            result["alpha"] = alpha
+            result["mc_reward_mean"] = float(out.rewards.mean())
+            result["mc_entropy_mean"] = float(out.entropy.mean())
         if hasattr(agent, "q_estimates"):
             estimates = agent.q_estimates(obs_t, act_t)
-            result["estimates"] = {
-                name: _stats(v.double().cpu().numpy(), g) for name, v in estimates.items()
-            }
+            result["estimates"] = {name: stats(v) for name, v in estimates.items()}
         return result

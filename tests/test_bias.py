@@ -127,12 +127,99 @@ def test_start_state_fallback_says_states_were_not_restored():
     assert result["bias_mean"] == pytest.approx(0.5, abs=1e-12)
 
 
-def test_several_rollouts_average_per_state():
+class SoftHandCritic(HandCritic):
+    """A stochastic policy with log pi = `log_prob` at every step and temperature `alpha`;
+    its first action is +-1 at random (torch's RNG), and Q = the true soft value + offset * a.
+
+    The soft value on the chain: Q(x, a) = sum_{t < n} gamma^t - alpha * log_prob *
+    sum_{1 <= t < n} gamma^t with n = length - x (no entropy term for the first action)."""
+
+    def __init__(self, length, gamma, offset, alpha, log_prob):
+        super().__init__(length, gamma, offset)
+        self.alpha, self.log_prob = alpha, log_prob
+        self.draws: list[np.ndarray] = []
+
+    def entropy_alpha(self):
+        return self.alpha
+
+    def act_with_log_prob(self, obs):
+        a = torch.randint(0, 2, (len(obs), 1)).double().numpy() * 2 - 1
+        self.draws.append(a[:, 0])
+        return a.astype(np.float32), np.full(len(obs), self.log_prob)
+
+    def soft_q(self, x):
+        n = self.length - np.asarray(x)
+        rewards = true_q(np.asarray(x), self.length, self.gamma)
+        later = rewards - 1.0  # sum_{1 <= t < n} gamma^t
+        return rewards - self.alpha * self.log_prob * np.where(n > 0, later, 0.0)
+
+    def q_value(self, obs, actions):
+        x = obs[:, 0].double().numpy()
+        return torch.as_tensor(self.soft_q(x) + self.offset * actions[:, 0].double().numpy())
+
+
+def test_soft_return_adds_the_entropy_bonus_of_every_later_step():
+    # alpha 0.5, log pi -2 everywhere: each step after the first adds +1 * gamma^t.
+    length, gamma = 10, 0.9
+    agent = SoftHandCritic(length, gamma, offset=0.0, alpha=0.5, log_prob=-2.0)
+    result = chain_meter(length, gamma, rollouts=2).measure(agent, chain_states([0, 7, 9]))
+    g = agent.soft_q(np.array([0, 7, 9]))
+    assert g[2] == pytest.approx(1.0) and g[1] == pytest.approx(1 + 2 * (0.9 + 0.81))
+    assert result["bias_target"] == "soft" and result["alpha"] == 0.5
+    assert result["mc_return_mean"] == pytest.approx(g.mean(), abs=1e-12)
+    assert result["mc_entropy_mean"] == pytest.approx(
+        (g - true_q(np.array([0, 7, 9]), length, gamma)).mean(), abs=1e-12
+    )
+    assert result["bias_mean"] == pytest.approx(0.0, abs=1e-12)  # Q is exactly the soft value
+    assert result["rollouts"] == 2 and result["n_states"] == 3
+
+
+def test_soft_bias_pairs_each_rollout_with_its_own_first_action():
+    # Q = soft value + offset * a0: the bias of state i is offset * mean_r a0[i, r].
+    agent = SoftHandCritic(10, 0.9, offset=0.3, alpha=0.1, log_prob=1.0)
+    result = chain_meter(10, 0.9, rollouts=3).measure(agent, chain_states([2, 6]))
+    first = agent.draws[0].reshape(2, 3)  # the first call: every rollout's first action
+    per_state = 0.3 * first.mean(axis=1)
+    assert result["bias_mean"] == pytest.approx(per_state.mean(), abs=1e-12)
+    assert result["bias_std"] == pytest.approx(per_state.std(), abs=1e-12)
+
+
+def test_soft_agents_also_get_the_deterministic_measurement_and_keep_torch_rng():
+    agent = SoftHandCritic(10, 0.9, offset=0.0, alpha=0.5, log_prob=-2.0)
+    before = torch.get_rng_state()
+    result = chain_meter(10, 0.9, rollouts=3).measure(agent, chain_states([0, 5]))
+    assert torch.equal(torch.get_rng_state(), before)  # training's random stream is untouched
+    det = result["deterministic"]
+    assert det["bias_target"] == "reward" and det["rollouts"] == 1 and "alpha" not in det
+    reward_only = true_q(np.array([0, 5]), 10, 0.9)
+    assert det["mc_return_mean"] == pytest.approx(reward_only.mean(), abs=1e-12)
+    # The critic holds the soft value, so against the reward-only return it looks biased by
+    # exactly the entropy bonus it (rightly) includes.
+    soft = agent.soft_q(np.array([0, 5]))
+    assert det["bias_mean"] == pytest.approx((soft - reward_only).mean(), abs=1e-12)
+    again = chain_meter(10, 0.9, rollouts=3).measure(agent, chain_states([0, 5]))
+    assert np.array_equal(agent.draws[0], agent.draws[len(agent.draws) // 2])  # same draws
+    assert again["bias_mean"] == result["bias_mean"]
+
+
+def test_deterministic_agents_make_one_rollout_per_state():
     result = chain_meter(10, 0.9, rollouts=3).measure(
         HandCritic(10, 0.9, 0.2), chain_states([2, 6])
     )
-    assert result["rollouts"] == 3 and result["n_states"] == 2
+    assert result["rollouts"] == 1 and result["n_states"] == 2
+    assert result["bias_target"] == "reward" and "deterministic" not in result
     assert result["bias_mean"] == pytest.approx(0.2, abs=1e-12)
+
+
+def test_redq_normalization_is_per_state_with_a_floor_of_ten():
+    # gamma 0.99 on a 100-step chain: G(0) = 63.40 (above the floor), G(95) = 4.90 (below).
+    length, gamma, c = 100, 0.99, 2.0
+    xs = np.array([0, 95])
+    result = chain_meter(length, gamma).measure(HandCritic(length, gamma, c), chain_states(xs))
+    g = true_q(xs, length, gamma)
+    assert g[0] > 10 > g[1]
+    assert result["bias_normalized_redq_mean"] == pytest.approx((c / g[0] + c / 10) / 2, abs=1e-12)
+    assert result["bias_normalized_mean"] == pytest.approx(c / g.mean(), abs=1e-12)
 
 
 def test_mujoco_restore_round_trip_from_buffer_states():

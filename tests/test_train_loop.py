@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import train
@@ -89,19 +90,32 @@ def test_warm_up_random_steps_and_learning_starts(tmp_path):
     assert policy_actions_taken(tmp_path, "tqc", *tqc) == (150, 51)
 
 
-def test_bias_measurement_during_training_leaves_training_unchanged(tmp_path):
-    base = ["--env", "Hopper-v5", "--total-steps", "200", "--eval-every", "200"]
-    runs = {"plain": [], "bias": ["--bias-every", "100", "--bias-states", "4"]}
+@pytest.mark.parametrize("agent", ["td3", "sac"])
+def test_bias_measurement_during_training_leaves_training_unchanged(tmp_path, agent):
+    base = ["--env", "Hopper-v5", "--total-steps", "200", "--eval-every", "200",
+            "--agent", agent]  # fmt: skip
+    runs = {
+        "plain": [],
+        "bias": ["--bias-every", "100", "--bias-states", "4", "--bias-rollouts", "2"],
+    }
     for name, extra in runs.items():
         assert train.main(tiny(tmp_path / name, *base, *extra)) == 0
     plain, bias = (json.loads((tmp_path / n / "summary.json").read_text()) for n in runs)
     assert [b["env_steps"] for b in bias["bias"]] == [100, 200] and plain["bias"] == []
+    soft = agent == "sac"  # SAC's critic is measured against the soft return
     for entry in bias["bias"]:
         assert entry["restored_states"] and entry["n_states"] == 4 and entry["horizon"] == 688
-        assert math.isclose(
-            entry["bias_mean"], entry["q_mean"] - entry["mc_return_mean"], abs_tol=1e-6
-        )
-        assert set(entry["estimates"]) == {"q1", "min"}  # TD3's variants
+        assert entry["bias_target"] == ("soft" if soft else "reward")
+        assert entry["rollouts"] == (2 if soft else 1)
+        for part in [entry, entry["deterministic"]] if soft else [entry]:
+            assert math.isclose(
+                part["bias_mean"], part["q_mean"] - part["mc_return_mean"], abs_tol=1e-6
+            )
+            assert set(part["estimates"]) == {"q1", "min"}  # TD3's and SAC's variants
+        if soft:
+            assert entry["deterministic"]["bias_target"] == "reward"
+            parts = entry["mc_reward_mean"] + entry["mc_entropy_mean"]
+            assert math.isclose(entry["mc_return_mean"], parts, abs_tol=1e-9)
     assert plain["evals"] == bias["evals"]  # same learning: the harness draws no training RNG
     assert 0 < bias["bias_time_s"] < bias["wall_time_s"]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -109,7 +123,10 @@ def test_bias_measurement_during_training_leaves_training_unchanged(tmp_path):
     acc = EventAccumulator(str(tmp_path / "bias"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"bias/bias_mean", "bias/bias_normalized_mean", "bias/min/bias_mean"} <= tags
+    assert {"bias/bias_mean", "bias/bias_normalized_mean", "bias/min/bias_mean",
+            "bias/bias_normalized_redq_mean"} <= tags  # fmt: skip
+    if soft:
+        assert {"bias/deterministic/bias_mean", "bias/deterministic/min/bias_mean"} <= tags
 
 
 def test_evaluate_bias_json_from_replay_states_and_start_state_fallback(tmp_path):
@@ -128,7 +145,7 @@ def test_evaluate_bias_json_from_replay_states_and_start_state_fallback(tmp_path
         assert evaluate.main(argv) == 0
         result = json.loads(out.read_text())
         assert keys <= set(result) and result["n_states"] == 3
-        assert result["restored_states"] is restored
+        assert result["restored_states"] is restored and result["bias_target"] == "reward"
         assert math.isclose(
             result["bias_mean"], result["q_mean"] - result["mc_return_mean"], abs_tol=1e-6
         )
