@@ -18,12 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import REPO, run_all  # noqa: E402
 
-PRESETS = [
-    "configs/td3/hopper-bias.yaml",
-    "configs/td3/hopper-bias-single-critic.yaml",
+PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/tqc/hopper-cpu-bias-drop0.yaml",
     "configs/tqc/hopper-cpu-bias-drop2.yaml",
     "configs/tqc/hopper-cpu-bias-drop5.yaml",
+    "configs/sac/hopper-cpu-bias.yaml",
+    "configs/td3/hopper-bias.yaml",
+    "configs/td3/hopper-bias-single-critic.yaml",
 ]
 
 
@@ -39,7 +40,7 @@ def main() -> int:
     parser.add_argument("--plot-only", action="store_true")
     args = parser.parse_args()
     out = REPO / args.out
-    jobs = [(p, s) for p in PRESETS for s in args.seeds]  # cheap TD3 pairs first
+    jobs = [(p, s) for p in PRESETS for s in args.seeds]
     if not args.plot_only:
         run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s)]) for p, s in jobs],
                 args.jobs)  # fmt: skip
