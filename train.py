@@ -42,9 +42,10 @@ from core.runs import (
     write_json,
     write_yaml,
 )
+from datagen import load_dataset  # reads a dataset, making a missing ogzoo one on first use
 from envs import VecEnv, check_env_id, make_env, random_actions, sim_state_dim
 from envs.datasets.dataset import check_against_env
-from envs.datasets.loading import dataset_env_id, load_dataset
+from envs.datasets.loading import dataset_env_id
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
 from envs.datasets.weighting import SAMPLERS, sampling_stats, transition_probabilities
 from harness.bias import BiasMeter, start_states, states_from_buffer

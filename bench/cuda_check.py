@@ -204,7 +204,7 @@ def run_checks(tmp: Path) -> None:
 
 def run_offline_checks(tmp: Path) -> None:
     os.environ["OGZOO_DATASETS"] = str(tmp / "datasets")  # never the user's datasets
-    make = [sys.executable, "-m", "envs.datasets", "make", DATASET, "--size", str(DATASET_SIZE)]
+    make = [sys.executable, "-m", "datagen", "make", DATASET, "--size", str(DATASET_SIZE)]
     made = subprocess.run(make, cwd=REPO, capture_output=True, text=True)
     if made.returncode != 0:
         results["make dataset"] = {"ok": False, "error": made.stderr.strip()[-400:]}

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import UserError  # noqa: E402
-from envs.datasets import generate  # noqa: E402
+from envs.datasets import names  # noqa: E402
 from envs.datasets.d4rl import read_d4rl  # noqa: E402
 from envs.datasets.scores import d4rl_normalized_score, normalized_score  # noqa: E402
 
@@ -27,8 +27,8 @@ def table(root: Path | None = None) -> str:
     lines = ["| dataset | transitions | episodes | return mean | min | max | score | D4RL-constant "
              "score | references (random / expert) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    for name in generate.all_names():
-        path = generate.path_of(name, root)
+    for name in names.all_names():
+        path = names.path_of(name, root)
         if not path.is_file():
             continue
         data = read_d4rl(path)

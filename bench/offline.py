@@ -67,7 +67,7 @@ def train_argv(agent: str, dataset: str, sampler: str, seed: int, extra: list[st
 @functools.cache
 def dataset_score(dataset: str) -> float | None:
     """The dataset's own mean normalized score (its episodes' returns, its references)."""
-    data, _ = load_dataset(dataset, make_missing=False)
+    data, _ = load_dataset(dataset)  # reads only: never makes a dataset
     lo, hi = data.metadata.get("ref_min_score"), data.metadata.get("ref_max_score")
     if lo is None or hi is None:
         return None

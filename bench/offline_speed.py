@@ -52,7 +52,7 @@ def main() -> int:
     init = {agent: load_checkpoint(find_checkpoint(run))  # read once: two PRDCs share it
             for agent, run in (item.split("=", 1) for item in args.init_from)}  # fmt: skip
     torch.set_num_threads(1)
-    data, source = load_dataset(args.dataset, make_missing=False)
+    data, source = load_dataset(args.dataset)  # reads only
     env = make_env(dataset_env_id(data, args.dataset))
     buffer = data.to_buffer(seed=0)
     agents, fit_s = {}, {}

@@ -34,7 +34,7 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.nets import DatasetNorm  # noqa: E402
-from envs.datasets.loading import load_dataset  # noqa: E402
+from datagen import load_dataset  # noqa: E402  (makes a missing ogzoo dataset)
 
 
 def state_ball(states: cKDTree, keys: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -9,21 +9,22 @@ import torch
 import train
 from agents.buffer import ReplayBuffer
 from core.errors import UserError
+from datagen import generate
+from datagen.__main__ import main as dataset_cli
+from datagen.policies import export_policy, load_policy
 from envs import make_env, set_sim_state
-from envs.datasets import generate, read_d4rl
-from envs.datasets.__main__ import main as dataset_cli
-from envs.datasets.policies import export_policy, load_policy
+from envs.datasets import names, read_d4rl
 
 
 def test_names_parse_and_unknown_names_are_user_errors():
-    assert generate.parse_name("halfcheetah-random-expert-5-v5") == (
+    assert names.parse_name("halfcheetah-random-expert-5-v5") == (
         "HalfCheetah-v5",
         "random-expert-5",
     )
-    assert generate.parse_name("hopper-medium-replay-v5") == ("Hopper-v5", "medium-replay")
+    assert names.parse_name("hopper-medium-replay-v5") == ("Hopper-v5", "medium-replay")
     for bad in ("hopper-random-v2", "ant-random-v5", "hopper-noisy-v5", "hopper"):
         with pytest.raises(UserError, match="unknown dataset"):
-            generate.parse_name(bad)
+            names.parse_name(bad)
 
 
 def test_make_is_deterministic_byte_for_byte(tmp_path):
@@ -111,9 +112,7 @@ def test_policy_kinds_mix_and_concatenate_as_specified(shipped, tmp_path):
     assert len(mix) == max(500, n_expert + 1)
     again = generate.make("hopper-random-expert-10-v5", size=500, seed=0, root=tmp_path / "again",
                           policies=shipped)  # fmt: skip
-    assert (
-        again.read_bytes() == generate.path_of("hopper-random-expert-10-v5", tmp_path).read_bytes()
-    )
+    assert again.read_bytes() == names.path_of("hopper-random-expert-10-v5", tmp_path).read_bytes()
 
 
 def test_medium_replay_is_the_medium_runs_own_replay_buffer(shipped, tmp_path):
@@ -128,3 +127,28 @@ def test_medium_replay_is_the_medium_runs_own_replay_buffer(shipped, tmp_path):
     sim = batch.extras["sim_state"].numpy()
     np.testing.assert_array_equal(np.concatenate([data.qpos, data.qvel], 1), sim)
     assert data.timeouts[-1] or data.terminals[-1]  # the run's last episode is cut there
+
+
+def test_train_makes_a_missing_ogzoo_dataset_once_on_first_use(tmp_path, monkeypatch):
+    from envs.datasets.loading import load_dataset
+
+    monkeypatch.setenv("OGZOO_DATASETS", str(tmp_path / "data"))
+    made = []
+    full_size_make = generate.make
+
+    def small_make(name, root=None, **kwargs):
+        made.append(name)
+        return full_size_make(name, size=300, seed=0, root=root)
+
+    monkeypatch.setattr(generate, "make", small_make)
+    # envs/ only reads: a missing name is an error that names the command making it.
+    with pytest.raises(UserError, match="python -m datagen make hopper-random-v5"):
+        load_dataset("hopper-random-v5")
+    assert made == []
+    for run in ("first", "second"):
+        argv = ["--agent", "td3_bc", "--dataset", "hopper-random-v5", "--total-steps", "10",
+                "--eval-every", "10", "--eval-episodes", "1", "--progress", "off",
+                "--run-dir", str(tmp_path / run)]  # fmt: skip
+        assert train.main(argv) == 0
+    assert made == ["hopper-random-v5"]  # made by the first run, read by the second
+    assert len(read_d4rl(names.path_of("hopper-random-v5"))) == 300

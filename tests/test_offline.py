@@ -17,8 +17,8 @@ from agents import td3_bc
 from agents.buffer import ReplayBuffer
 from agents.nets import DatasetNorm
 from core.errors import UserError
+from datagen.generate import collect, random_policy
 from envs.datasets import Dataset, write_d4rl
-from envs.datasets.generate import collect, random_policy
 from envs.datasets.weighting import sampling_stats, transition_probabilities
 from tests.batches import make_batch
 

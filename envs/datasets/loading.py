@@ -1,8 +1,9 @@
 """One entry point for offline training: a dataset name or path -> (Dataset, env id, file).
 
 Looked up in this order:
-1. an ogzoo name (`hopper-medium-v5`): the file in $OGZOO_DATASETS (or ~/.ogzoo/datasets),
-   generated on first use when it is missing;
+1. an ogzoo name (`hopper-medium-v5`): the file in $OGZOO_DATASETS (or ~/.ogzoo/datasets);
+   a missing one is an error here: generating it rolls out behaviour policies, which sits
+   above envs/ (`datagen.load_dataset`, what train.py uses, makes it on first use);
 2. a path to a D4RL-layout HDF5 file (ogzoo's own files are such files), or a Minari dataset
    folder;
 3. a D4RL name (`hopper-medium-v2`) in $D4RL_DATASET_DIR or ~/.d4rl/datasets, then a Minari
@@ -20,32 +21,28 @@ import re
 from pathlib import Path
 
 from core.errors import UserError
-from envs.datasets import generate
 from envs.datasets.d4rl import read_d4rl, resolve_d4rl
 from envs.datasets.dataset import Dataset, DatasetError
 from envs.datasets.minari_format import read_minari, resolve_minari
+from envs.datasets.names import is_ogzoo_name, path_of
 
 TASK_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
              "walker2d": "Walker2d-v5", "ant": "Ant-v5"}  # fmt: skip
 
 
 def load_dataset(
-    name_or_path: str, compat: bool = False, root: Path | None = None, make_missing: bool = True
+    name_or_path: str, compat: bool = False, root: Path | None = None, make_missing: bool = False
 ) -> tuple[Dataset, Path]:
-    """(dataset, the file or folder it was read from); DatasetError/UserError otherwise."""
-    try:
-        generate.parse_name(name_or_path)
-        is_ogzoo_name = True
-    except UserError:
-        is_ogzoo_name = False
-    if is_ogzoo_name:
-        path = generate.path_of(name_or_path, root)
+    """(dataset, the file or folder it was read from); DatasetError/UserError otherwise.
+    `make_missing` is accepted for callers written when this module could generate; only
+    False is possible here (datagen.load_dataset makes missing ogzoo datasets)."""
+    if make_missing:
+        raise ValueError("envs.datasets only reads datasets: use datagen.load_dataset to make them")
+    if is_ogzoo_name(name_or_path):
+        path = path_of(name_or_path, root)
         if not path.is_file():
-            if not make_missing:
-                raise UserError(f"dataset {name_or_path} is not present ({path})")
-            print(f"dataset {name_or_path} is not present; generating it once: {path}",
-                  flush=True)  # fmt: skip
-            generate.make(name_or_path, root=root)
+            raise UserError(f"dataset {name_or_path} is not present ({path}); make it with: "
+                            f"python -m datagen make {name_or_path}")  # fmt: skip
         return read_d4rl(path, compat=compat), path
     given = Path(name_or_path).expanduser()
     if given.is_dir():

@@ -1,13 +1,13 @@
 """Behaviour policies for dataset generation: small actor-only files shipped with ogzoo.
 
-A policy file (`envs/datasets/policies/<task>-<level>.pt`, e.g. `hopper-expert.pt`) holds the
+A policy file (`datagen/policies/<task>-<level>.pt`, e.g. `hopper-expert.pt`) holds the
 agent name and config, the actor's weights (and SimBa's observation statistics), and metadata:
 the run it came from (its resolved config and env step), and its mean return over
 `REFERENCE_EPISODES` episodes acting as it acts when collecting data (stochastically: SAC/TQC
 sample their policy, TD3 adds its exploration noise). That mean is the expert's reference
 score for normalization. Files load with `torch.load(weights_only=True)`.
 
-    python -m envs.datasets export-policy runs/tqc-hopper-s0/checkpoints/best.pt hopper-expert
+    python -m datagen export-policy runs/tqc-hopper-s0/checkpoints/best.pt hopper-expert
 """
 
 from __future__ import annotations

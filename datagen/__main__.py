@@ -1,9 +1,10 @@
 """The dataset command.
 
-python -m envs.datasets list                       # known names, present locally or not
-python -m envs.datasets make hopper-random-v5      # generate (deterministic per seed)
-python -m envs.datasets make hopper-random-v5 --size 10000 --seed 1
-python -m envs.datasets info hopper-random-v5      # or a path to any D4RL-layout file
+python -m datagen list                       # known names, present locally or not
+python -m datagen make hopper-random-v5      # generate (deterministic per seed)
+python -m datagen make hopper-random-v5 --size 10000 --seed 1
+python -m datagen info hopper-random-v5      # or a path to any D4RL-layout file
+python -m datagen export-policy RUN/checkpoints/best.pt hopper-expert
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import UserError
-from envs.datasets import generate
+from datagen import generate
+from datagen.policies import LEVELS, export_policy, policy_path
+from envs.datasets import names
 from envs.datasets.d4rl import read_d4rl
-from envs.datasets.policies import LEVELS, export_policy, policy_path
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
 
 
@@ -27,17 +29,17 @@ def policy_present(name: str) -> bool:
 
 
 def cmd_list(args) -> None:
-    root = Path(args.root) if args.root else generate.datasets_dir()
+    root = Path(args.root) if args.root else names.datasets_dir()
     print(f"ogzoo datasets in {root}:")
-    for name in generate.all_names():
-        path = generate.path_of(name, root)
-        kind = generate.parse_name(name)[1]
+    for name in names.all_names():
+        path = names.path_of(name, root)
+        kind = names.parse_name(name)[1]
         if path.is_file():
             status = "present"
         elif kind in generate.POLICY_FREE or policy_present(name):
             status = "can be made"
         else:
-            status = "needs its behaviour policies (envs/datasets/policies/)"
+            status = "needs its behaviour policies (datagen/policies/)"
         print(f"  {name:34s} {status}")
 
 
@@ -56,11 +58,11 @@ def cmd_info(args) -> None:
     root = Path(args.root) if args.root else None
     target = Path(args.name)
     if not target.is_file():
-        generate.parse_name(args.name)  # a clear error for unknown names
-        target = generate.path_of(args.name, root)
+        names.parse_name(args.name)  # a clear error for unknown names
+        target = names.path_of(args.name, root)
         if not target.is_file():
             raise UserError(f"{args.name} is not present ({target}); make it with: "
-                            f"python -m envs.datasets make {args.name}")  # fmt: skip
+                            f"python -m datagen make {args.name}")  # fmt: skip
     data = read_d4rl(target)
     returns = data.episode_returns()
     meta = data.metadata
@@ -88,7 +90,7 @@ def cmd_info(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m envs.datasets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m datagen", description=__doc__)
     parser.add_argument("--root", default=None, help="dataset folder (default: $OGZOO_DATASETS "
                         "or ~/.ogzoo/datasets)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
