@@ -11,8 +11,12 @@ dimension i and bin, and
   Q_k(s, a) = mean_i U_k,i(s, a_i);      greedy action: a_i = argmax_b mean_k U_k,i(s, b);
   target    y = R_n + gamma^n (1 - terminated) * mean_i max_b mean_k U'_k,i(s_n, b)
             (n-step return from the buffer, target networks U'; the ensemble's mean utility
-            is maximised, as ../shared/REFERENCES.md orders it and the authors' code does —
-            not the mean of each member's own max, which is larger by Jensen's inequality);
+            is maximised, as ../shared/REFERENCES.md orders it and the authors' REValueD does
+            (`revalued.py`, update type 'Mean') — not the mean of each member's own max,
+            which is larger by Jensen's inequality);
+            with `double_q` (DecQN's target, the authors' `decqn.py` and Seyde et al.'s
+            `learning.py`): the online critics pick b*_i = argmax_b mean_k U_k,i(s_n, b) and
+            the target critics value it, mean_i mean_k U'_k,i(s_n, b*_i);
   TD loss   mean_k mean_batch Huber(Q_k(s, a) - y);
   reg loss  mean_k mean_batch mean_i w_k,i Huber(U_k,i(s, a_i) - y),
             w_k,i = 1 - exp(-|y - U_k,i(s, a_i)|), detached;
@@ -25,7 +29,8 @@ retrieved here (searches returned only its abstract), so this is the reading giv
 ../shared/REFERENCES.md and issue 7 — a per-dimension loss pulling each utility towards the
 shared target, weighted by a function of its own TD error (1 - exp(-|delta|), detached), added
 with weight beta (`reg_weight`, 0.5 here, also unconfirmed). `--set n_members=1 --set
-reg_weight=0` is plain DecQN; `configs/revalued/hopper-cpu-noreg.yaml` ablates the loss alone.
+reg_weight=0 --set double_q=true` is plain DecQN as its authors wrote it;
+`configs/revalued/hopper-cpu-noreg.yaml` ablates the loss alone.
 On Hopper (2 seeds, docs/results.md) that ablation matched REValueD's bias and returns within
 seed noise: the ensemble made the gains over DecQN.
 
@@ -34,7 +39,9 @@ drawn member (their code calls REValueD "randomised"); here the agent acts on th
 mean, as the greedy action above, exploring only by epsilon. The critic is SimBa's residual
 network (agents/nets.py: Linear, then residual blocks x + W2 relu(W1 LayerNorm(x)) with inner
 width 4h, a final LayerNorm, a linear head), one batched ensemble; hidden [512] is one block of
-width 512. The authors make one gradient update every 5 env steps (`utd: 0.2` in the paper's
+width 512. The TD loss averages over members where the authors' REValueD sums them: Adam is
+invariant to that scale, only the gradient-norm clip sees it (at 1/K of the authors' norm).
+The authors make one gradient update every 5 env steps (`utd: 0.2` in the paper's
 preset); the small -cpu presets need one per step (docs/results.md).
 """
 
@@ -60,6 +67,9 @@ class Config:
     """Critics K in the ensemble; the target averages them. 1 = DecQN."""
     reg_weight: float = 0.5
     """beta: weight of the regularisation loss (0 = DecQN's loss). Not confirmed by the paper."""
+    double_q: bool = False
+    """Online critics pick the next sub-actions, target critics value them (DecQN's double
+    Q-learning); False: the target critics' own max (the authors' REValueD)."""
     lr: float = 1e-4
     """Adam learning rate."""
     batch_size: int = 256
@@ -146,10 +156,17 @@ class Agent:
 
     @torch.no_grad()
     def compute_target(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y: B, each member's own target mean_i max_b U'_k,i: K x B, for its spread)."""
+        """(y: B, each member's own target: K x B, for their spread). Each member's own is
+        mean_i max_b U'_k,i, or with double_q mean_i U'_k,i(b*_i) at the online choice b*."""
         next_u = self.utilities(self.critic_target, batch.next_obs)  # K x B x D x bins
-        per_member = next_u.max(dim=-1).values.mean(dim=-1)  # K x B
-        value = next_u.mean(dim=0).max(dim=-1).values.mean(dim=-1)  # B
+        if self.cfg.double_q:
+            choice = self.greedy(batch.next_obs)  # B x D, from the online critics
+            index = choice[None, :, :, None].expand(next_u.shape[0], -1, -1, 1)
+            per_member = next_u.gather(-1, index).squeeze(-1).mean(dim=-1)  # K x B
+            value = per_member.mean(dim=0)  # B: mean_i mean_k U'_k,i(b*_i)
+        else:
+            per_member = next_u.max(dim=-1).values.mean(dim=-1)  # K x B
+            value = next_u.mean(dim=0).max(dim=-1).values.mean(dim=-1)  # B
         y = batch.rewards + batch.discounts * (1.0 - batch.terminated) * value
         return y, per_member
 

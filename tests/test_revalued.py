@@ -65,6 +65,23 @@ def test_target_with_termination_and_n_step_discount_by_hand():
     torch.testing.assert_close(per_member, torch.full((2, 3), 3.5))
 
 
+def test_double_q_target_values_the_online_choice_with_the_target_critics():
+    agent = make_agent(double_q=True)
+    # Online critics: mean over members dim 0 (2, 3) -> bin 1; dim 1 (1, 2) -> bin 1.
+    agent.critic = Fixed([[1, 5, 2, 0], [3, 1, 0, 4]])
+    # Target critics prefer the other bins: mean dim 0 (6, 1), dim 1 (5, 2); a max would give
+    # (6 + 5) / 2 = 5.5, the online choice (1, 1) gives (1 + 2) / 2 = 1.5.
+    agent.critic_target = Fixed([[8, 0, 4, 3], [4, 2, 6, 1]])
+    batch = make_batch(2, rewards=torch.tensor([1.0, 0.0]), discounts=torch.tensor([0.9, 0.9]),
+                       terminated=torch.tensor([0.0, 1.0]))  # fmt: skip
+    y, per_member = agent.compute_target(batch)
+    torch.testing.assert_close(y, torch.tensor([1 + 0.9 * 1.5, 0.0]))
+    # member 0 at bins (1, 1): (0 + 3) / 2; member 1: (2 + 1) / 2
+    torch.testing.assert_close(per_member, torch.full((2, 2), 1.5))
+    agent.cfg.double_q = False
+    torch.testing.assert_close(agent.compute_target(batch)[0], torch.tensor([1 + 0.9 * 5.5, 0.0]))
+
+
 def test_regularisation_loss_by_hand():
     agent = make_agent(n_members=1, reg_weight=0.5)
     agent.critic = Fixed([[1, 0, 0, 3]])  # U(a=(0, 1)) = (1, 3): Q = 2
@@ -140,7 +157,7 @@ def test_smoke_determinism_and_reload(tmp_path):
     np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
 
 
-DECQN = {"n_members": 1, "reg_weight": 0.0}  # one critic, no regularisation loss
+DECQN = {"n_members": 1, "reg_weight": 0.0, "double_q": True}  # the authors' DecQN
 
 
 @pytest.mark.parametrize(
