@@ -1,11 +1,19 @@
-"""The overestimation study of issue 4: bias of each critic design on Hopper-v5.
+"""The overestimation study (issues 4 and 18): bias of each critic design on Hopper-v5.
 
-    python bench/bias_study.py --seeds 0 1 --jobs 2          # runs, then plot + table
-    python bench/bias_study.py --seeds 0 1 --plot-only       # just redraw from finished runs
+    python bench/bias_study.py --seeds 0 1 --jobs 2          # runs, then record, table, plot
+    python bench/bias_study.py --seeds 0 1 --table-only      # just redraw from the record
 
 Runs every preset below for every seed (train.py, one process each, `--jobs` at a time),
-skipping runs that finished and resuming runs that were interrupted, then draws
-docs/bias-hopper.png and writes docs/bias-hopper.md with harness/plots.py.
+skipping runs that finished and resuming runs that were interrupted. Each finished run becomes
+a row of docs/bias.csv, the record that outlives the run folders (rows from earlier sessions
+are kept; a run on disk replaces its own row), and docs/bias-hopper.md is drawn from every row.
+docs/bias-hopper.png is drawn by harness/plots.py from the run folders that are on disk.
+
+The table gives, per preset (mean +- std over seeds), the last bias measurement, both
+normalizations (ours: by |mean G|; REDQ's: per state by max(|G_i|, 10)) and the mean of the
+run's measurements, for the measurement each agent's critic calls for (SAC, TQC: against the
+soft return of the sampled policy; TD3: the deterministic policy's reward) and, for the soft
+agents, the deterministic reward-only measurement on the same checkpoints beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
 
 PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/tqc/hopper-cpu-bias-drop0.yaml",
@@ -26,10 +34,84 @@ PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/td3/hopper-bias.yaml",
     "configs/td3/hopper-bias-single-critic.yaml",
 ]
+# One measurement's numbers in the record: (prefix, key in a harness result).
+MEASURED = [("norm", "bias_normalized_mean"), ("redq", "bias_normalized_redq_mean"),
+            ("bias", "bias_mean"), ("q", "q_mean"), ("g", "mc_return_mean")]  # fmt: skip
+CSV_FIELDS = [
+    "preset", "seed", "env_steps", "final_return", "bias_target", "bias_at", "alpha",
+    *(f"{p}_{s}" for s in ("main", "det") for p, _ in MEASURED),
+    "norm_main_all", "redq_main_all", "norm_det_all", "redq_det_all", "wall_time_s",
+]  # fmt: skip
+RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"), ints=("seed", "env_steps", "bias_at"),
+                   what="a bias-study", texts=("bias_target",))  # fmt: skip
 
 
 def run_dir(out: Path, preset: str, seed: int) -> Path:
     return out / f"{Path(preset).parent.name}-{Path(preset).stem}-s{seed}"
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def deterministic(measurement: dict) -> dict:
+    """The deterministic reward-only part of a harness result (all of it for TD3)."""
+    return measurement.get("deterministic", measurement)
+
+
+def row(summary: dict, preset: str, seed: int) -> dict:
+    """One finished run's line of the record. `main` is the measurement the agent's critic
+    calls for (soft or reward); `det` the deterministic reward-only one (for a deterministic
+    agent the same)."""
+    biases = summary["bias"]
+    last = biases[-1] if biases else {}
+    r = {
+        "preset": preset, "seed": seed, "env_steps": summary["env_steps"],
+        "final_return": summary["eval_return_mean"],
+        "bias_target": last.get("bias_target", "reward"), "bias_at": last.get("env_steps"),
+        "alpha": last.get("alpha"), "wall_time_s": summary["wall_time_s"],
+    }  # fmt: skip
+    for suffix, part in (("main", last), ("det", deterministic(last))):
+        for prefix, key in MEASURED:
+            r[f"{prefix}_{suffix}"] = part.get(key)
+    for suffix, pick in (("main", dict), ("det", deterministic)):
+        r[f"norm_{suffix}_all"] = mean([pick(b)["bias_normalized_mean"] for b in biases])
+        r[f"redq_{suffix}_all"] = mean([pick(b)["bias_normalized_redq_mean"] for b in biases])
+    return r
+
+
+MAIN_CELLS = [("norm_main", "+.3f"), ("redq_main", "+.3f"), ("norm_main_all", "+.3f"),
+              ("q_main", ".1f"), ("g_main", ".1f")]  # fmt: skip
+DET_CELLS = [("norm_det", "+.3f"), ("redq_det", "+.3f"), ("norm_det_all", "+.3f"),
+             ("g_det", ".1f")]  # fmt: skip
+
+
+def cell(group: list[dict], key: str, fmt: str) -> str:
+    return mean_std([r[key] for r in group], fmt)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| preset | seeds | env steps | eval return | truth G | normalized bias "
+        "| REDQ-normalized | mean of the run's normalized | mean Q | G "
+        "| deterministic: normalized | REDQ-normalized | mean of the run's | G (reward only) "
+        "| alpha |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
+        group = sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"])
+        if not group:
+            continue
+        soft = group[0]["bias_target"] == "soft"
+        seeds = ", ".join(str(r["seed"]) for r in group)
+        steps = ", ".join(f"{r['env_steps']:,}" for r in group)
+        main = [cell(group, k, f) for k, f in MAIN_CELLS]
+        det = [cell(group, k, f) for k, f in DET_CELLS] if soft else ["same"] * len(DET_CELLS)
+        alpha = cell(group, "alpha", ".4f") if soft else "n/a"
+        lines.append(f"| {preset} | {seeds} | {steps} | {cell(group, 'final_return', '.1f')} "
+                     f"| {'soft' if soft else 'reward'} | " + " | ".join([*main, *det, alpha])
+                     + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -37,20 +119,34 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     parser.add_argument("--out", default="bench/out/bias", help="folder of the run folders")
-    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--csv", default="docs/bias.csv", help="per-run record")
+    parser.add_argument("--table", default="docs/bias-hopper.md")
+    parser.add_argument("--table-only", action="store_true", help="no training")
     args = parser.parse_args()
     out = REPO / args.out
     jobs = [(p, s) for p in PRESETS for s in args.seeds]
-    if not args.plot_only:
+    if not args.table_only:
         run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s)]) for p, s in jobs],
                 args.jobs)  # fmt: skip
-    finished = [run_dir(out, p, s) for p, s in jobs]
-    finished = [f for f in finished if (f / "summary.json").is_file()]
+    done = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in jobs]
+    finished = [row(summary, p, s) for summary, p, s in done if summary is not None]
+    csv_path = REPO / args.csv
+    rows = RECORD.merge(RECORD.read(csv_path), finished)
+    if not rows:
+        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    RECORD.write(csv_path, rows)
+    text = table(rows)
+    (REPO / args.table).write_text(text)
+    print(text)
+    folders = [str(run_dir(out, p, s)) for summary, p, s in done if summary is not None]
+    if not folders:
+        return 0
     return subprocess.call(
-        [sys.executable, "-m", "harness.plots", *map(str, finished),
-         "--out", "docs/bias-hopper.png", "--table", "docs/bias-hopper.md"],
+        [sys.executable, "-m", "harness.plots", *folders, "--out", "docs/bias-hopper.png"],
         cwd=REPO,
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ class RunRecord:
     parsed ('' -> None); merging keeps old rows, each replaced by a new row with its key."""
 
     def __init__(self, fields: list[str], key: tuple[str, ...], ints: tuple[str, ...],
-                 what: str) -> None:  # fmt: skip
+                 what: str, texts: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.fields, self.key, self.ints, self.what = fields, key, ints, what
+        self.texts = texts  # text columns besides the key
 
     def read(self, path: Path) -> list[dict]:
         if not path.is_file():
@@ -87,8 +88,8 @@ class RunRecord:
                     )
                 r: dict = {k: raw.get(k, "") for k in self.fields}
                 for k in self.fields:
-                    if k in self.key and k not in self.ints:
-                        continue  # a text key column
+                    if (k in self.key or k in self.texts) and k not in self.ints:
+                        continue  # a text column
                     if r[k] in ("", None):
                         r[k] = None
                     else:
