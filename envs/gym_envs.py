@@ -31,6 +31,18 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown environment id '{env_id}' ({exc})") from None
 
 
+# Gymnasium tasks that never terminate, only hit their time limit (their step functions
+# return terminated=False always): MuJoCo HalfCheetah, Swimmer, Reacher, Pusher; Pendulum.
+NEVER_TERMINATE = {"HalfCheetah", "Swimmer", "Reacher", "Pusher", "Pendulum"}
+
+
+def can_terminate(env_id: str) -> bool:
+    """Whether episodes of `env_id` can end by termination (not only by a time limit); ids
+    not known to be non-episodic count as episodic. SimBa keys its clipped double Q on this."""
+    family = env_id.split("/")[-1].split("-v")[0]
+    return family not in NEVER_TERMINATE
+
+
 class DiscretizeActions(gym.ActionWrapper):
     """A Box action space as per-dimension bins: MultiDiscrete([bins] * dim), where index k of
     dimension j is the continuous action low_j + k (high_j - low_j) / (bins - 1) (the bins
