@@ -2,6 +2,7 @@
 
     python bench/bias_study.py --seeds 0 1 --jobs 2          # runs, then record, table, plot
     python bench/bias_study.py --seeds 0 1 --table-only      # just redraw from the record
+    python bench/bias_study.py --presets sac/hopper-cpu-bias --seeds 2
 
 Runs every preset below for every seed (train.py, one process each, `--jobs` at a time),
 skipping runs that finished and resuming runs that were interrupted. Each finished run becomes
@@ -116,6 +117,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in PRESETS]
+    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     parser.add_argument("--out", default="bench/out/bias", help="folder of the run folders")
@@ -124,7 +127,8 @@ def main() -> int:
     parser.add_argument("--table-only", action="store_true", help="no training")
     args = parser.parse_args()
     out = REPO / args.out
-    jobs = [(p, s) for p in PRESETS for s in args.seeds]
+    chosen = [p for p, name in zip(PRESETS, names) if name in args.presets]
+    jobs = [(p, s) for p in chosen for s in args.seeds]
     if not args.table_only:
         run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s)]) for p, s in jobs],
                 args.jobs)  # fmt: skip
