@@ -25,6 +25,15 @@ Deliberate deviations (none changes the mathematics):
 - The actor loss backpropagates only into the actor (`backward(inputs=...)`).
 - log sigma is rescaled smoothly into [log_std_min, log_std_max] with tanh, as SimBa ([-10, 2])
   and CleanRL ([-5, 2], our `arch = mlp` setting) do; `log_std_bound = clip` is SB3's clamp.
+  The untrained actor's sigma is then ~exp(-1.5) = 0.22 instead of SB3's ~1.
+- log pi is the exact tanh-Gaussian density (as SimBa's distrax and the TQC reference). SB3 and
+  CleanRL subtract log(1 - tanh(u)^2 + 1e-6): the same up to |u| ~ 4, but from |u| ~ 7 their log
+  pi is lower (-0.27 nats per dimension at 7, -4.8 at 10) and its Jacobian term stops pushing u
+  back from saturation. `log_prob_epsilon = 1e-6` reproduces their form (docs/peer-parity.md).
+- The critic loss is the sum of the critics' MSEs; SB3 halves it. Adam makes the step nearly
+  scale-free (only its eps, 1e-8, sees the factor 2).
+- The temperature steps last (SB3: first); both use alpha from before its step in the target
+  and the actor loss, so the order changes nothing.
 - Time-limit truncations bootstrap; actions live in [-1, 1] (envs/ rescales every Box).
 
 `TanhGaussianActor` and `Temperature` are shared with TQC (agents/tqc.py), which overrides
@@ -74,6 +83,8 @@ class Config:
     """Upper bound of the actor's log standard deviation."""
     log_std_bound: str = "tanh"
     """How log sigma is kept in bounds: tanh (smooth rescaling; SimBa, CleanRL) or clip (SB3)."""
+    log_prob_epsilon: float = 0.0
+    """0 = exact log pi; > 0 = SB3's and CleanRL's log(1 - tanh(u)^2 + eps) (theirs: 1e-6)."""
     batch_size: int = 256
     """Transitions per gradient update."""
     gamma: float = 0.99
@@ -107,14 +118,20 @@ ARCH_DEFAULTS = {
 }
 
 
-def tanh_log_prob(u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+def tanh_log_prob(
+    u: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, epsilon: float = 0.0
+) -> torch.Tensor:
     """log pi(tanh(u)) for u ~ N(mean, exp(log_std)^2), summed over the last dim.
 
     The change of variables subtracts log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), the
-    form that stays finite when tanh(u) rounds to +-1.
+    form that stays finite when tanh(u) rounds to +-1; `epsilon` > 0 subtracts SB3's
+    log(1 - tanh(u)^2 + epsilon) instead (at most -log(epsilon) per dimension).
     """
     gaussian = -0.5 * ((u - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-    jacobian = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+    if epsilon > 0:
+        jacobian = torch.log(1.0 - torch.tanh(u).pow(2) + epsilon)
+    else:
+        jacobian = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
     return (gaussian - jacobian).sum(-1)
 
 
@@ -122,13 +139,17 @@ class TanhGaussianActor(nn.Module):
     """obs -> tanh-squashed diagonal Gaussian over actions in [-1, 1]."""
 
     def __init__(self, arch: str, obs_dim: int, action_dim: int, hidden: list[int],
-                 log_std_min: float, log_std_max: float, log_std_bound: str):  # fmt: skip
+                 log_std_min: float, log_std_max: float, log_std_bound: str,
+                 log_prob_epsilon: float = 0.0):  # fmt: skip
         super().__init__()
         if log_std_bound not in ("tanh", "clip") or not log_std_min < log_std_max:
             raise ValueError(
                 f"need log_std_bound tanh or clip and log_std_min < log_std_max, got "
                 f"{log_std_bound}, {log_std_min}, {log_std_max}"
             )
+        if log_prob_epsilon < 0:
+            raise ValueError(f"log_prob_epsilon must be >= 0, got {log_prob_epsilon}")
+        self.log_prob_epsilon = log_prob_epsilon
         self.net = actor_net(arch, obs_dim, 2 * action_dim, hidden)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         self.smooth = log_std_bound == "tanh"
@@ -145,7 +166,7 @@ class TanhGaussianActor(nn.Module):
         """(action B x A, log pi(action | obs) B), reparameterised."""
         mean, log_std = self(obs)
         u = mean + log_std.exp() * torch.randn_like(mean)
-        return torch.tanh(u), tanh_log_prob(u, mean, log_std)
+        return torch.tanh(u), tanh_log_prob(u, mean, log_std, self.log_prob_epsilon)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self(obs)[0])
@@ -194,7 +215,7 @@ class Agent:
 
         self.actor = TanhGaussianActor(
             cfg.arch, obs_dim, self.action_dim, cfg.actor_hidden,
-            cfg.log_std_min, cfg.log_std_max, cfg.log_std_bound,
+            cfg.log_std_min, cfg.log_std_max, cfg.log_std_bound, cfg.log_prob_epsilon,
         ).to(self.device)  # fmt: skip
         self.critic = self.build_critic(obs_dim + self.action_dim).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

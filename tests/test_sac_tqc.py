@@ -65,6 +65,27 @@ def test_tanh_log_prob_stays_finite_where_tanh_rounds_to_one():
     assert torch.isfinite(got).all() and abs(float(got) - expected) < 1e-3
 
 
+def test_log_prob_epsilon_is_sb3s_form_and_reaches_the_actor():
+    # SB3 / CleanRL: log N(u) - log(1 - tanh(u)^2 + eps). At u = 12 (tanh rounds to 1) the
+    # Jacobian term is capped at -log(eps): -72 - log sqrt(2 pi) + log(1e6) = -59.10.
+    u, zero = torch.tensor([[12.0, 0.5]]), torch.zeros(1, 2)
+    got = sac.tanh_log_prob(u, zero, zero, epsilon=1e-6)
+    by_hand = (
+        -72.0 + 6 * math.log(10.0)
+        - 0.125 - math.log(1 - math.tanh(0.5) ** 2 + 1e-6)
+        - 2 * 0.5 * math.log(2 * math.pi)
+    )  # fmt: skip
+    assert abs(float(got) - by_hand) < 1e-4
+    # The default (0) stays the exact form, 2 (12 - log 2) - log(1e6) = 8.80 nats higher here
+    # (at u = 0.5 the two differ by ~1e-6); the agent hands its setting to the actor.
+    gap = float(sac.tanh_log_prob(u, zero, zero) - got)
+    assert abs(gap - (2 * (12.0 - math.log(2.0)) - 6 * math.log(10.0))) < 1e-3
+    agent = make_agent(sac, log_prob_epsilon=1e-6)
+    assert agent.actor.log_prob_epsilon == 1e-6 and make_agent(tqc).actor.log_prob_epsilon == 0
+    with pytest.raises(ValueError, match="log_prob_epsilon"):
+        make_agent(sac, log_prob_epsilon=-1.0)
+
+
 def test_actor_log_std_bounds():
     actor = sac.TanhGaussianActor("mlp", 3, 2, [8], -5.0, 2.0, "tanh")
     with torch.no_grad():
