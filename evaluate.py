@@ -71,8 +71,7 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
         replay = source.parent / str(ckpt.get("replay_file", ""))
         try:
             if dataset:
-                data, _ = load_dataset(dataset, compat=ckpt["run_config"].get("d4rl_compat"),
-                                       make_missing=False)  # fmt: skip
+                data, _ = load_dataset(dataset, compat=ckpt["run_config"].get("d4rl_compat"))
                 return states_from_buffer(data.to_buffer(seed), k, seed)
             if replay.is_file():
                 return states_from_buffer(ReplayBuffer.load(replay), k, seed)

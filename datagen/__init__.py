@@ -22,12 +22,11 @@ __all__ = ["load_dataset"]
 
 
 def load_dataset(
-    name_or_path: str, compat: bool = False, root: Path | None = None, make_missing: bool = True
+    name_or_path: str, compat: bool = False, root: Path | None = None
 ) -> tuple[Dataset, Path]:
     """envs.datasets.loading.load_dataset, except that a missing ogzoo dataset (a name like
-    `hopper-medium-v5` with no file under `root`) is generated first (seed 0, default size),
-    unless `make_missing` is False."""
-    if make_missing and is_ogzoo_name(name_or_path):
+    `hopper-medium-v5` with no file under `root`) is generated first (seed 0, default size)."""
+    if is_ogzoo_name(name_or_path):
         path = path_of(name_or_path, root)
         if not path.is_file():
             print(f"dataset {name_or_path} is not present; generating it once: {path}",

@@ -31,13 +31,10 @@ TASK_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
 
 
 def load_dataset(
-    name_or_path: str, compat: bool = False, root: Path | None = None, make_missing: bool = False
+    name_or_path: str, compat: bool = False, root: Path | None = None
 ) -> tuple[Dataset, Path]:
-    """(dataset, the file or folder it was read from); DatasetError/UserError otherwise.
-    `make_missing` is accepted for callers written when this module could generate; only
-    False is possible here (datagen.load_dataset makes missing ogzoo datasets)."""
-    if make_missing:
-        raise ValueError("envs.datasets only reads datasets: use datagen.load_dataset to make them")
+    """(dataset, the file or folder it was read from); DatasetError/UserError otherwise. This
+    only reads: datagen.load_dataset makes a missing ogzoo dataset first."""
     if is_ogzoo_name(name_or_path):
         path = path_of(name_or_path, root)
         if not path.is_file():
