@@ -43,7 +43,7 @@ from core.runs import (
     write_yaml,
 )
 from datagen import load_dataset  # reads a dataset, making a missing ogzoo one on first use
-from envs import VecEnv, check_env_id, make_env, random_actions, sim_state_dim
+from envs import VecEnv, can_terminate, check_env_id, make_env, random_actions, sim_state_dim
 from envs.datasets.dataset import check_against_env
 from envs.datasets.loading import dataset_env_id
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
@@ -133,8 +133,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
         run_cfg = cfglib.apply_overrides(run_cfg, preset, "run config")
         return cfglib.apply_overrides(run_cfg, flags, "run config")
 
-    module = agent_module(run_config({}).agent)
-    arch_run, arch_agent = arch_defaults(module, agent_overrides)
+    plain = run_config({})
+    module = agent_module(plain.agent)
+    arch_run, arch_agent = arch_defaults(module, agent_overrides, plain.env)
     run_cfg = run_config(arch_run)
     if run_cfg.dataset and "env" not in flags and "env" not in preset:
         run_cfg.env = ""  # the dataset's own env, filled in when the dataset is read
@@ -147,13 +148,17 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     return run_cfg, agent_cfg
 
 
-def arch_defaults(module, agent_overrides: dict) -> tuple[dict, dict]:
+def arch_defaults(module, agent_overrides: dict, env_id: str) -> tuple[dict, dict]:
     """(run, agent) defaults the agent pairs with the chosen architecture (its ARCH_DEFAULTS;
-    e.g. SAC: SimBa's UTD 2, or classic SAC's sizes and learning rates for mlp)."""
+    e.g. SAC: SimBa's UTD 2, or classic SAC's sizes and learning rates for mlp), with the
+    entry's `non_episodic` agent settings on a task that cannot terminate (SimBa: one critic)."""
     table = getattr(module, "ARCH_DEFAULTS", {})
     arch = agent_overrides.get("arch", getattr(module.Config(), "arch", None))
     entry = table.get(arch, {}) if isinstance(arch, str) else {}
-    return entry.get("run", {}), entry.get("agent", {})
+    agent = dict(entry.get("agent", {}))
+    if env_id and not can_terminate(env_id):
+        agent.update(entry.get("non_episodic", {}))
+    return entry.get("run", {}), agent
 
 
 def agent_module(name: str):

@@ -16,12 +16,14 @@ The algorithm:
 Defaults are SimBa's SAC configuration (`arch = simba`): critic 2 residual blocks x 512, actor 1
 block x 128, running observation normalization, AdamW 1e-4 with weight decay 1e-2, initial
 temperature 0.01, target entropy -0.5 dim(A), 5k warm-up and UTD 2 (a run-level setting, see
-ARCH_DEFAULTS). `arch = mlp` (`train.py --arch mlp`) switches every one of those to classic SAC:
-256-256 ReLU networks, Adam 3e-4, initial temperature 1, target entropy -dim(A), UTD 1.
+ARCH_DEFAULTS), and clipped double Q (2 critics) only where the task can terminate: SimBa's
+`critic_use_cdq: ${env.episodic}`, so HalfCheetah (which never terminates) gets one critic
+(`envs.can_terminate`; `--set n_critics=2` overrides). `arch = mlp` (`train.py --arch mlp`)
+switches every one of those to classic SAC: 256-256 ReLU networks, Adam 3e-4, initial
+temperature 1, target entropy -dim(A), UTD 1, two critics on every task.
 
 Deliberate deviations (none changes the mathematics):
-- The critics are one batched ensemble (agents/nets.py); `n_critics = 1` is SimBa's
-  single-critic option for non-episodic tasks.
+- The critics are one batched ensemble (agents/nets.py).
 - The actor loss backpropagates only into the actor (`backward(inputs=...)`).
 - log sigma is rescaled smoothly into [log_std_min, log_std_max] with tanh, as SimBa ([-10, 2])
   and CleanRL ([-5, 2], our `arch = mlp` setting) do; `log_std_bound = clip` is SB3's clamp.
@@ -64,7 +66,8 @@ class Config:
     critic_hidden: list[int] = field(default_factory=lambda: [512, 512])
     """Each critic: SimBa = one width per residual block (2 x 512); mlp = hidden layer sizes."""
     n_critics: int = 2
-    """Critics; the target and the actor take their minimum. 1 = SimBa's non-episodic option."""
+    """Critics; the target and the actor take their minimum. SimBa: 1 where the task cannot
+    terminate (train.py applies ARCH_DEFAULTS' non_episodic entry)."""
     actor_lr: float = 1e-4
     """Learning rate of the actor (AdamW)."""
     critic_lr: float = 1e-4
@@ -98,9 +101,10 @@ class Config:
 
 
 # `train.py --arch NAME` (or arch in a preset) starts from these instead of the class defaults;
-# "run" holds the loop settings the paper pairs with the architecture.
+# "run" holds the loop settings the paper pairs with the architecture, "non_episodic" the agent
+# settings for a task that cannot terminate.
 ARCH_DEFAULTS = {
-    "simba": {"agent": {}, "run": {"utd": 2.0}},
+    "simba": {"agent": {}, "run": {"utd": 2.0}, "non_episodic": {"n_critics": 1}},
     "mlp": {
         "agent": {
             "actor_hidden": [256, 256],

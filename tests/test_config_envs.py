@@ -142,3 +142,41 @@ def test_describe_indents_every_line_of_a_multi_line_field_doc():
     assert cfglib.describe(Cfg()) == (
         "  steps (int, default 3)\n      First line of the doc,\n      and its second line."
     )
+
+
+def test_which_tasks_can_terminate():
+    from envs import can_terminate
+
+    assert not any(map(can_terminate, ["HalfCheetah-v5", "Pendulum-v1", "Swimmer-v5"]))
+    assert all(map(can_terminate, ["Hopper-v5", "Walker2d-v5", "Ant-v5", "CartPole-v1"]))
+    # What the ids claim, checked on the envs: random HalfCheetah steps never terminate, while
+    # Hopper's falls end in termination.
+    for env_id, ends in (("HalfCheetah-v5", False), ("Hopper-v5", True)):
+        env, rng, terminated = make_env(env_id, seed=0), np.random.default_rng(0), False
+        for _ in range(300):
+            *_, term, trunc, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            terminated |= term
+            if term or trunc:
+                env.reset()
+        assert terminated is ends
+
+
+@pytest.mark.parametrize(
+    ("argv", "critics"),
+    [
+        (["--agent", "sac", "--env", "HalfCheetah-v5"], 1),  # SimBa: no clipped double Q
+        (["--agent", "sac", "--env", "Hopper-v5"], 2),  # an episodic task keeps it
+        (["--agent", "sac", "--env", "HalfCheetah-v5", "--arch", "mlp"], 2),  # classic SAC
+        (["--agent", "sac", "--env", "HalfCheetah-v5", "--set", "n_critics=2"], 2),  # asked
+        (["--agent", "tqc", "--env", "HalfCheetah-v5"], 5),  # TQC's own count
+        (
+            ["--config", str(Path(__file__).resolve().parents[1] / "configs/sac/halfcheetah.yaml")],
+            1,
+        ),
+    ],
+)
+def test_simba_sac_takes_one_critic_where_the_task_cannot_terminate(argv, critics):
+    import train
+
+    _, agent_cfg = train.resolve_config(train.build_parser().parse_args(argv))
+    assert agent_cfg.n_critics == critics
