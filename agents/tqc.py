@@ -20,7 +20,14 @@ reference: no random-action phase (`random_steps = 0`, the untrained policy coll
 updates start once `learning_starts = batch_size` transitions exist.
 
 Deviations from the reference (none changes the mathematics): critics are one batched
-ensemble; time-limit truncations bootstrap; the actor loss backpropagates only into the actor.
+ensemble; the actor loss backpropagates only into the actor and is built after the critic step
+(the reference builds it before, with the old critic; sb3-contrib after, as here). Time-limit
+truncations bootstrap, as in the reference (which drops gym's TimeLimit).
+
+sb3-contrib's TQC, with the same settings and weights, computes the same update to float
+rounding except log pi, which it takes as log N(u) - log(1 - tanh(u)^2 + 1e-6) (ours is exact,
+as the reference's; `log_prob_epsilon = 1e-6` gives theirs), and its warm-up acts uniformly at
+random for learning_starts steps (`random_steps = learning_starts`); docs/peer-parity.md.
 """
 
 from __future__ import annotations
