@@ -1,0 +1,288 @@
+"""Issue 18, item 6: our SAC and TQC against Stable-Baselines3's, learning side by side.
+
+    python bench/peer_learning.py --algos tqc sac --seeds 0 1 2 3 4 --jobs 2
+    python bench/peer_learning.py --table-only
+    python bench/peer_learning.py --algos tqc --seeds 0 1 --sides ours --side-name ours-eps \\
+        --ours-args "--set log_prob_epsilon=1e-6"          # an ablation as a third side
+
+For every (side, algo, seed), on HalfCheetah-v5:
+- ours: train.py (bench/jobs.py: a finished run is skipped, an interrupted one resumed). TQC:
+  configs/tqc/halfcheetah-cpu.yaml; SAC: --agent sac --arch mlp (classic SAC; its log sigma
+  stays our tanh bound into [-5, 2], agents/sac.py). Both with --set random_steps=
+  learning_starts, so the warm-up is SB3's: uniform-random actions until learning_starts.
+- sb3: SB3's SAC / sb3-contrib's TQC with the same hyperparameters
+  (bench/peer_update_check.py sb3_kwargs), in its own process (this script, --sb3-run). It
+  saves the model, replay buffer and RNG states at every evaluation and resumes from the last
+  one when restarted (not bit-identical to an uninterrupted run: the episode restarts); a
+  finished run (summary.json with "finished") is skipped. Its replay buffer holds --steps
+  transitions (ours 1M): the same while neither fills.
+Both evaluate every --eval-every env steps with --eval-episodes deterministic episodes from the
+same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100000 + k), as
+train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
+per evaluation step); the markdown table gives per side and algo the final return (mean +- std
+over seeds) and every seed's curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jobs import REPO, RunRecord, finished_summary, mean_std, train_or_resume  # noqa: E402
+
+ALGOS = ("tqc", "sac")
+SIDES = ("ours", "sb3")
+BASE_FIELDS = ["side", "algo", "seed", "env_steps", "final_return", "best_return", "wall_time_s"]
+
+
+def return_field(step: int) -> str:
+    return f"return_at_{step}"
+
+
+def record(steps: list[int]) -> RunRecord:
+    """The CSV's record for these evaluation steps (one return column per step)."""
+    fields = BASE_FIELDS + [return_field(s) for s in sorted(set(steps))]
+    return RunRecord(fields, ("side", "algo", "seed"), ints=("seed", "env_steps"),
+                     what="a peer-learning")  # fmt: skip
+
+
+def csv_steps(path: Path) -> list[int]:
+    """Evaluation steps that have a column in the CSV at `path` (none if it does not exist)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    prefix = return_field(0)[:-1]
+    return [int(h[len(prefix) :]) for h in header if h.startswith(prefix)]
+
+
+def row(summary: dict, side: str, algo: str, seed: int) -> dict:
+    """A finished run's line of the record, from its summary (train.py's or --sb3-run's)."""
+    evals = summary["evals"]
+    return {
+        "side": side, "algo": algo, "seed": seed, "env_steps": summary["env_steps"],
+        "final_return": evals[-1]["return_mean"],
+        "best_return": max(e["return_mean"] for e in evals),
+        "wall_time_s": summary.get("wall_time_s"),
+        **{return_field(e["env_steps"]): e["return_mean"] for e in evals},
+    }  # fmt: skip
+
+
+def eval_steps(rows: list[dict]) -> list[int]:
+    prefix = return_field(0)[:-1]
+    return sorted({int(k[len(prefix):]) for r in rows for k, v in r.items()
+                   if k.startswith(prefix) and v is not None})  # fmt: skip
+
+
+def table(rows: list[dict], command: str) -> str:
+    steps = eval_steps(rows)
+    groups = sorted({(r["algo"], r["side"]) for r in rows},
+                    key=lambda g: (ALGOS.index(g[0]) if g[0] in ALGOS else 99, g[1]))  # fmt: skip
+    lines = [
+        "# Ours vs Stable-Baselines3 on HalfCheetah-v5 (issue 18, item 6)", "",
+        "Produced by (bench/peer_learning.py; the update itself is compared tensor by tensor "
+        "in docs/peer-parity.md):", "", f"    {command}", "",
+        "Deterministic evaluations (train.py's --eval-episodes; 10 unless the command says "
+        "otherwise) from the same start states on both sides; std over seeds is the population "
+        "std.", "",
+        "| algo | side | seeds | env steps | final eval return | best eval return |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for algo, side in groups:
+        group = sorted((r for r in rows if (r["algo"], r["side"]) == (algo, side)),
+                       key=lambda r: r["seed"])  # fmt: skip
+        env_steps = ", ".join(sorted({f"{r['env_steps']:,}" for r in group}))
+        lines.append(
+            f"| {algo} | {side} | {', '.join(str(r['seed']) for r in group)} | {env_steps} | "
+            f"{mean_std([r['final_return'] for r in group])} | "
+            f"{mean_std([r['best_return'] for r in group])} |"
+        )
+    lines += ["", "Each seed's curve (eval return at each env step):", "",
+              "| algo | side | seed | " + " | ".join(f"{s:,}" for s in steps) + " |",
+              "|---|---|---|" + "---|" * len(steps)]  # fmt: skip
+    for algo, side in groups:
+        for r in sorted((r for r in rows if (r["algo"], r["side"]) == (algo, side)),
+                        key=lambda r: r["seed"]):  # fmt: skip
+            cells = [r.get(return_field(s)) for s in steps]
+            text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
+            lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- ours -----------------------------------------------------------------------------------
+def our_args(algo: str, seed: int, steps: int, eval_every: int, episodes: int,
+             extra: list[str]) -> list[str]:  # fmt: skip
+    """train.py arguments: the algorithm's settings, SB3's warm-up, the bench's schedule."""
+    import peer_update_check as check
+
+    _, cfg = check.our_config(algo, sb3_log_std=False)
+    # TQC's preset lets the untrained policy collect (random_steps 0); SAC acts at random for
+    # all of learning_starts already.
+    warmup = (
+        ["--set", f"random_steps={cfg.learning_starts}"] if hasattr(cfg, "random_steps") else []
+    )
+    return [*check.OUR_ARGS[algo], "--seed", str(seed), "--total-steps", str(steps),
+            "--eval-every", str(eval_every), "--eval-episodes", str(episodes),
+            "--device", "cpu", "--threads", "1", *warmup, *extra]  # fmt: skip
+
+
+# ---- SB3 ------------------------------------------------------------------------------------
+def sb3_summary(folder: Path) -> dict | None:
+    path = folder / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("finished") else None
+
+
+def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, episodes: int) -> int:
+    """One SB3 run, evaluated and checkpointed every `eval_every` steps; resumes from the last
+    checkpoint in `folder`."""
+    import peer_update_check as check
+    import torch
+
+    import train
+    from core.runs import atomic_write_text
+    from envs import make_env
+    from harness.evaluation import evaluate_policy
+
+    if sb3_summary(folder) is not None:
+        return 0
+    torch.set_num_threads(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    _, cfg = check.our_config(algo, sb3_log_std=False)
+    env, eval_env = make_env(check.ENV), make_env(check.ENV)
+    cls = check.sb3_class(algo)
+    model_file, replay_file, rng_file = (folder / n for n in ("model.zip", "replay.pkl", "rng.pt"))
+    progress_file = folder / "progress.json"
+    if model_file.is_file() and progress_file.is_file():
+        model = cls.load(model_file, env=env, device="cpu")
+        model.load_replay_buffer(replay_file)
+        progress = json.loads(progress_file.read_text())
+        rng = torch.load(rng_file, weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        progress["resumes"] += 1
+    else:
+        kwargs = check.sb3_kwargs(algo, cfg, int(np.prod(env.action_space.shape)), seed)
+        kwargs["buffer_size"] = min(kwargs["buffer_size"], steps)
+        model = cls("MlpPolicy", env, **kwargs)
+        progress = {"evals": [], "wall_time_s": 0.0, "resumes": 0}
+
+    class Actor:  # harness.evaluation's view of the SB3 policy
+        def act(self, obs, deterministic):
+            return model.predict(obs, deterministic=deterministic)[0]
+
+    while model.num_timesteps < steps:
+        start = time.perf_counter()
+        mark = min((model.num_timesteps // eval_every + 1) * eval_every, steps)
+        model.learn(mark - model.num_timesteps, reset_num_timesteps=False)
+        result = evaluate_policy(Actor(), eval_env, episodes, seed + train.EVAL_SEED_OFFSET)
+        progress["evals"].append({"env_steps": model.num_timesteps,
+                                  "return_mean": result["return_mean"],
+                                  "return_std": result["return_std"]})  # fmt: skip
+        progress["wall_time_s"] += time.perf_counter() - start
+        print(f"step {model.num_timesteps}: eval return {result['return_mean']:.1f}", flush=True)
+        model.save(model_file)
+        model.save_replay_buffer(replay_file)
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+               "python": random.getstate()}  # fmt: skip
+        torch.save(rng, rng_file)
+        atomic_write_text(progress_file, json.dumps(progress))
+    summary = {"finished": True, "algo": algo, "seed": seed, "env_steps": model.num_timesteps,
+               "eval_return_mean": progress["evals"][-1]["return_mean"], **progress}  # fmt: skip
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1))
+    replay_file.unlink(missing_ok=True)  # the run is finished: the buffer is not needed again
+    return 0
+
+
+def sb3_job(algo: str, seed: int, folder: Path, args) -> int:
+    """This script's --sb3-run in its own process, its log beside the folder."""
+    if sb3_summary(folder) is not None:
+        return 0
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--sb3-run", algo, str(seed),
+            str(folder), "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+            "--eval-episodes", str(args.eval_episodes)]  # fmt: skip
+    with open(f"{folder}.log", "a") as log:
+        return subprocess.call(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+# ---- the bench ------------------------------------------------------------------------------
+def run_dir(out: Path, side: str, algo: str, seed: int) -> Path:
+    return out / f"{side}-{algo}-s{seed}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps per run")
+    parser.add_argument("--eval-every", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    parser.add_argument("--out", default="bench/out/peer", help="folder of the run folders")
+    parser.add_argument("--csv", default="docs/peer-learning.csv", help="per-run record")
+    parser.add_argument("--table", default="docs/peer-learning.md")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--ours-args", default="", help="extra train.py arguments, one string")
+    parser.add_argument("--side-name", default="ours", help="our side's name in the record")
+    parser.add_argument("--sb3-run", nargs=3, metavar=("ALGO", "SEED", "FOLDER"),
+                        help="internal: one SB3 run")  # fmt: skip
+    args = parser.parse_args()
+    if args.sb3_run:
+        algo, seed, folder = args.sb3_run
+        return sb3_run(algo, int(seed), Path(folder), args.steps, args.eval_every,
+                       args.eval_episodes)  # fmt: skip
+    out = REPO / args.out
+    names = {"ours": args.side_name, "sb3": "sb3"}
+    grid = [(side, algo, seed) for seed in args.seeds for algo in args.algos for side in args.sides]
+    if not args.table_only:
+        extra = shlex.split(args.ours_args)
+
+        def job(side: str, algo: str, seed: int) -> tuple[str, int]:
+            folder = run_dir(out, names[side], algo, seed)
+            if side == "sb3":
+                return folder.name, sb3_job(algo, seed, folder, args)
+            argv = our_args(algo, seed, args.steps, args.eval_every, args.eval_episodes, extra)
+            return folder.name, train_or_resume(folder, argv)
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for name, code in pool.map(lambda g: job(*g), grid):
+                print(f"{name}: {'done' if code == 0 else f'exit {code}'}", flush=True)
+    finished = []
+    for side, algo, seed in grid:
+        folder = run_dir(out, names[side], algo, seed)
+        summary = sb3_summary(folder) if side == "sb3" else finished_summary(folder)
+        if summary is not None:
+            finished.append(row(summary, names[side], algo, seed))
+    csv_path, table_path = REPO / args.csv, REPO / args.table
+    rec = record(csv_steps(csv_path) + eval_steps(finished))
+    rows = rec.merge(rec.read(csv_path), finished)
+    if not rows:
+        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    rec.write(csv_path, rows)
+    command = "python bench/peer_learning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    text = table(rows, command)
+    table_path.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""bench/peer_learning.py's record and table from hand-made runs, and our side's arguments."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("peer_learning", REPO / "bench" / "peer_learning.py")
+bench = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = bench
+spec.loader.exec_module(bench)
+
+
+def summary(returns, every=10_000, wall=60.0):
+    evals = [{"env_steps": every * (i + 1), "return_mean": r} for i, r in enumerate(returns)]
+    return {"env_steps": evals[-1]["env_steps"], "evals": evals, "wall_time_s": wall}
+
+
+def test_row_holds_final_best_and_the_curve():
+    r = bench.row(summary([100.0, 900.0, 500.0]), "sb3", "tqc", 3)
+    assert (r["side"], r["algo"], r["seed"], r["env_steps"]) == ("sb3", "tqc", 3, 30_000)
+    assert (r["final_return"], r["best_return"], r["wall_time_s"]) == (500.0, 900.0, 60.0)
+    assert [r[f"return_at_{s}"] for s in (10_000, 20_000, 30_000)] == [100.0, 900.0, 500.0]
+
+
+def test_csv_round_trip_merge_and_new_columns(tmp_path):
+    path = tmp_path / "peer.csv"
+    old = [bench.row(summary([1.0, 2.0]), "ours", "tqc", 0),
+           bench.row(summary([3.0, 4.0]), "sb3", "tqc", 0)]  # fmt: skip
+    rec = bench.record(bench.eval_steps(old))
+    rec.write(path, old)
+    assert bench.csv_steps(path) == [10_000, 20_000]
+    assert rec.read(path) == old
+    # A longer rerun of one run replaces its row and adds a column; the other row keeps its own.
+    new = [bench.row(summary([5.0, 6.0, 7.0]), "ours", "tqc", 0)]
+    rec = bench.record(bench.csv_steps(path) + bench.eval_steps(new))
+    rows = rec.merge(rec.read(path), new)
+    rec.write(path, rows)
+    back = rec.read(path)
+    assert [(r["side"], r["final_return"]) for r in back] == [("ours", 7.0), ("sb3", 4.0)]
+    assert back[1]["return_at_30000"] is None and back[0]["return_at_30000"] == 7.0
+
+
+def test_table_gives_mean_std_over_seeds_and_each_curve():
+    rows = [bench.row(summary([10.0, 30.0]), "ours", "tqc", 0),
+            bench.row(summary([20.0, 10.0]), "ours", "tqc", 1),
+            bench.row(summary([40.0, 50.0]), "sb3", "tqc", 0),
+            bench.row(summary([5.0]), "sb3", "sac", 0)]  # fmt: skip
+    text = bench.table(rows, "python bench/peer_learning.py --seeds 0 1")
+    lines = text.splitlines()
+    assert "    python bench/peer_learning.py --seeds 0 1" in lines
+    # final 30 and 10 -> 20 +- 10; best 30 and 20 -> 25 +- 5
+    assert "| tqc | ours | 0, 1 | 20,000 | 20.0 +- 10.0 | 25.0 +- 5.0 |" in lines
+    assert "| tqc | sb3 | 0 | 20,000 | 50.0 +- 0.0 | 50.0 +- 0.0 |" in lines
+    assert "| sac | sb3 | 0 | 10,000 | 5.0 +- 0.0 | 5.0 +- 0.0 |" in lines
+    assert "| algo | side | seed | 10,000 | 20,000 |" in lines
+    assert "| tqc | ours | 1 | 20.0 | 10.0 |" in lines
+    assert "| sac | sb3 | 0 | 5.0 |  |" in lines  # a shorter run leaves its later cells empty
+    # TQC's rows come before SAC's
+    assert lines.index("| tqc | sb3 | 0 | 40.0 | 50.0 |") < lines.index(
+        "| sac | sb3 | 0 | 5.0 |  |"
+    )
+
+
+def test_our_side_takes_sb3s_warmup_and_the_bench_schedule():
+    tqc = bench.our_args("tqc", 2, 2000, 1000, 10, ["--set", "x=1"])
+    assert tqc[:2] == ["--config", "configs/tqc/halfcheetah-cpu.yaml"]
+    assert "random_steps=256" in tqc and tqc[-2:] == ["--set", "x=1"]
+    for flag, value in (("--seed", "2"), ("--total-steps", "2000"), ("--eval-every", "1000"),
+                        ("--eval-episodes", "10")):  # fmt: skip
+        assert tqc[tqc.index(flag) + 1] == value
+    sac = bench.our_args("sac", 0, 2000, 1000, 10, [])
+    assert sac[:6] == ["--agent", "sac", "--arch", "mlp", "--env", "HalfCheetah-v5"]
+    assert not any(a.startswith("random_steps") for a in sac)  # SAC's warm-up is random already
