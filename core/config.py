@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import UserError
+from core.errors import UserError, clip, quote
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, (list, tuple)):
             (item,) = typing.get_args(hint)[:1] or (Any,)
             return [_coerce(key, v, item) for v in value]
-        raise UserError(f"config key '{key}' expects a list, got {value!r}")
+        raise UserError(f"config key '{key}' expects a list, got {quote(value)}")
     if hint is Any:
         return value
     if hint is bool:
@@ -134,10 +134,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise UserError(f"config key '{key}' expects true/false, got {value!r}")
+        raise UserError(f"config key '{key}' expects true/false, got {quote(value)}")
     if hint is int:
         if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+            raise UserError(f"config key '{key}' expects an integer, got {quote(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -149,10 +149,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 number = None
             if number is not None and number.is_integer():
                 return int(number)
-        raise UserError(f"config key '{key}' expects an integer, got {value!r}")
+        raise UserError(f"config key '{key}' expects an integer, got {quote(value)}")
     if hint is float:
         if isinstance(value, bool):
-            raise UserError(f"config key '{key}' expects a number, got {value!r}")
+            raise UserError(f"config key '{key}' expects a number, got {quote(value)}")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -160,11 +160,11 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise UserError(f"config key '{key}' expects a number, got {value!r}")
+        raise UserError(f"config key '{key}' expects a number, got {quote(value)}")
     if hint is str:
         if isinstance(value, str):
             return value
-        raise UserError(f"config key '{key}' expects a string, got {value!r}")
+        raise UserError(f"config key '{key}' expects a string, got {quote(value)}")
     raise TypeError(f"unsupported config field type {hint} for '{key}'")
 
 
@@ -175,9 +175,33 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], what: str) -> Any:
     values = {}
     for key, value in overrides.items():
         if key not in known:
-            raise UserError(f"unknown {what} key '{key}' (known: {', '.join(sorted(known))})")
+            raise UserError(f"unknown {what} key {quote(key)} (known: {', '.join(sorted(known))})")
         values[key] = _coerce(key, value, hints[key])
     return dataclasses.replace(cfg, **values)
+
+
+class AliasError(yaml.YAMLError):
+    """A YAML alias (*name) in a preset or --set value: refused, see NoAliasLoader."""
+
+    def __init__(self, mark: yaml.Mark):
+        super().__init__(f"YAML aliases (*name) are not allowed in configs (line {mark.line + 1})")
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases. An alias makes the loader share one object among many
+    places, so a few hundred bytes of nested aliases ('billion laughs') stand for billions of
+    values once anything walks them; a config never needs one, so they are refused when met.
+    Without aliases, what is loaded is no larger than the text."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise AliasError(self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str) -> Any:
+    """yaml.safe_load without aliases (NoAliasLoader)."""
+    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -186,11 +210,14 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got '{item}'")
+            raise UserError(f"--set expects KEY=VALUE, got {quote(item)}")
+        key = key.strip()
         try:
-            out[key.strip()] = yaml.safe_load(raw)
+            out[key] = safe_yaml(raw)
+        except AliasError as exc:
+            raise UserError(f"--set {clip(key)}: {exc}") from None
         except yaml.YAMLError:
-            raise UserError(f"--set {key}: cannot parse value '{raw}'") from None
+            raise UserError(f"--set {clip(key)}: cannot parse value {quote(raw)}") from None
     return out
 
 
@@ -199,10 +226,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml(path.read_text())
+    except AliasError as exc:
+        raise UserError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise UserError(f"{path}: invalid YAML ({first})") from None
+        raise UserError(f"{path}: invalid YAML ({clip(first)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
