@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.runs import atomic_write
+
 ArrayLike = np.ndarray | torch.Tensor
 
 # Fields every buffer stores, in the order `add` takes them.
@@ -448,11 +450,11 @@ class ReplayBuffer:
             self._weights_version = self._version - int(state["weights_stale"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically: a crash mid-save leaves the previous file intact."""
-        path = os.fspath(path)
-        tmp = path + ".tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        """Write atomically and durably (core.runs.atomic_write): a crash mid-save leaves the
+        previous file intact, and once this returns the file survives a crash, so a checkpoint
+        written next may name it."""
+        state = self.state_dict()
+        atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ReplayBuffer:

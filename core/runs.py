@@ -8,18 +8,20 @@ A run folder:
     checkpoints/replay-<N>.pt   replay buffer at env step N (the one latest.pt names)
     checkpoints/final.pt        written when training completes (same format as latest.pt)
 
-Every file is written to a temporary name and moved into place with os.replace, so a crash
-never leaves a half-written checkpoint under its final name. latest.pt is replaced only after
-the replay file it names is complete, and older replay files are removed only after that.
+Every file is written to a temporary name, fsynced, moved into place with os.replace and its
+folder fsynced (`atomic_write`), so a crash never leaves a half-written checkpoint under its
+final name, and a write that returned survives a crash. latest.pt is replaced only after the
+replay file it names is durable, and older replay files are removed only after latest.pt is.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import gymnasium as gym
 import torch
@@ -30,23 +32,40 @@ from core.errors import UserError
 CHECKPOINT_FORMAT = "ogzoo-checkpoint-1"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of `folder` durable: after a rename, the new name survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """`write(f)` into a temporary file beside `path`, which then becomes `path` durably: the
+    file is fsynced, renamed over `path`, and the folder fsynced, so once this returns the new
+    contents survive a crash, and before it returns `path` holds the old contents or, if the
+    rename reached the disk, the new ones, whole. A failed write leaves no temporary behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # unique: no two writers
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(Path(path), text.encode())
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    _atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def write_json(path: Path, data: dict) -> None:
