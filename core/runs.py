@@ -17,6 +17,7 @@ replay file it names is durable, and older replay files are removed only after l
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -68,8 +69,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def finite_or_none(data: Any) -> Any:
+    """`data` with every non-finite float (NaN, +-inf) replaced by None, through dicts, lists
+    and tuples: JSON has no such numbers, so null stands for them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """Strict JSON (null where a number is not finite), written atomically."""
+    atomic_write_text(path, json.dumps(finite_or_none(data), indent=2, allow_nan=False) + "\n")
 
 
 def write_yaml(path: Path, data: dict) -> None:
