@@ -20,6 +20,8 @@ import json
 import math
 import os
 import uuid
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,7 +30,7 @@ import gymnasium as gym
 import torch
 import yaml
 
-from core.errors import UserError
+from core.errors import UserError, clip
 
 CHECKPOINT_FORMAT = "ogzoo-checkpoint-1"
 
@@ -112,16 +114,80 @@ def torch_load(path: Path, what: str) -> Any:
     try:
         # weights_only: a checkpoint holds tensors and plain Python values only, so loading
         # one from elsewhere cannot run code.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. about a pickle's protocol: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt bytes surface as many exception types
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{what} is corrupt or unreadable: {path} ({reason})") from None
+        problem = load_problem(path, exc)
+        raise UserError(f"{what} is corrupt or unreadable: {path} ({problem})") from None
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_problem(path: Path, exc: Exception) -> str:
+    """What torch.load found wrong with `path`, in at most 100 characters (torch's own
+    messages run to 300 and more, mostly advice)."""
+    if path.stat().st_size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        zipped = f.read(2) == b"PK"  # torch's format is a zip archive
+    if zipped and not zipfile.is_zipfile(path):  # the directory at its end is missing
+        return "truncated zip archive"
+    text = " ".join(str(exc).split())
+    if "WeightsUnpickler error:" in text:  # weights_only refused what the pickle holds
+        detail = text.split("WeightsUnpickler error:")[1].split(" Check the documentation")[0]
+        text = f"not a torch file, or damaged: {detail.strip()}"
+    else:
+        text = text.split(". ")[0]
+    return clip(text or type(exc).__name__, 100)
+
+
+# What every checkpoint holds (train.py's Trainer.checkpoint) and evaluate.py and datagen's
+# export-policy read; "a/b" is key b of the dict under a; the type None: any type.
+CHECKPOINT_KEYS: dict[str, type | None] = {
+    "agent": str,
+    "env": str,
+    "run_config": dict,
+    "agent_config": dict,
+    "spaces": dict,
+    "agent_state": dict,
+    "counters": dict,
+    "counters/env_steps": None,
+    "counters/gradient_updates": None,
+}
+# What a resume reads besides: every counter, the evaluations, the RNG states, and the replay
+# file (online) or the dataset's fingerprint and the sampler's RNG state (offline).
+RESUME_KEYS: dict[str, type | None] = {
+    **{f"counters/{key}": None for key in ("episodes", "update_credit", "wall_time_s",
+                                          "resumes")},
+    "evals": list,
+    "rng": dict,
+    **{f"rng/{key}": None for key in ("python", "numpy", "torch", "loop")},
+}  # fmt: skip
+ONLINE_RESUME_KEYS: dict[str, type | None] = {"replay_file": str}
+OFFLINE_RESUME_KEYS: dict[str, type | None] = {"dataset": dict, "sampler_rng": dict}
+_MISSING = object()
+
+
+def load_checkpoint(path: Path, resume: bool = False) -> dict:
+    """An ogzoo checkpoint with every key evaluation needs (and with `resume`, every key a
+    resume needs), or a one-line UserError naming the file and the first key missing."""
     ckpt = torch_load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"not an ogzoo checkpoint: {path}")
+    needed = dict(CHECKPOINT_KEYS)
+    if resume:
+        run_config = ckpt.get("run_config")
+        offline = isinstance(run_config, dict) and bool(run_config.get("dataset"))
+        needed.update(RESUME_KEYS, **(OFFLINE_RESUME_KEYS if offline else ONLINE_RESUME_KEYS))
+    for key, kind in needed.items():
+        value: Any = ckpt
+        for part in key.split("/"):
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            raise UserError(f"checkpoint {path} lacks '{key}' (incomplete, or not written by "
+                            "this version of ogzoo)")  # fmt: skip
+        if kind is not None and not isinstance(value, kind):
+            raise UserError(f"checkpoint {path}: '{key}' is a {type(value).__name__}, "
+                            f"expected a {kind.__name__}")  # fmt: skip
     return ckpt
 
 
