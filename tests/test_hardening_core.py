@@ -1,0 +1,415 @@
+"""Issue 19 (robustness), the run plumbing: YAML alias bombs and long values in config errors,
+durable atomic writes, one-line checkpoint errors, strict JSON, the progress display.
+
+Every bad input must end in one short UserError line and leave existing files untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.buffer import ReplayBuffer
+from agents.td3 import Config
+from core.config import RunConfig, apply_overrides, load_yaml, parse_set
+from core.errors import UserError
+from core.progress import Progress
+from core.runs import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    atomic_write_text,
+    load_checkpoint,
+    torch_load,
+    write_json,
+)
+
+MAX_LINE = 1000  # an error line (a list of known keys and a path included) stays below this
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert isinstance(err.value, UserError)
+    assert "\n" not in message and len(message) < MAX_LINE, message[:MAX_LINE]
+    return message
+
+
+# ---------------------------------------------------------------- item 7: YAML alias bombs
+
+
+def alias_bomb(levels: int) -> str:
+    """The 'billion laughs' pattern: each level is nine aliases of the one before."""
+    names = "abcdefghi"[:levels]
+    lines = [f"{names[0]}: &{names[0]} [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip(names, names[1:]):
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [4, 9])
+def test_alias_bomb_preset_is_one_line_naming_the_file(tmp_path, levels):
+    preset = tmp_path / "bomb.yaml"
+    preset.write_text(alias_bomb(levels))
+    with pytest.raises(UserError) as err:
+        apply_overrides(RunConfig(), load_yaml(preset), "run config")
+    message = one_line(err)
+    assert str(preset) in message and "alias" in message
+
+
+def test_alias_bomb_under_a_known_key_is_refused(tmp_path):
+    preset = tmp_path / "bomb.yaml"
+    text = alias_bomb(9).replace("i: &i", "env: &i")  # the last level is a real config key
+    preset.write_text(text)
+    with pytest.raises(UserError) as err:
+        apply_overrides(RunConfig(), load_yaml(preset), "run config")
+    assert str(preset) in one_line(err)
+
+
+def test_alias_in_a_set_value_is_refused():
+    with pytest.raises(UserError) as err:
+        parse_set(["critic_hidden=[&a [64, 64], *a, *a]"])
+    assert "critic_hidden" in one_line(err) and "alias" in str(err.value)
+
+
+def test_anchors_without_aliases_still_load(tmp_path):
+    preset = tmp_path / "plain.yaml"
+    preset.write_text("env: &e Hopper-v5\ntotal_steps: 1000\n")
+    assert load_yaml(preset) == {"env": "Hopper-v5", "total_steps": 1000}
+
+
+HUGE = "[" + ",".join(["123456789"] * 100_000) + "]"  # about a megabyte
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        f"actor_lr={HUGE}",  # a list where a number goes: the value is quoted
+        f"actor_lr={HUGE[:-1]}",  # does not parse: the raw text is quoted
+        f"batch_size='{'x' * 1_000_000}'",  # a string where an integer goes
+        f"{'k' * 1_000_000}=1",  # an unknown key of a megabyte
+        "k" * 1_000_000,  # no '=' at all
+    ],
+    ids=["list-for-number", "unparsable", "string-for-int", "huge-key", "no-equals"],
+)
+def test_huge_set_values_give_a_short_line(item):
+    with pytest.raises(UserError) as err:
+        apply_overrides(Config(), parse_set([item]), "td3 config")
+    assert "..." in one_line(err)
+
+
+def test_huge_list_items_are_cut_too():
+    with pytest.raises(UserError) as err:
+        apply_overrides(Config(), {"critic_hidden": [64, "x" * 100_000]}, "td3 config")
+    assert "critic_hidden" in one_line(err)
+
+
+# ---------------------------------------------------------------- item 10: durable writes
+
+
+@pytest.fixture
+def os_calls(monkeypatch):
+    """Every fsync (of a file or of a folder), rename and unlink, in order, as (op, path)."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, os.unlink
+
+    def fsync(fd):
+        kind = "fsync_dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync_file"
+        calls.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        calls.append(("replace", os.fspath(dst)))
+        return real_replace(src, dst, **kwargs)
+
+    def unlink(path, **kwargs):
+        calls.append(("unlink", os.fspath(path)))
+        return real_unlink(path, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    return calls
+
+
+def small_buffer(rows: int = 5) -> ReplayBuffer:
+    buffer = ReplayBuffer(16, (3,), (2,), seed=0)
+    rng = np.random.default_rng(rows)
+    for _ in range(rows):
+        buffer.add(rng.normal(size=(1, 3)), rng.normal(size=(1, 2)), rng.normal(size=1),
+                   rng.normal(size=(1, 3)), np.zeros(1), np.zeros(1))  # fmt: skip
+    return buffer
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: atomic_write_text(path, "hello\n"),
+        lambda path: atomic_torch_save({"a": torch.ones(3)}, path),
+        lambda path: small_buffer().save(path),
+    ],
+    ids=["text", "torch", "replay-buffer"],
+)
+def test_atomic_write_fsyncs_file_then_renames_then_fsyncs_the_folder(tmp_path, os_calls, write):
+    path = tmp_path / "out.pt"
+    write(path)
+    ops = [op for op, _ in os_calls]
+    assert ops == ["fsync_file", "replace", "fsync_dir"], os_calls
+    assert os_calls[1][1] == str(path)
+    assert os_calls[2][1] == str(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pt"]  # no temporary left
+
+
+def save_like_a_run(folder: Path, step: int, buffer: ReplayBuffer) -> None:
+    """The checkpoint order of a run (train.py's Trainer.save): the replay file, then
+    latest.pt naming it, then the older replay files."""
+    replay = f"replay-{step}.pt"
+    buffer.save(folder / replay)
+    atomic_torch_save({"step": step, "replay_file": replay}, folder / "latest.pt")
+    for old in folder.glob("replay-*.pt"):
+        if old.name != replay:
+            old.unlink()
+
+
+def test_each_checkpoint_step_is_durable_before_the_next(tmp_path, os_calls):
+    save_like_a_run(tmp_path, 100, small_buffer(3))
+    os_calls.clear()
+    save_like_a_run(tmp_path, 200, small_buffer(5))
+    replay, latest = str(tmp_path / "replay-200.pt"), str(tmp_path / "latest.pt")
+    assert os_calls == [
+        ("fsync_file", os_calls[0][1]),  # the replay file's temporary
+        ("replace", replay),
+        ("fsync_dir", str(tmp_path)),  # replay-200.pt durable ...
+        ("fsync_file", os_calls[3][1]),
+        ("replace", latest),
+        ("fsync_dir", str(tmp_path)),  # ... before latest.pt names it, durable ...
+        ("unlink", str(tmp_path / "replay-100.pt")),  # ... before the old one goes
+    ]
+
+
+@pytest.mark.parametrize("crash_on", ["replay-200.pt", "latest.pt"])
+def test_a_crash_between_steps_leaves_the_previous_checkpoint_loadable(
+    tmp_path, monkeypatch, crash_on
+):
+    first = small_buffer(3)
+    save_like_a_run(tmp_path, 100, first)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_replace = os.replace
+
+    def crashing_replace(src, dst, **kwargs):
+        if Path(dst).name == crash_on:
+            raise OSError(28, "No space left on device", str(src))
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    with pytest.raises(OSError):
+        save_like_a_run(tmp_path, 200, small_buffer(5))
+    monkeypatch.undo()
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "replay-200.pt"}
+    assert after == before  # latest.pt and replay-100.pt untouched, no temporary left
+    latest = torch_load(tmp_path / "latest.pt", "checkpoint")
+    assert latest["replay_file"] == "replay-100.pt"
+    loaded = ReplayBuffer.load(tmp_path / latest["replay_file"])
+    assert len(loaded) == len(first)
+
+
+# ---------------------------------------------------------------- item 11: checkpoint errors
+
+
+def full_checkpoint() -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "agent": "td3",
+        "env": "Pendulum-v1",
+        "run_config": {},
+        "agent_config": {},
+        "spaces": {},
+        "agent_state": {"actor": {"w": torch.zeros(2)}},
+        "counters": {
+            "env_steps": 0,
+            "gradient_updates": 0,
+            "episodes": 0,
+            "update_credit": 0.0,
+            "wall_time_s": 0.0,
+            "resumes": 0,
+        },  # fmt: skip
+        "evals": [],
+        "rng": {"python": (), "numpy": [], "torch": torch.zeros(2), "loop": {}},
+    }
+
+
+def write_damaged(path: Path, how: str) -> None:
+    if how == "truncated":
+        atomic_torch_save({**full_checkpoint(), "pad": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:700])
+    elif how == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    elif how == "plain-pickle":
+        path.write_bytes(pickle.dumps({"format": CHECKPOINT_FORMAT}))
+    elif how == "empty":
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["truncated", "random-bytes", "plain-pickle", "empty"])
+def test_corrupt_checkpoint_is_one_short_line(tmp_path, how):
+    path = tmp_path / "latest.pt"
+    write_damaged(path, how)
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path)
+    message = one_line(err)
+    assert message.startswith(f"checkpoint is corrupt or unreadable: {path} (")
+    assert len(message) <= len(f"checkpoint is corrupt or unreadable: {path} ()") + 100
+
+
+def test_truncated_checkpoint_says_so(tmp_path):
+    path = tmp_path / "latest.pt"
+    write_damaged(path, "truncated")
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path)
+    assert "truncated" in str(err.value).split(str(path))[1]  # the folder's name says so too
+
+
+@pytest.mark.parametrize(
+    "missing, resume",
+    [(key, False) for key in ("agent", "env", "run_config", "agent_config", "spaces",
+                              "agent_state", "counters", "counters/env_steps")]
+    + [(key, True) for key in ("evals", "rng", "rng/torch", "counters/resumes")],
+)  # fmt: skip
+def test_checkpoint_missing_a_key_names_it(tmp_path, missing, resume):
+    ckpt = {**full_checkpoint(), "replay_file": "replay-0.pt"}
+    if "/" in missing:
+        outer, inner = missing.split("/")
+        del ckpt[outer][inner]
+    else:
+        del ckpt[missing]
+    path = tmp_path / "latest.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(UserError) as err:
+        load_checkpoint(path, resume=resume)
+    message = one_line(err)
+    assert str(path) in message and f"'{missing}'" in message
+
+
+def test_checkpoint_key_of_the_wrong_kind_is_named(tmp_path):
+    path = tmp_path / "latest.pt"
+    torch.save({**full_checkpoint(), "counters": [1, 2]}, path)
+    with pytest.raises(UserError, match="'counters'"):
+        load_checkpoint(path)
+
+
+def test_resumable_checkpoint_needs_its_replay_file_or_dataset(tmp_path):
+    path = tmp_path / "latest.pt"
+    torch.save(full_checkpoint(), path)
+    assert load_checkpoint(path)["agent"] == "td3"  # enough to act and evaluate
+    with pytest.raises(UserError, match="'replay_file'"):
+        load_checkpoint(path, resume=True)
+    torch.save({**full_checkpoint(), "replay_file": "replay-0.pt"}, path)
+    assert load_checkpoint(path, resume=True)["replay_file"] == "replay-0.pt"
+    offline = {**full_checkpoint(), "run_config": {"dataset": "hopper-medium-v5"}}
+    torch.save(offline, path)
+    with pytest.raises(UserError, match="'dataset'"):
+        load_checkpoint(path, resume=True)
+    torch.save({**offline, "dataset": {}, "sampler_rng": {}}, path)
+    assert load_checkpoint(path, resume=True)["sampler_rng"] == {}
+
+
+def test_a_complete_checkpoint_loads(tmp_path):
+    path = tmp_path / "latest.pt"
+    atomic_torch_save(full_checkpoint(), path)
+    assert load_checkpoint(path)["counters"]["env_steps"] == 0
+
+
+# ---------------------------------------------------------------- item 12: strict JSON
+
+
+def _refuse(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def test_write_json_is_strict_with_null_for_non_finite_numbers(tmp_path):
+    path = tmp_path / "summary.json"
+    data = {
+        "eval_return_mean": float("nan"),
+        "best": float("inf"),
+        "ok": 1.5,
+        "evals": [{"return_mean": float("-inf"), "steps": 3}, (float("nan"), 2.0)],
+        "nested": {"deeper": {"x": np.float64("nan"), "flag": True, "text": "NaN"}},
+    }
+    write_json(path, data)
+    loaded = json.loads(path.read_text(), parse_constant=_refuse)
+    assert loaded == {
+        "eval_return_mean": None,
+        "best": None,
+        "ok": 1.5,
+        "evals": [{"return_mean": None, "steps": 3}, [None, 2.0]],
+        "nested": {"deeper": {"x": None, "flag": True, "text": "NaN"}},
+    }
+
+
+# ---------------------------------------------------------------- item 13: progress display
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_without_a_terminal_prints_a_line_every_tenth():
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(1000, "collecting", unit="transition", stream=stream, clock=clock) as progress:
+        for _ in range(1000):
+            clock.now += 0.01
+            progress.update()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10
+    assert lines[0].startswith("collecting: 100/1,000 transitions (10%), 1s")
+    assert "left" in lines[0]
+    assert lines[-1].startswith("collecting: 1,000/1,000 transitions (100%), 10s")
+    assert "\r" not in stream.getvalue()  # plain lines, no bar
+
+
+def test_progress_without_a_terminal_also_prints_every_30_seconds():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(1000, "VAE", stream=stream, clock=clock)
+    progress.update(1)
+    assert stream.getvalue() == ""
+    clock.now += 31
+    progress.update(1, note="loss 0.5")
+    assert stream.getvalue().splitlines() == [
+        "VAE: 2/1,000 steps (0%), 31s, about 15469s left, loss 0.5"
+    ]
+    clock.now += 10
+    progress.update(1)
+    assert len(stream.getvalue().splitlines()) == 1  # neither 10% nor 30 s since the last
+    progress.close()
+
+
+def test_progress_always_ends_on_a_full_line_for_odd_totals():
+    stream = io.StringIO()
+    with Progress(15, "odd", stream=stream, clock=FakeClock()) as progress:
+        for _ in range(15):
+            progress.update()
+    assert stream.getvalue().splitlines()[-1].startswith("odd: 15/15 steps (100%)")
+
+
+class TtyStream(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar():
+    stream = TtyStream()
+    with Progress(50, "bar", stream=stream) as progress:
+        for _ in range(50):
+            progress.update()
+    text = stream.getvalue()
+    assert "\r" in text and "50/50" in text and "100%" in text
