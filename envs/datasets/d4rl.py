@@ -34,7 +34,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from envs.datasets.dataset import Dataset, DatasetError, check_lengths, split_sim_state
+from envs.datasets.dataset import (
+    Dataset,
+    DatasetError,
+    check_finite,
+    check_lengths,
+    split_sim_state,
+)
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 
@@ -72,6 +78,11 @@ def read_d4rl(name_or_path: str | os.PathLike[str], compat: bool = False) -> Dat
     check_lengths(arrays, path)
     if len(arrays["observations"]) == 0:
         raise DatasetError(path, "holds no transitions")
+    # Checked here, before transitions are dropped, so the row named is the file's row.
+    named = {key: value for key, value in arrays.items() if key != "infos/qpos"}
+    if sim is not None:
+        named.update({"infos/qpos": sim[:, :nq], "infos/qvel": sim[:, nq:]})
+    check_finite(named, path)
 
     # Popped, so the file's arrays are freed as soon as filtered copies replace them.
     obs = arrays.pop("observations")
@@ -211,7 +222,7 @@ def read_array(group: h5py.Group, key: str, path: Path) -> np.ndarray:
     obj = group.get(key)
     if obj is None:
         raise DatasetError(path, f"missing required key '{_full(group, key)}'")
-    if not isinstance(obj, h5py.Dataset):
+    if not isinstance(obj, h5py.Dataset) or obj.shape in (None, ()):
         raise DatasetError(path, f"'{_full(group, key)}' is not an array")
     return np.asarray(obj[()])
 

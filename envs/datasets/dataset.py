@@ -98,6 +98,12 @@ class Dataset:
         for name in ("qpos", "qvel"):
             if name in arrays and arrays[name].ndim != 2:
                 raise DatasetError(source, f"{name} must be N x dim, got {arrays[name].shape}")
+        check_finite(arrays, source)
+        for key in ("ref_min_score", "ref_max_score"):
+            value = self.metadata.get(key)
+            if value is not None and not (isinstance(value, (int, float, np.number))
+                                          and np.isfinite(value)):  # fmt: skip
+                raise DatasetError(source, f"metadata {key} is not a finite number: {value!r}")
         return self
 
     def episode_bounds(self) -> np.ndarray:
@@ -141,6 +147,21 @@ def check_lengths(arrays: dict[str, np.ndarray], source: object) -> None:
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
         raise DatasetError(source, f"inconsistent lengths: {listed}")
+
+
+def check_finite(arrays: dict[str, np.ndarray], source: object) -> None:
+    """DatasetError naming the first array (in order) with a NaN or infinite value and the
+    first row holding one; a learner fed one diverges far from where it came in."""
+    for name, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            continue  # flags and integers cannot be non-finite
+        finite = np.isfinite(array)
+        if finite.all():
+            continue
+        rows, finite_rows = array.reshape(len(array), -1), finite.reshape(len(array), -1)
+        row = int(np.flatnonzero(~finite_rows.all(axis=1))[0])
+        value = rows[row][~finite_rows[row]][0]
+        raise DatasetError(source, f"{name} has a non-finite value ({value}) at row {row}")
 
 
 def split_sim_state(sim: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,13 @@ import h5py
 import numpy as np
 
 from envs.datasets.d4rl import open_hdf5, read_array
-from envs.datasets.dataset import Dataset, DatasetError, check_lengths, split_sim_state
+from envs.datasets.dataset import (
+    Dataset,
+    DatasetError,
+    check_finite,
+    check_lengths,
+    split_sim_state,
+)
 
 _FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
 
@@ -112,6 +118,7 @@ def _read_episode(group: Any, path: Path) -> tuple[dict[str, np.ndarray], int]:
             f"{where}: observations have {len(arrays['observations'])} rows, "
             f"expected T+1 = {steps + 1} (T = {steps} rewards)",
         )
+    check_finite(arrays, f"{path} ({where})")  # rows of the episode's own arrays
     all_obs = arrays.pop("observations")
     arrays["observations"], arrays["next_obs"] = all_obs[:-1], all_obs[1:]
     arrays["terminations"] = arrays["terminations"].astype(bool)
@@ -127,6 +134,7 @@ def _read_episode(group: Any, path: Path) -> tuple[dict[str, np.ndarray], int]:
                 raise DatasetError(
                     path, f"{where}: infos/{name} has shape {value.shape}, expected T or T+1 rows"
                 )
+        check_finite({"infos/qpos": qpos[:steps], "infos/qvel": qvel[:steps]}, f"{path} ({where})")
         nq = qpos.shape[1]
         arrays["sim"] = np.concatenate([qpos[:steps], qvel[:steps]], axis=1).astype(np.float64)
     return arrays, nq
