@@ -3,7 +3,7 @@
 python -m datagen list                       # known names, present locally or not
 python -m datagen make hopper-random-v5      # generate (deterministic per seed)
 python -m datagen make hopper-random-v5 --size 10000 --seed 1
-python -m datagen info hopper-random-v5      # or a path to any D4RL-layout file
+python -m datagen info hopper-random-v5      # or any D4RL/Minari name or path
 python -m datagen export-policy RUN/checkpoints/best.pt hopper-expert
 """
 
@@ -18,9 +18,13 @@ import numpy as np
 from core.errors import UserError
 from datagen import generate
 from datagen.policies import LEVELS, export_policy, policy_path
-from envs.datasets import names
-from envs.datasets.d4rl import read_d4rl
-from envs.datasets.scores import d4rl_normalized_score, normalized_score
+from envs.datasets import loading, names
+from envs.datasets.scores import (
+    D4RL_REF_SCORES,
+    d4rl_normalized_score,
+    d4rl_task,
+    normalized_score,
+)
 
 
 def policy_present(name: str) -> bool:
@@ -55,38 +59,45 @@ def cmd_export(args) -> None:
 
 
 def cmd_info(args) -> None:
+    """What train.py --dataset reads (an ogzoo name, a D4RL file or name, a Minari folder or
+    id), without making a missing ogzoo dataset."""
     root = Path(args.root) if args.root else None
-    target = Path(args.name)
-    if not target.is_file():
-        names.parse_name(args.name)  # a clear error for unknown names
-        target = names.path_of(args.name, root)
-        if not target.is_file():
-            raise UserError(f"{args.name} is not present ({target}); make it with: "
-                            f"python -m datagen make {args.name}")  # fmt: skip
-    data = read_d4rl(target)
+    data, source = loading.load_dataset(args.name, root=root)
     returns = data.episode_returns()
     meta = data.metadata
-    print(f"{target}")
+    print(f"{source}")
     ends = f"terminals {int(data.terminals.sum()):,}, timeouts {int(data.timeouts.sum()):,}"
     print(f"  transitions {len(data):,}, episodes {len(returns):,}, {ends}")
     print(f"  observations {data.observations.shape[1:]}, actions {data.actions.shape[1:]}, "
           f"simulator states {'yes' if data.qpos is not None else 'no'}")  # fmt: skip
     print(f"  episode return mean {returns.mean():.1f}, min {returns.min():.1f}, "
           f"max {returns.max():.1f}")  # fmt: skip
-    env_id = meta.get("env_id")
+    try:
+        env_id = loading.dataset_env_id(data, args.name)
+    except UserError:
+        env_id = None
     if "ref_min_score" in meta and "ref_max_score" in meta:
         score = normalized_score(returns, meta["ref_min_score"], meta["ref_max_score"])
-        print(f"  normalized score {np.mean(score):.1f} (references measured on {env_id})")
+        print(f"  normalized score {np.mean(score):.1f} (the dataset's own references "
+              f"{meta['ref_min_score']:.1f} and {meta['ref_max_score']:.1f})")  # fmt: skip
     else:
-        print("  normalized score n/a (no expert reference in the metadata yet)")
-    if env_id:
-        try:
-            print(f"  D4RL-constant score {np.mean(d4rl_normalized_score(returns, env_id)):.1f} "
-                  "(D4RL's mujoco-py references, for published tables only)")  # fmt: skip
-        except UserError:
-            pass
+        print("  normalized score n/a (the dataset has no references of its own)")
+    task = d4rl_task(env_id) if env_id else None
+    if task in D4RL_REF_SCORES:
+        score = np.mean(d4rl_normalized_score(returns, env_id))
+        print(f"  D4RL-constant score {score:.1f} (D4RL's mujoco-py references for {task}, "
+              "for published tables only)")  # fmt: skip
+    else:
+        print(f"  D4RL-constant score n/a (no D4RL constants for {env_id or 'an unknown task'})")
     for key in sorted(meta):
-        print(f"  metadata/{key}: {meta[key]}")
+        print(f"  metadata/{key}: {describe_value(meta[key])}")
+
+
+def describe_value(value: object) -> str:
+    """A metadata value on one line: arrays (D4RL files keep policy weights there) by shape."""
+    if isinstance(value, np.ndarray) and value.size > 8:
+        return f"array {value.dtype} {value.shape}"
+    return " ".join(str(value).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("name", help="<task>-<level>, level medium or expert")
     export.add_argument("--episodes", type=int, default=100, help="episodes for its return")
     info = sub.add_parser("info", help="sizes, returns and scores of a dataset")
-    info.add_argument("name", help="dataset name or path to a D4RL-layout HDF5 file")
+    info.add_argument("name", help="what train.py --dataset takes: an ogzoo name, a D4RL file "
+                      "or name, a Minari folder or id")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         commands = {"list": cmd_list, "make": cmd_make, "info": cmd_info,
