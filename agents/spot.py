@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from torch import nn
 from agents import td3_bc
 from agents.buffer import Batch
 from agents.nets import mlp
+from core.progress import Progress
 from core.runs import atomic_torch_save, torch_load
 
 OFFLINE = True
@@ -157,20 +157,21 @@ class Agent(td3_bc.Agent):
                 return
         obs = self.normalize(torch.as_tensor(observations, device=self.device))
         acts = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        self.train_vae(obs, acts, progress_every=10_000)
+        self.train_vae(obs, acts, progress=True)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self.vae.state_dict(), path)
             print(f"SPOT VAE: cached for later runs on this data: {path}", flush=True)
 
     def train_vae(
-        self, obs: torch.Tensor, actions: torch.Tensor, progress_every: int = 0
+        self, obs: torch.Tensor, actions: torch.Tensor, progress: bool = False
     ) -> list[float]:
         """vae_steps Adam steps on uniform minibatches of (normalized) states and actions;
-        returns the loss every 1000 steps, and prints it every `progress_every` steps (0:
-        silent) — the pretraining takes about half an hour on one CPU core."""
-        start = time.perf_counter()
+        returns the loss every 1000 steps. With `progress`, shows how far it is (a bar on a
+        terminal, else a line every tenth or 30 s, core/progress.py) with the latest loss:
+        the pretraining takes about half an hour on one CPU core."""
         cfg = self.cfg
+        shown = Progress(cfg.vae_steps, "SPOT VAE pretraining") if progress else None
         self.vae.requires_grad_(True)
         opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
         losses = []
@@ -182,10 +183,10 @@ class Agent(td3_bc.Agent):
             opt.step()
             if step % 1000 == 0:
                 losses.append(loss.item())
-            if progress_every and (step + 1) % progress_every == 0:
-                print(f"SPOT VAE pretraining: step {step + 1}/{cfg.vae_steps}, "
-                      f"negative ELBO {loss.item():.4f}, {time.perf_counter() - start:.0f}s",
-                      flush=True)  # fmt: skip
+            if shown is not None:  # the loss read every 1000 steps only: .item() waits for a GPU
+                shown.update(note=f"negative ELBO {losses[-1]:.4f}" if step % 1000 == 0 else None)
+        if shown is not None:
+            shown.close()
         self.vae.requires_grad_(False)
         return losses
 

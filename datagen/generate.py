@@ -31,6 +31,7 @@ import yaml
 import envs
 from agents.buffer import ReplayBuffer
 from core.errors import UserError
+from core.progress import Progress
 from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, policy_path
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
@@ -44,12 +45,14 @@ DEFAULT_SIZE = 1_000_000
 
 def collect(
     env_id: str, policy: Callable[[np.ndarray], np.ndarray], size: int, seed: int,
-    whole: bool = False,
+    whole: bool = False, label: str = "collecting",
 ) -> Dataset:  # fmt: skip
     """`size` transitions of episodes from seeded resets (episode k: seed + k). The episode
     running when the size is reached is cut there and marked as a timeout, or, with `whole`,
-    played to its end (the dataset then holds up to one episode more than `size`)."""
+    played to its end (the dataset then holds up to one episode more than `size`). Progress
+    is shown under `label` (a million transitions take about ten minutes)."""
     env = envs.make_env(env_id)
+    progress = Progress(size, label, unit="transition")
     arrays: dict[str, list] = {k: [] for k in
         ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts")}  # fmt: skip
     sim = []
@@ -65,8 +68,11 @@ def collect(
             for key, value in zip(arrays, (obs, action, reward, next_obs, terminated,
                                            (truncated or cut) and not terminated)):  # fmt: skip
                 arrays[key].append(value)
+            if len(arrays["obs"]) <= size:
+                progress.update()
             obs, done = next_obs, terminated or truncated
         episode += 1
+    progress.close()
     nq = env.unwrapped.model.nq
     sim = np.asarray(sim, dtype=np.float64)
     return Dataset(
@@ -136,10 +142,10 @@ def make(
             meta["ref_max_score"] = float(expert_info["metadata"]["return_mean"])
             meta["expert_policy"] = describe(expert_info)
         if kind == "random":
-            data = collect(env_id, random_act, size, seed)
+            data = collect(env_id, random_act, size, seed, label=name)
             meta["policy"] = "uniform random"
         else:
-            data, extra = _policy_kind(env_id, task, kind, size, seed, expert, random_act,
+            data, extra = _policy_kind(name, env_id, task, kind, size, seed, expert, random_act,
                                        policies)  # fmt: skip
             meta.update(extra)
     data.metadata = meta
@@ -155,25 +161,29 @@ def describe(info: dict) -> str:
             f"return {meta['return_mean']:.1f} +- {meta['return_std']:.1f}")  # fmt: skip
 
 
-def _policy_kind(env_id, task, kind, size, seed, expert, random_act, policies):
+def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, policies):
     """(dataset, extra metadata) of a kind that uses the shipped policies."""
     expert_act = acting_function(expert)
     if kind == "expert":
-        return collect(env_id, expert_act, size, seed), {}
+        return collect(env_id, expert_act, size, seed, label=name), {}
     if kind.startswith("random-expert-"):
         percent = int(kind.rsplit("-", 1)[1])
-        expert_part = collect(env_id, expert_act, -(-size * percent // 100), seed, whole=True)
+        expert_part = collect(env_id, expert_act, -(-size * percent // 100), seed, whole=True,
+                              label=f"{name}, expert episodes")  # fmt: skip
         rest = max(size - len(expert_part), 1)
-        random_part = collect(env_id, random_act, rest, seed + 1_000_003)
+        random_part = collect(env_id, random_act, rest, seed + 1_000_003,
+                              label=f"{name}, random episodes")  # fmt: skip
         return concat(expert_part, random_part), {"expert_transitions": len(expert_part)}
     medium, medium_info = load_policy(task, "medium", policies)
     extra = {"medium_policy": describe(medium_info)}
     if kind == "medium-replay":
         return replay_of(medium, medium_info), extra
-    medium_part = collect(env_id, acting_function(medium), size, seed)
+    medium_part = collect(env_id, acting_function(medium), size, seed,
+                          label=name if kind == "medium" else f"{name}, medium part")  # fmt: skip
     if kind == "medium":
         return medium_part, extra
-    expert_part = collect(env_id, expert_act, size, seed + 1_000_003)  # medium-expert
+    expert_part = collect(env_id, expert_act, size, seed + 1_000_003,  # medium-expert
+                          label=f"{name}, expert part")  # fmt: skip
     return concat(medium_part, expert_part), extra
 
 
@@ -186,10 +196,16 @@ def replay_of(policy, info: dict) -> Dataset:
         Path(tmp, "run.yaml").write_text(yaml.safe_dump(preset))
         command = [sys.executable, "train.py", "--config", f"{tmp}/run.yaml",
                    "--run-dir", f"{tmp}/run", "--progress", "off"]  # fmt: skip
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(f"re-running the medium policy's training failed: {tail}")
+        print(f"re-running the medium policy's training ({info['env']}, {steps:,} env steps) "
+              "for its replay buffer:", flush=True)  # fmt: skip
+        last = "no output"
+        with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) as run:  # fmt: skip
+            for line in run.stdout:  # its evaluation lines, as they come
+                print(f"  {line.rstrip()}", flush=True)
+                last = line.strip() or last
+        if run.returncode != 0:
+            raise UserError(f"re-running the medium policy's training failed: {last}")
         final = torch.load(Path(tmp, "run", "checkpoints", "final.pt"), weights_only=True)
         actor = final["agent_state"]["actor"]
         if any(not torch.equal(v, policy.actor.state_dict()[k]) for k, v in actor.items()):
