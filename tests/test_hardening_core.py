@@ -413,3 +413,47 @@ def test_progress_on_a_terminal_is_a_tqdm_bar():
             progress.update()
     text = stream.getvalue()
     assert "\r" in text and "50/50" in text and "100%" in text
+
+
+# ---------------------------------------------------------------- the same through the CLI
+
+
+def test_train_cli_refuses_the_bomb_and_huge_values_in_one_short_line(tmp_path, capsys):
+    import train
+
+    preset = tmp_path / "bomb.yaml"
+    preset.write_text(alias_bomb(9))
+    for argv in (["--config", str(preset)], ["--agent", "td3", "--set", f"actor_lr={HUGE}"]):
+        capsys.readouterr()
+        assert train.main([*argv, "--show-config"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and len(err) < MAX_LINE
+
+
+def test_a_real_run_makes_each_checkpoint_file_durable_before_the_next_step(tmp_path, os_calls):
+    import train
+
+    run_dir = tmp_path / "run"
+    argv = ["--agent", "td3", "--env", "Pendulum-v1", "--total-steps", "300",
+            "--checkpoint-every", "100", "--eval-every", "300", "--eval-episodes", "1",
+            "--device", "cpu", "--set", "learning_starts=50", "--set", "batch_size=16",
+            "--set", "actor_hidden=[8]", "--set", "critic_hidden=[8]",
+            "--progress", "off", "--run-dir", str(run_dir)]  # fmt: skip
+    assert train.main(argv) == 0
+    ckpt_dir = str(run_dir / "checkpoints")
+    ops = [(op, os.path.basename(path)) for op, path in os_calls
+           if os.path.dirname(path) == ckpt_dir or path == ckpt_dir]  # fmt: skip
+
+    def durable(name: str, before: int) -> bool:  # renamed into place, then the folder fsynced
+        renamed = [i for i, op in enumerate(ops[:before]) if op == ("replace", name)]
+        return bool(renamed) and ("fsync_dir", "checkpoints") in ops[renamed[-1] : before]
+
+    unlinks = [i for i, (op, name) in enumerate(ops) if op == "unlink" and "replay" in name]
+    assert unlinks, ops  # replay-100.pt and replay-200.pt were replaced by later ones
+    for i in unlinks:
+        latest = max(j for j, op in enumerate(ops[:i]) if op == ("replace", "latest.pt"))
+        assert durable("latest.pt", i), ops
+        newer = [name for op, name in ops[:latest] if op == "replace" and "replay" in name]
+        assert durable(newer[-1], latest), ops  # the replay file before latest.pt names it
+    latest = torch_load(run_dir / "checkpoints" / "latest.pt", "checkpoint")
+    assert latest["replay_file"] == "replay-300.pt"
