@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from agents.buffer import ReplayBuffer
-from core.errors import UserError
+from core.errors import UserError, quote
 
 
 class DatasetError(UserError):
@@ -103,7 +103,7 @@ class Dataset:
             value = self.metadata.get(key)
             if value is not None and not (isinstance(value, (int, float, np.number))
                                           and np.isfinite(value)):  # fmt: skip
-                raise DatasetError(source, f"metadata {key} is not a finite number: {value!r}")
+                raise DatasetError(source, f"metadata {key} is not a finite number: {quote(value)}")
         return self
 
     def episode_bounds(self) -> np.ndarray:
