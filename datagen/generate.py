@@ -130,6 +130,8 @@ def make(
     expert, expert_info = None, None
     if kind not in POLICY_FREE or policy_path(task, "expert", policies).is_file():
         expert, expert_info = load_policy(task, "expert", policies)
+    print(f"{name}: measuring the random policy's reference return ({REFERENCE_EPISODES} "
+          "episodes)", flush=True)  # fmt: skip
     random_returns = evaluate_policy(RandomActor(env_id, seed + 1), envs.make_env(env_id),
                                      REFERENCE_EPISODES, seed + 1_000_000)["returns"]  # fmt: skip
     meta = {"name": name, "env_id": env_id, "kind": kind, "seed": seed, "size": size,
