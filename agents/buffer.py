@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.runs import atomic_write
+from core.errors import UserError, clip
+from core.runs import atomic_write, torch_load
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -462,14 +463,15 @@ class ReplayBuffer:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"replay buffer file not found: {path}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch_load(path, "replay buffer")  # one line: what is wrong with the bytes
+        except UserError as err:
+            raise ValueError(str(err)) from None
+        try:
             buffer = cls(**state["config"])
             buffer.load_state_dict(state)
-        except Exception as err:  # torch.load raises many types on bad bytes; report one
-            reason = (str(err).splitlines() or [""])[0][:120]
-            raise ValueError(
-                f"cannot load replay buffer from {path}: {type(err).__name__}: {reason}"
-            ) from err
+        except Exception as err:  # readable, but not a buffer's state (or not this one's)
+            reason = clip(f"{type(err).__name__}: {err}", 100)
+            raise ValueError(f"cannot load replay buffer from {path}: {reason}") from err
         return buffer
 
 

@@ -325,6 +325,21 @@ def test_a_complete_checkpoint_loads(tmp_path):
     assert load_checkpoint(path)["counters"]["env_steps"] == 0
 
 
+def test_corrupt_replay_file_is_one_short_line(tmp_path):
+    path = tmp_path / "replay-100.pt"
+    small_buffer().save(path)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ValueError) as err:
+        ReplayBuffer.load(path)
+    assert (
+        str(err.value) == f"replay buffer is corrupt or unreadable: {path} (truncated zip archive)"
+    )
+    torch.save({"config": {"no_such_argument": 1}}, path)
+    with pytest.raises(ValueError) as err:
+        ReplayBuffer.load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- item 12: strict JSON
 
 
