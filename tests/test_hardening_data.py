@@ -225,3 +225,27 @@ def test_spot_vae_pretraining_reports_progress_without_a_terminal(tmp_path, caps
     assert "negative ELBO" in lines[0]
     assert lines[9].startswith("SPOT VAE pretraining: 30/30 steps (100%)")
     assert lines[10].startswith("SPOT VAE: cached for later runs")
+
+
+# ---------------------------------------------------------------- item 10: durable datasets
+
+
+def test_write_d4rl_fsyncs_the_file_then_renames_then_fsyncs_the_folder(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append("fsync_dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync_file")
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        calls.append("replace")
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_d4rl(tmp_path / "data.hdf5", long_dataset())
+    assert calls == ["fsync_file", "replace", "fsync_dir"]

@@ -34,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core.runs import fsync_dir
 from envs.datasets.dataset import (
     Dataset,
     DatasetError,
@@ -152,6 +153,7 @@ def write_d4rl(path: str | os.PathLike[str], dataset: Dataset) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)  # and the rename on disk before this returns
 
 
 def _write_metadata(group: h5py.Group, metadata: dict[str, Any]) -> None:
