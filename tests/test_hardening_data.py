@@ -249,3 +249,15 @@ def test_write_d4rl_fsyncs_the_file_then_renames_then_fsyncs_the_folder(tmp_path
     monkeypatch.setattr(os, "replace", replace)
     write_d4rl(tmp_path / "data.hdf5", long_dataset())
     assert calls == ["fsync_file", "replace", "fsync_dir"]
+
+
+def test_a_dataset_name_too_long_for_the_file_system_is_one_short_line(tmp_path, capsys):
+    from envs.datasets.loading import load_dataset
+
+    with pytest.raises(DatasetError) as err:
+        load_dataset("x" * 5000, root=tmp_path)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 700
+    capsys.readouterr()
+    assert dataset_cli(["info", "y" * 5000]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and len(err) < 700

@@ -21,15 +21,16 @@ from typing import Any
 import numpy as np
 
 from agents.buffer import ReplayBuffer
-from core.errors import UserError, quote
+from core.errors import UserError, clip, quote
 
 
 class DatasetError(UserError):
     """A dataset file that cannot be used; the message is one line naming the file."""
 
     def __init__(self, source: object, problem: object) -> None:
-        self.source = str(source)
-        self.problem = " ".join(str(problem).split())  # one line, whatever the cause says
+        # One line of bounded length, whatever the cause says or however long the name given.
+        self.source = clip(str(source), 250)
+        self.problem = clip(str(problem), 400)
         super().__init__(self.source, self.problem)
 
     def __str__(self) -> str:

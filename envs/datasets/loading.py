@@ -35,6 +35,13 @@ def load_dataset(
 ) -> tuple[Dataset, Path]:
     """(dataset, the file or folder it was read from); DatasetError/UserError otherwise. This
     only reads: datagen.load_dataset makes a missing ogzoo dataset first."""
+    try:
+        return _load(name_or_path, compat, root)
+    except OSError as exc:  # e.g. a name too long for the file system, a folder not readable
+        raise DatasetError(name_or_path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _load(name_or_path: str, compat: bool, root: Path | None) -> tuple[Dataset, Path]:
     if is_ogzoo_name(name_or_path):
         path = path_of(name_or_path, root)
         if not path.is_file():
