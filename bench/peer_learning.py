@@ -7,9 +7,11 @@
 
 For every (side, algo, seed), on HalfCheetah-v5:
 - ours: train.py (bench/jobs.py: a finished run is skipped, an interrupted one resumed). TQC:
-  configs/tqc/halfcheetah-cpu.yaml; SAC: --agent sac --arch mlp (classic SAC; its log sigma
-  stays our tanh bound into [-5, 2], agents/sac.py). Both with --set random_steps=
-  learning_starts, so the warm-up is SB3's: uniform-random actions until learning_starts.
+  configs/tqc/halfcheetah-cpu.yaml; SAC: --agent sac --arch mlp (classic SAC) with SB3's clamp
+  of log sigma to [-20, 2] (peer_update_check.SB3_LOG_STD), so the settings are identical;
+  TQC with --set random_steps=learning_starts, so the warm-up is SB3's: uniform-random actions
+  until learning_starts. log pi stays our exact form (SB3 approximates it; --ours-args
+  "--set log_prob_epsilon=1e-6" is the ablation).
 - sb3: SB3's SAC / sb3-contrib's TQC with the same hyperparameters
   (bench/peer_update_check.py sb3_kwargs), in its own process (this script, --sb3-run). It
   saves the model, replay buffer and RNG states at every evaluation and resumes from the last
@@ -126,13 +128,14 @@ def our_args(algo: str, seed: int, steps: int, eval_every: int, episodes: int,
     """train.py arguments: the algorithm's settings, SB3's warm-up, the bench's schedule."""
     import peer_update_check as check
 
-    _, cfg = check.our_config(algo, sb3_log_std=False)
+    _, cfg = check.our_config(algo)
     # TQC's preset lets the untrained policy collect (random_steps 0); SAC acts at random for
     # all of learning_starts already.
     warmup = (
         ["--set", f"random_steps={cfg.learning_starts}"] if hasattr(cfg, "random_steps") else []
     )
-    return [*check.OUR_ARGS[algo], "--seed", str(seed), "--total-steps", str(steps),
+    log_std = check.SB3_LOG_STD if algo == "sac" else []  # TQC's preset clamps as SB3 does
+    return [*check.OUR_ARGS[algo], *log_std, "--seed", str(seed), "--total-steps", str(steps),
             "--eval-every", str(eval_every), "--eval-episodes", str(episodes),
             "--device", "cpu", "--threads", "1", *warmup, *extra]  # fmt: skip
 
