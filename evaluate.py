@@ -29,6 +29,7 @@ from agents import get_agent_module
 from agents.buffer import ReplayBuffer
 from agents.nets import resolve_device
 from core import config as cfglib
+from core.domains import SEED_LIMIT, first_nonfinite
 from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import make_env
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
     parser.add_argument(
         "--env", default=None, help="environment id (default: the one it was trained on)"
+    )
+    parser.add_argument(
+        "--other-env",
+        action="store_true",
+        help="allow --env to differ from the checkpoint's env (spaces must still match; "
+        "default: off, a different env is an error)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of episode 0 (default: 0)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write results as JSON")
@@ -80,15 +87,27 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
     return start_states(env, k, seed)
 
 
+def check_output(path: Path) -> None:
+    """UserError, before any work, unless `path` can be written as a file."""
+    if path.is_dir():
+        raise UserError(f"--json {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UserError(f"--json {path}: folder {path.parent} does not exist")
+
+
 def bins_of(ckpt: dict) -> int:
     """The action discretisation the run trained with (train.py --bins; 0 = continuous)."""
     return int(ckpt["run_config"].get("bins", 0))
 
 
-def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
-    """(agent, env, checkpoint path, checkpoint) ready to act; UserError on any mismatch."""
+def load_agent(path: str | Path, env_id: str | None, device: str = "cpu", other_env: bool = False):
+    """(agent, env, checkpoint path, checkpoint) ready to act; UserError on any mismatch: an
+    env other than the checkpoint's unless `other_env`, spaces, non-finite weights."""
     source = find_checkpoint(path)
     ckpt = load_checkpoint(source)
+    if env_id and env_id != ckpt["env"] and not other_env:
+        raise UserError(f"checkpoint {source} was trained on {ckpt['env']}, not {env_id} "
+                        "(add --other-env to evaluate it there on purpose)")  # fmt: skip
     env_id = env_id or ckpt["env"]
     try:
         env = make_env(env_id, bins=bins_of(ckpt))
@@ -107,6 +126,10 @@ def load_agent(path: str | Path, env_id: str | None, device: str = "cpu"):
     except (KeyError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0]
         raise UserError(f"checkpoint {source} does not fit its agent: {reason}") from None
+    bad = first_nonfinite(ckpt["agent_state"])
+    if bad is not None:
+        raise UserError(f"checkpoint {source} holds non-finite weights ({bad} is NaN or "
+                        "infinite): the run diverged; nothing to evaluate")  # fmt: skip
     return agent, env, source, ckpt
 
 
@@ -118,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--episodes must be >= 1, got {args.episodes}")
         if args.bias_states < 1 or args.rollouts < 1:
             raise UserError("--bias-states and --rollouts must be >= 1")
-        agent, env, source, ckpt = load_agent(args.path, args.env, args.device)
+        if not 0 <= args.seed < SEED_LIMIT:
+            raise UserError(f"--seed must be in [0, {SEED_LIMIT}), got {args.seed}")
+        if args.json:
+            check_output(Path(args.json))
+        agent, env, source, ckpt = load_agent(args.path, args.env, args.device, args.other_env)
         env_id = args.env or ckpt["env"]
         result = evaluate_policy(agent, env, args.episodes, args.seed)
         bias = None
@@ -133,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(f"{ckpt['agent']} on {env_id} from {source} (env step {ckpt['counters']['env_steps']})")
     print(f"{'episode':>7}  {'return':>10}  {'length':>6}")
     for k, (ret, length) in enumerate(zip(result["returns"], result["lengths"])):
@@ -151,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "episodes": args.episodes,
         }
-        write_json(Path(args.json), out)
+        try:
+            write_json(Path(args.json), out)
+        except OSError as exc:
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -32,6 +32,8 @@ from agents import get_agent_module
 from agents.buffer import ReplayBuffer
 from agents.nets import resolve_device, seed_everything
 from core import config as cfglib
+from core import stop
+from core.domains import check_domains, first_nonfinite
 from core.errors import UserError
 from core.runs import (
     CHECKPOINT_FORMAT,
@@ -53,6 +55,15 @@ from harness.evaluation import evaluate_policy
 
 EVAL_SEED_OFFSET = 100_000
 RUN_FLAGS = [f.name for f in dataclasses.fields(cfglib.RunConfig)]
+DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
+
+
+class Diverged(UserError):
+    """Losses or weights became NaN or infinite; no checkpoint is written from that state."""
+
+
+class Finished(Exception):
+    """--resume of a run that already finished, with no larger budget: nothing to do."""
 
 
 # ---- command line -------------------------------------------------------------------------
@@ -143,6 +154,7 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
+    check_domains(agent_cfg, what)
     if getattr(module, "OFFLINE", False) and not run_cfg.dataset:
         raise UserError(f"{run_cfg.agent} learns from a dataset: give --dataset NAME_OR_PATH")
     return run_cfg, agent_cfg
@@ -174,27 +186,15 @@ def write_run_config(run_dir: Path, run_cfg: cfglib.RunConfig, agent_cfg: Any) -
 
 
 def validate(run_cfg: cfglib.RunConfig) -> None:
+    check_domains(run_cfg, "run config")
     try:
         if run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
             check_env_id(run_cfg.env)
         resolve_device(run_cfg.device)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    for name in (
-        "total_steps",
-        "num_envs",
-        "eval_every",
-        "eval_episodes",
-        "checkpoint_every",
-        "log_every",
-        "threads",
-    ):
-        if getattr(run_cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(run_cfg, name)}")
     if run_cfg.precision not in ("fp32", "bf16"):
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
-    if run_cfg.utd <= 0:
-        raise UserError(f"utd must be > 0, got {run_cfg.utd}")
     if run_cfg.bins < 0 or run_cfg.bins == 1:
         raise UserError(f"bins must be 0 (continuous) or >= 2, got {run_cfg.bins}")
     if run_cfg.sampler not in SAMPLERS:
@@ -202,13 +202,6 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.sampler != "uniform" and not run_cfg.dataset:
         raise UserError(f"--sampler {run_cfg.sampler} weights a dataset's trajectories: "
                         "it needs --dataset")  # fmt: skip
-    if not run_cfg.sampler_temperature > 0:
-        raise UserError(f"sampler_temperature must be > 0, got {run_cfg.sampler_temperature}")
-    if run_cfg.bias_every < 0 or run_cfg.bias_states < 1 or run_cfg.bias_rollouts < 1:
-        raise UserError(
-            f"need bias_every >= 0, bias_states >= 1 and bias_rollouts >= 1, got "
-            f"{run_cfg.bias_every}, {run_cfg.bias_states}, {run_cfg.bias_rollouts}"
-        )
 
 
 def scalar_tags(prefix: str, result: dict) -> list[tuple[str, float]]:
@@ -267,6 +260,7 @@ class Trainer:
             rollouts=run_cfg.bias_rollouts,
         )
         self.last_metrics: dict[str, torch.Tensor] = {}
+        self.saved_at: int | None = None  # the clock at the last checkpoint written
 
     def open_data(self):
         """The training envs; returns (observation space, action space)."""
@@ -327,16 +321,41 @@ class Trainer:
         return ckpt
 
     def save(self, name: str = "latest.pt") -> None:
+        """latest.pt (and `name`) with the replay buffer; never from a non-finite state, and a
+        write that fails (a full disk, a folder made read-only) leaves the previous checkpoint
+        in place and says which file could not be written."""
+        self.check_finite()
         ckpt_dir = self.run_dir / "checkpoints"
-        ckpt_dir.mkdir(exist_ok=True)
-        replay_file = self.save_replay(ckpt_dir)
-        ckpt = self.checkpoint(replay_file)
-        atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
-        if name != "latest.pt":
-            atomic_torch_save(ckpt, ckpt_dir / name)
-        for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
-            if old.name != replay_file:
-                old.unlink()
+        try:
+            ckpt_dir.mkdir(exist_ok=True)
+            replay_file = self.save_replay(ckpt_dir)
+            ckpt = self.checkpoint(replay_file)
+            atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
+            if name != "latest.pt":
+                atomic_torch_save(ckpt, ckpt_dir / name)
+            for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
+                if old.name != replay_file:
+                    old.unlink()
+        except OSError as exc:
+            kept = (f"the last checkpoint (step {self.saved_at:,}) is kept" if self.saved_at
+                    is not None else "no checkpoint was written before")  # fmt: skip
+            raise UserError(f"cannot write {exc.filename or ckpt_dir}: {exc.strerror or exc}; "
+                            f"{kept}") from None  # fmt: skip
+        self.saved_at = self.counters[self.clock]
+
+    def check_finite(self) -> None:
+        """Diverged naming the first non-finite tensor of the agent's state (weights,
+        optimizer moments, normalizer statistics), if any."""
+        bad = first_nonfinite(self.agent.state_dict())
+        if bad is not None:
+            raise Diverged(f"training diverged by step {self.counters[self.clock]:,}: {bad} is "
+                           f"not finite; {self.kept()}")  # fmt: skip
+
+    def kept(self) -> str:
+        """What a failed run leaves to resume from."""
+        if self.saved_at is None:
+            return "no checkpoint was written"
+        return f"checkpoints/latest.pt keeps the last finite state (step {self.saved_at:,})"
 
     def save_replay(self, ckpt_dir: Path) -> str | None:
         """Write the replay buffer beside the checkpoints; returns its file name."""
@@ -350,6 +369,7 @@ class Trainer:
         self.restore_data(ckpt)
         self.agent.load_state_dict(ckpt["agent_state"])
         self.counters = dict(ckpt["counters"])
+        self.saved_at = self.counters[self.clock]
         self.counters["resumes"] += 1
         self.evals = list(ckpt["evals"])
         self.biases = list(ckpt.get("biases", []))
@@ -411,13 +431,21 @@ class Trainer:
             "return_std": result["return_std"],
             **self.scores(result["return_mean"]),
         }
+        if not np.isfinite(entry["return_mean"]):
+            raise Diverged(f"training diverged by step {step:,}: the evaluation return is "
+                           f"{entry['return_mean']}; {self.kept()}")  # fmt: skip
         self.evals.append(entry)
         if entry["return_mean"] >= max(e["return_mean"] for e in self.evals):
             # The best policy so far, to act with (evaluate.py RUN/checkpoints/best.pt); no
             # replay buffer, so it cannot be resumed from.
+            self.check_finite()
             ckpt_dir = self.run_dir / "checkpoints"
-            ckpt_dir.mkdir(exist_ok=True)
-            atomic_torch_save(self.checkpoint(None), ckpt_dir / "best.pt")
+            try:
+                ckpt_dir.mkdir(exist_ok=True)
+                atomic_torch_save(self.checkpoint(None), ckpt_dir / "best.pt")
+            except OSError as exc:
+                raise UserError(f"cannot write {exc.filename or ckpt_dir}: "
+                                f"{exc.strerror or exc}; {self.kept()}") from None  # fmt: skip
         for key, value in entry.items():
             if key != self.clock:
                 writer.add_scalar(f"eval/{key}", value, step)
@@ -477,6 +505,7 @@ class Trainer:
             return
         c["update_credit"] += self.run_cfg.utd * self.run_cfg.num_envs
         while c["update_credit"] >= 1.0:
+            stop.check()  # a large utd makes this loop long; stopping between updates is safe
             self.update_once()
             c["update_credit"] -= 1.0
 
@@ -514,7 +543,11 @@ class Trainer:
         now, step = time.perf_counter(), c[self.clock]
         dt = max(now - since[0], 1e-9)
         for key, value in self.last_metrics.items():
-            writer.add_scalar(key, float(value), step)
+            value = float(value)
+            if not np.isfinite(value):
+                raise Diverged(f"training diverged by step {step:,}: {key} is {value}; "
+                               f"{self.kept()}")  # fmt: skip
+            writer.add_scalar(key, value, step)
         if self.clock == "env_steps":
             writer.add_scalar("speed/env_steps_per_s", (c["env_steps"] - since[1]) / dt, step)
         writer.add_scalar("speed/updates_per_s", (c["gradient_updates"] - since[2]) / dt, step)
@@ -524,17 +557,59 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------
     def train(self) -> None:
+        """Run to total_steps, checkpointing every checkpoint_every steps or checkpoint_seconds
+        of wall time. Ctrl-C or SIGTERM stops at the next safe point and saves (a second one
+        while saving is ignored); exits 130 then. A diverged run raises Diverged unsaved."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         run_cfg, c = self.run_cfg, self.counters
         writer = SummaryWriter(str(self.run_dir))
         hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
-        clock = self.clock
         bar = tqdm(
-            total=run_cfg.total_steps, initial=c[clock], unit="step" if clock == "env_steps"
-            else "update", dynamic_ncols=True, disable=hide,
+            total=run_cfg.total_steps, initial=c[self.clock], dynamic_ncols=True, disable=hide,
+            unit="step" if self.clock == "env_steps" else "update",
         )  # fmt: skip
+        self.started, self.wall_before = time.perf_counter(), c["wall_time_s"]
+        self.begin(writer)
+        if c[self.clock] < run_cfg.total_steps:
+            # A finished run resumed to a larger budget is unfinished again until it ends: its
+            # old final.pt would tell benches (bench/jobs.py) that it finished.
+            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
+        finished = False
+        try:
+            # Signals only set a flag inside: the loop stops between steps, so a checkpoint
+            # never holds an agent that took an update its counters did not record.
+            with stop.handling():
+                try:
+                    finished = self.loop(writer, bar)
+                except KeyboardInterrupt:
+                    pass
+                bar.close()
+                c["wall_time_s"] = self.wall_time()
+                self.save("final.pt" if finished else "latest.pt")
+                write_json(self.run_dir / "summary.json", self.summary())
+        finally:
+            bar.close()
+            writer.close()
+            self.close()
+        if not finished:
+            print(
+                f"interrupted at step {c[self.clock]}; checkpoint saved "
+                f"({self.run_dir / 'checkpoints' / 'latest.pt'}). "
+                f"Continue with: python train.py --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+            raise SystemExit(130)
+
+    def wall_time(self) -> float:
+        """Seconds this run has trained, over every session of it."""
+        return self.wall_before + time.perf_counter() - self.started
+
+    def loop(self, writer, bar) -> bool:
+        """Steps until the budget (True) or stop_at_return (True); KeyboardInterrupt on a stop
+        request."""
+        run_cfg, c, clock = self.run_cfg, self.counters, self.clock
 
         def after(every: int) -> int:  # the next multiple of `every` past the current step
             return (c[clock] // every + 1) * every
@@ -542,85 +617,51 @@ class Trainer:
         next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
         next_log = after(run_cfg.log_every)
         next_bias = after(run_cfg.bias_every) if run_cfg.bias_every else None
-        start_time, wall_before = time.perf_counter(), c["wall_time_s"]
-        last_log = (start_time, c["env_steps"], c["gradient_updates"])
-
-        def wall_time() -> float:
-            return wall_before + time.perf_counter() - start_time
-
-        self.begin(writer)
-        finished_cleanly = False
-        if c[clock] < run_cfg.total_steps:
-            # A finished run resumed to a larger budget is unfinished again until it ends: its
-            # old final.pt would tell benches (bench/jobs.py) that it finished.
-            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
-        # Ctrl-C / SIGTERM only set a flag; the loop stops between steps, so the checkpoint
-        # never holds an agent that took an update its counters did not record.
-        stop = []
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, lambda signum, frame: stop.append(signum))
-        reached = False
-        try:
-            while c[clock] < run_cfg.total_steps:
-                if stop:
-                    raise KeyboardInterrupt
-                bar.update(self.advance(writer))
-                if c[clock] >= next_log:
-                    next_log += run_cfg.log_every
-                    last_log = self.log_training(writer, last_log)
-                if c[clock] >= next_eval or c[clock] >= run_cfg.total_steps:
-                    next_eval += run_cfg.eval_every
-                    c["wall_time_s"] = wall_time()
-                    entry = self.evaluate(writer)
-                    bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
-                    reached = entry["return_mean"] >= run_cfg.stop_at_return
-                    if bar.disable:  # no bar: one line per evaluation instead
-                        score = f", score {entry['score']:.1f}" if "score" in entry else ""
-                        print(
-                            f"step {c[clock]}: eval return {entry['return_mean']:.1f} "
-                            f"+- {entry['return_std']:.1f}{score}, updates "
-                            f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
-                            flush=True,
-                        )
-                if next_bias is not None and c[clock] >= next_bias:
-                    next_bias += run_cfg.bias_every
-                    entry = self.measure_bias(writer)
-                    if bar.disable:
-                        print(
-                            f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
-                            f"(normalized {entry['bias_normalized_mean']:+.3f}), "
-                            f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
-                            f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
-                            flush=True,
-                        )
-                if c[clock] >= next_ckpt:
-                    next_ckpt += run_cfg.checkpoint_every
-                    c["wall_time_s"] = wall_time()
-                    self.save()
-                if reached:
-                    print(f"step {c[clock]}: eval return reached stop_at_return "
-                          f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
-                    break
-            finished_cleanly = True
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            bar.close()
-            c["wall_time_s"] = wall_time()
-            self.save("final.pt" if finished_cleanly else "latest.pt")
-            write_json(self.run_dir / "summary.json", self.summary())
-            writer.close()
-            self.close()
-        if not finished_cleanly:
-            print(
-                f"interrupted at step {c[clock]}; checkpoint saved. "
-                f"Continue with: python train.py --resume {self.run_dir}",
-                file=sys.stderr,
-            )
-            raise SystemExit(130)
+        last_log = (time.perf_counter(), c["env_steps"], c["gradient_updates"])
+        last_ckpt = time.perf_counter()
+        while c[clock] < run_cfg.total_steps:
+            stop.check()
+            bar.update(self.advance(writer))
+            if c[clock] >= next_log:
+                next_log += run_cfg.log_every
+                last_log = self.log_training(writer, last_log)
+            reached = False
+            if c[clock] >= next_eval or c[clock] >= run_cfg.total_steps:
+                next_eval += run_cfg.eval_every
+                c["wall_time_s"] = self.wall_time()
+                entry = self.evaluate(writer)
+                bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
+                reached = entry["return_mean"] >= run_cfg.stop_at_return
+                if bar.disable:  # no bar: one line per evaluation instead
+                    score = f", score {entry['score']:.1f}" if "score" in entry else ""
+                    print(
+                        f"step {c[clock]}: eval return {entry['return_mean']:.1f} "
+                        f"+- {entry['return_std']:.1f}{score}, updates "
+                        f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
+                        flush=True,
+                    )
+            if next_bias is not None and c[clock] >= next_bias:
+                next_bias += run_cfg.bias_every
+                entry = self.measure_bias(writer)
+                if bar.disable:
+                    print(
+                        f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
+                        f"(normalized {entry['bias_normalized_mean']:+.3f}), "
+                        f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
+                        f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
+                        flush=True,
+                    )
+            seconds = run_cfg.checkpoint_seconds
+            if c[clock] >= next_ckpt or (seconds and time.perf_counter() - last_ckpt >= seconds):
+                next_ckpt = after(run_cfg.checkpoint_every)
+                c["wall_time_s"] = self.wall_time()
+                self.save()
+                last_ckpt = time.perf_counter()
+            if reached:
+                print(f"step {c[clock]}: eval return reached stop_at_return "
+                      f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
+                return True
+        return True
 
     def buffer_extras(self) -> dict[str, np.ndarray] | None:
         if not self.store_sim_state:
@@ -757,9 +798,32 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
         )
     # may raise before any write
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     write_run_config(run_dir, run_cfg, agent_cfg)
+    warn_if_nothing_learns(run_cfg, agent_cfg)
     return trainer
+
+
+def make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from None
+
+
+def warn_if_nothing_learns(run_cfg: cfglib.RunConfig, agent_cfg: Any) -> None:
+    """Online, a warm-up that covers the whole budget means no gradient update at all."""
+    warm_up = getattr(agent_cfg, "learning_starts", 0)
+    if not run_cfg.dataset and warm_up >= run_cfg.total_steps:
+        print(
+            f"WARNING: the warm-up (learning_starts = {warm_up:,} env steps) covers the whole "
+            f"run (total_steps = {run_cfg.total_steps:,}): no gradient update will run. Lower "
+            f"it (--set learning_starts=N) or raise --total-steps.",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
 
 
 def prepare_resume(args: argparse.Namespace) -> Trainer:
@@ -774,20 +838,64 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
         )
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"not a run folder (no config.yaml): {run_dir}")
-    ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
+    latest = run_dir / "checkpoints" / "latest.pt"
+    if not latest.is_file():  # killed before its first checkpoint: start it again
+        return restart(run_dir, args)
+    ckpt = load_checkpoint(latest)
     changes = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
-    run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
-    validate(run_cfg)
-    module = agent_module(run_cfg.agent)
-    agent_cfg = cfglib.apply_overrides(
-        module.Config(), ckpt["agent_config"], f"{run_cfg.agent} config"
-    )
+    run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
+    clock = trainer_class(run_cfg).clock
+    done = ckpt["counters"][clock]
+    if (run_dir / "checkpoints" / "final.pt").is_file() and run_cfg.total_steps <= done:
+        raise Finished(f"run {run_dir} finished at {done:,} {clock.replace('_', ' ')}; nothing "
+                       f"to do (give --total-steps N > {done:,} to train it further)")  # fmt: skip
+    remove_temporaries(run_dir)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.restore(ckpt)
     if changes:
         write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
+
+
+def configs_of(run: dict, agent: dict, changes: dict) -> tuple[cfglib.RunConfig, Any]:
+    """A run folder's configs (from its checkpoint or config.yaml), with --resume's changes,
+    checked like a new run's."""
+    run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), run, "run config")
+    run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
+    validate(run_cfg)
+    what = f"{run_cfg.agent} config"
+    agent_cfg = cfglib.apply_overrides(agent_module(run_cfg.agent).Config(), agent, what)
+    check_domains(agent_cfg, what)
+    return run_cfg, agent_cfg
+
+
+def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
+    """A run folder with a config but no checkpoint (killed within its first checkpoint
+    interval): nothing to resume, so train it again from step 0 with its config.yaml, after
+    removing what the first attempt left (TensorBoard events, summary, best.pt)."""
+    config = cfglib.load_yaml(run_dir / "config.yaml")
+    agent = config.pop("agent_config", None) or {}
+    changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
+               if getattr(args, k) is not None}  # fmt: skip
+    run_cfg, agent_cfg = configs_of(config, agent, changes)
+    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
+    stale = [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json",
+             *(run_dir / "checkpoints").glob("*")]  # fmt: skip
+    for path in stale:
+        if path.is_file():
+            path.unlink()
+    print(f"{run_dir} has no checkpoint yet (stopped before its first one): training it again "
+          "from step 0 with its config.yaml", flush=True)  # fmt: skip
+    write_run_config(run_dir, run_cfg, agent_cfg)
+    return trainer
+
+
+def remove_temporaries(run_dir: Path) -> None:
+    """Half-written files (*.tmp) that a kill during a save left behind; every real file was
+    moved into place whole, so these are never needed."""
+    for path in [*run_dir.glob("*.tmp"), *(run_dir / "checkpoints").glob("*.tmp")]:
+        path.unlink()
+        print(f"removed a half-written file left by an interrupted save: {path}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -803,11 +911,18 @@ def main(argv: list[str] | None = None) -> int:
         trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
         print(f"run folder: {trainer.run_dir}", flush=True)
         trainer.train()
+    except Finished as exc:
+        print(exc)
+        return 0
+    except Diverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return DIVERGED_EXIT
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        print("interrupted before training started; no checkpoint was written",
+              file=sys.stderr)  # fmt: skip
         return 130
     summary = trainer.summary()
     print(

@@ -48,6 +48,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from core import stop
 from envs import set_sim_state
 
 
@@ -132,6 +133,7 @@ def rollout_returns(
     first_actions, _ = policy(obs)
     actions = first_actions
     for t in range(horizon):
+        stop.check()  # up to `horizon` batched steps: Ctrl-C is heard between them
         live = np.flatnonzero(alive)
         if live.size == 0:
             break

@@ -7,6 +7,8 @@ from typing import Protocol
 import gymnasium as gym
 import numpy as np
 
+from core import stop
+
 
 class Actor(Protocol):
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray: ...
@@ -25,6 +27,7 @@ def evaluate_policy(
         obs, _ = env.reset(seed=seed + k)
         done, total, length = False, 0.0, 0
         while not done:
+            stop.check()  # many or long episodes: Ctrl-C is heard between steps
             action = agent.act(obs[None], deterministic=deterministic)[0]
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
