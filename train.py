@@ -1,6 +1,7 @@
 """Train any agent of the zoo: one loop, online (environment) or offline (dataset) data.
 
-    python train.py --agent td3 --env Pendulum-v1 --seed 0 --total-steps 20000
+    python train.py --agent td3 --env Pendulum-v1 --seed 0 --total-steps 20000 \
+        --set learning_starts=1000                   # TD3's paper warm-up is 25k steps
     python train.py --agent td3_bc --dataset hopper-medium-v5 --total-steps 300000
     python train.py --config configs/td3/hopper.yaml --run-dir runs/hopper-s0
     python train.py --config configs/td3/hopper.yaml --set actor_lr=1e-4 --set policy_delay=3
