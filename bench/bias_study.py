@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all  # noqa: E402
 
 PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/tqc/hopper-cpu-bias-drop0.yaml",
@@ -134,16 +134,8 @@ def main() -> int:
                 args.jobs)  # fmt: skip
     done = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in jobs]
     finished = [row(summary, p, s) for summary, p, s in done if summary is not None]
-    csv_path = REPO / args.csv
-    rows = RECORD.merge(RECORD.read(csv_path), finished)
-    if not rows:
-        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
-              file=sys.stderr)  # fmt: skip
+    if publish(RECORD, REPO / args.csv, finished, table, REPO / args.table):
         return 1
-    RECORD.write(csv_path, rows)
-    text = table(rows)
-    (REPO / args.table).write_text(text)
-    print(text)
     folders = [str(run_dir(out, p, s)) for summary, p, s in done if summary is not None]
     if not folders:
         return 0

@@ -110,3 +110,20 @@ class RunRecord:
         fresh = {tuple(r[k] for k in self.key): r for r in new}
         kept = [fresh.pop(tuple(r[k] for k in self.key), r) for r in old]
         return kept + list(fresh.values())
+
+
+def publish(record: RunRecord, csv_path: Path, finished: list[dict],
+            table: Callable[[list[dict]], str], table_path: Path) -> int:  # fmt: skip
+    """Merge the finished runs' rows into the record at `csv_path` (earlier rows kept), write it
+    and the markdown table drawn from every row, print the table; 0, or 1 with a message when
+    there is no row at all."""
+    rows = record.merge(record.read(csv_path), finished)
+    if not rows:
+        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    record.write(csv_path, rows)
+    text = table(rows)
+    table_path.write_text(text)
+    print(text)
+    return 0

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, train_or_resume  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, train_or_resume  # noqa: E402
 
 ALGOS = ("tqc", "sac")
 SIDES = ("ours", "sb3")
@@ -274,17 +274,8 @@ def main() -> int:
             finished.append(row(summary, names[side], algo, seed))
     csv_path, table_path = REPO / args.csv, REPO / args.table
     rec = record(csv_steps(csv_path) + eval_steps(finished))
-    rows = rec.merge(rec.read(csv_path), finished)
-    if not rows:
-        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    rec.write(csv_path, rows)
     command = "python bench/peer_learning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    text = table(rows, command)
-    table_path.write_text(text)
-    print(text)
-    return 0
+    return publish(rec, csv_path, finished, lambda rows: table(rows, command), table_path)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all  # noqa: E402
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -118,17 +118,7 @@ def main() -> int:
         run_all(jobs, args.jobs)
     summaries = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in grid]
     finished = [row(summary, p, s) for summary, p, s in summaries if summary is not None]
-    csv_path = REPO / args.csv
-    rows = RECORD.merge(RECORD.read(csv_path), finished)
-    if not rows:
-        print("error: no finished runs to tabulate (none on disk, none in the CSV)",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    RECORD.write(csv_path, rows)
-    text = table(rows)
-    (REPO / args.table).write_text(text)
-    print(text)
-    return 0
+    return publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
 
 
 if __name__ == "__main__":
