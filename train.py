@@ -327,21 +327,22 @@ class Trainer:
         in place and says which file could not be written."""
         self.check_finite()
         ckpt_dir = self.run_dir / "checkpoints"
+        target = ckpt_dir  # what is being written, for the message if it fails
         try:
             ckpt_dir.mkdir(exist_ok=True)
+            target = ckpt_dir / f"replay-{self.counters['env_steps']}.pt"
             replay_file = self.save_replay(ckpt_dir)
             ckpt = self.checkpoint(replay_file)
-            atomic_torch_save(ckpt, ckpt_dir / "latest.pt")
-            if name != "latest.pt":
-                atomic_torch_save(ckpt, ckpt_dir / name)
+            for target in dict.fromkeys([ckpt_dir / "latest.pt", ckpt_dir / name]):
+                atomic_torch_save(ckpt, target)
             for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
                 if old.name != replay_file:
+                    target = old
                     old.unlink()
         except OSError as exc:
             kept = (f"the last checkpoint (step {self.saved_at:,}) is kept" if self.saved_at
                     is not None else "no checkpoint was written before")  # fmt: skip
-            raise UserError(f"cannot write {exc.filename or ckpt_dir}: {exc.strerror or exc}; "
-                            f"{kept}") from None  # fmt: skip
+            raise UserError(f"cannot write {target}: {exc.strerror or exc}; {kept}") from None
         self.saved_at = self.counters[self.clock]
 
     def check_finite(self) -> None:
@@ -440,13 +441,13 @@ class Trainer:
             # The best policy so far, to act with (evaluate.py RUN/checkpoints/best.pt); no
             # replay buffer, so it cannot be resumed from.
             self.check_finite()
-            ckpt_dir = self.run_dir / "checkpoints"
+            best = self.run_dir / "checkpoints" / "best.pt"
             try:
-                ckpt_dir.mkdir(exist_ok=True)
-                atomic_torch_save(self.checkpoint(None), ckpt_dir / "best.pt")
+                best.parent.mkdir(exist_ok=True)
+                atomic_torch_save(self.checkpoint(None), best)
             except OSError as exc:
-                raise UserError(f"cannot write {exc.filename or ckpt_dir}: "
-                                f"{exc.strerror or exc}; {self.kept()}") from None  # fmt: skip
+                raise UserError(f"cannot write {best}: {exc.strerror or exc}; "
+                                f"{self.kept()}") from None  # fmt: skip
         for key, value in entry.items():
             if key != self.clock:
                 writer.add_scalar(f"eval/{key}", value, step)
@@ -653,7 +654,8 @@ class Trainer:
                         flush=True,
                     )
             seconds = run_cfg.checkpoint_seconds
-            if c[clock] >= next_ckpt or (seconds and time.perf_counter() - last_ckpt >= seconds):
+            due = c[clock] >= next_ckpt or (seconds and time.perf_counter() - last_ckpt >= seconds)
+            if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
                 next_ckpt = after(run_cfg.checkpoint_every)
                 c["wall_time_s"] = self.wall_time()
                 self.save()
@@ -797,7 +799,8 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
             f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
-    # may raise before any write
+    # may raise before any write; SPOT pretrains its VAE in here, so say where the run goes
+    print(f"run folder: {run_dir}", flush=True)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     make_run_dir(run_dir)
     write_run_config(run_dir, run_cfg, agent_cfg)
@@ -842,7 +845,7 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
     latest = run_dir / "checkpoints" / "latest.pt"
     if not latest.is_file():  # killed before its first checkpoint: start it again
         return restart(run_dir, args)
-    ckpt = load_checkpoint(latest)
+    ckpt = load_checkpoint(latest, resume=True)
     changes = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
     run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
     clock = trainer_class(run_cfg).clock
@@ -851,6 +854,7 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
         raise Finished(f"run {run_dir} finished at {done:,} {clock.replace('_', ' ')}; nothing "
                        f"to do (give --total-steps N > {done:,} to train it further)")  # fmt: skip
     remove_temporaries(run_dir)
+    print(f"run folder: {run_dir}", flush=True)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.restore(ckpt)
     if changes:
@@ -879,6 +883,7 @@ def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
     changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
                if getattr(args, k) is not None}  # fmt: skip
     run_cfg, agent_cfg = configs_of(config, agent, changes)
+    print(f"run folder: {run_dir}", flush=True)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     stale = [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json",
              *(run_dir / "checkpoints").glob("*")]  # fmt: skip
@@ -910,7 +915,6 @@ def main(argv: list[str] | None = None) -> int:
             print(cfglib.describe(agent_cfg))
             return 0
         trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
-        print(f"run folder: {trainer.run_dir}", flush=True)
         trainer.train()
     except Finished as exc:
         print(exc)

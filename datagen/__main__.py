@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # files are written whole at the end, so nothing half-made stays
+        print(f"interrupted: {args.command} did not finish; nothing was written",
+              file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 

@@ -22,7 +22,7 @@ FORBIDDEN = {
     "datagen": ABOVE - {"datagen"},
 }
 # The one allowed exception: Dataset.to_buffer fills THE replay buffer (agents/buffer.py,
-# which imports only numpy and torch). It goes away once train.py and evaluate.py build the
+# which imports only numpy, torch and core). It goes away once train.py and evaluate.py build the
 # buffer from the dataset on the agents side.
 EXCEPTIONS = {("envs/datasets/dataset.py", "agents.buffer")}
 
