@@ -272,6 +272,9 @@ class Trainer:
             raise UserError(f"{run_cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space
 
+    def fit(self) -> None:
+        """Models of the data fitted before training (offline agents; nothing online)."""
+
     def build_buffer(self, obs_space, act_space) -> None:
         run_cfg, agent_cfg = self.run_cfg, self.agent_cfg
         state_dim = sim_state_dim(self.envs.envs[0])
@@ -584,7 +587,8 @@ class Trainer:
             # never holds an agent that took an update its counters did not record.
             with stop.handling():
                 try:
-                    finished = self.loop(writer, bar)
+                    self.loop(writer, bar)
+                    finished = True
                 except KeyboardInterrupt:
                     pass
                 bar.close()
@@ -608,9 +612,8 @@ class Trainer:
         """Seconds this run has trained, over every session of it."""
         return self.wall_before + time.perf_counter() - self.started
 
-    def loop(self, writer, bar) -> bool:
-        """Steps until the budget (True) or stop_at_return (True); KeyboardInterrupt on a stop
-        request."""
+    def loop(self, writer, bar) -> None:
+        """Steps until the budget or stop_at_return; KeyboardInterrupt on a stop request."""
         run_cfg, c, clock = self.run_cfg, self.counters, self.clock
 
         def after(every: int) -> int:  # the next multiple of `every` past the current step
@@ -663,8 +666,7 @@ class Trainer:
             if reached:
                 print(f"step {c[clock]}: eval return reached stop_at_return "
                       f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
-                return True
-        return True
+                return
 
     def buffer_extras(self) -> dict[str, np.ndarray] | None:
         if not self.store_sim_state:
@@ -706,8 +708,6 @@ class OfflineTrainer(Trainer):
         if probabilities is not None:
             self.buffer.set_weights(probabilities)
         self.sampling = {"sampler": run_cfg.sampler, **sampling_stats(self.data, probabilities)}
-        if hasattr(self.agent, "fit_dataset"):  # e.g. TD3+BC's state normalization
-            self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
         meta = self.data.metadata
         self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
         # What a resume checks the dataset against; computed once (the data never changes).
@@ -718,6 +718,12 @@ class OfflineTrainer(Trainer):
             "rewards_sum": float(d.rewards.astype(np.float64).sum()),
             "observations_sum": float(d.observations.astype(np.float64).sum()),
         }
+
+    def fit(self) -> None:
+        """The agent's models of the whole dataset (TD3+BC's state normalization, PRDC's k-d
+        tree, SPOT's VAE: minutes of pretraining), fitted once the run folder exists."""
+        if hasattr(self.agent, "fit_dataset"):
+            self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
 
     def cache_dir(self) -> Path:
         """Where models fitted to this dataset are kept: beside the dataset file."""
@@ -799,12 +805,12 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
             f"run folder {run_dir} already exists; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
-    # may raise before any write; SPOT pretrains its VAE in here, so say where the run goes
-    print(f"run folder: {run_dir}", flush=True)
-    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
-    make_run_dir(run_dir)
+    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)  # may raise
+    make_run_dir(run_dir)  # the first write
     write_run_config(run_dir, run_cfg, agent_cfg)
+    print(f"run folder: {run_dir}", flush=True)
     warn_if_nothing_learns(run_cfg, agent_cfg)
+    trainer.fit()  # SPOT's VAE pretraining can take a while: the folder is announced first
     return trainer
 
 
@@ -856,6 +862,7 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
     remove_temporaries(run_dir)
     print(f"run folder: {run_dir}", flush=True)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
+    trainer.fit()
     trainer.restore(ckpt)
     if changes:
         write_run_config(run_dir, run_cfg, agent_cfg)
@@ -883,7 +890,6 @@ def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
     changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
                if getattr(args, k) is not None}  # fmt: skip
     run_cfg, agent_cfg = configs_of(config, agent, changes)
-    print(f"run folder: {run_dir}", flush=True)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     stale = [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json",
              *(run_dir / "checkpoints").glob("*")]  # fmt: skip
@@ -893,6 +899,8 @@ def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
     print(f"{run_dir} has no checkpoint yet (stopped before its first one): training it again "
           "from step 0 with its config.yaml", flush=True)  # fmt: skip
     write_run_config(run_dir, run_cfg, agent_cfg)
+    print(f"run folder: {run_dir}", flush=True)
+    trainer.fit()
     return trainer
 
 

@@ -55,7 +55,7 @@ class RunConfig:
     """Deterministic episodes per evaluation."""
     checkpoint_every: int = 50_000
     """Environment steps between checkpoints (with the replay buffer)."""
-    checkpoint_seconds: float = 300.0
+    checkpoint_seconds: float = 120.0
     """Also checkpoint when this much wall time passed since the last one (0 = steps only),
     so a short or slow run killed early loses at most a few minutes."""
     log_every: int = 1_000
