@@ -155,7 +155,7 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
     import peer_update_check as check
     import torch
 
-    import train
+    import training
     from core.runs import atomic_write_text
     from envs import make_env
     from harness.evaluation import evaluate_policy
@@ -192,7 +192,7 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
         start = time.perf_counter()
         mark = min((model.num_timesteps // eval_every + 1) * eval_every, steps)
         model.learn(mark - model.num_timesteps, reset_num_timesteps=False)
-        result = evaluate_policy(Actor(), eval_env, episodes, seed + train.EVAL_SEED_OFFSET)
+        result = evaluate_policy(Actor(), eval_env, episodes, seed + training.EVAL_SEED_OFFSET)
         progress["evals"].append({"env_steps": model.num_timesteps,
                                   "return_mean": result["return_mean"],
                                   "return_std": result["return_std"]})  # fmt: skip

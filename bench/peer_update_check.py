@@ -32,6 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train  # noqa: E402
+import training  # noqa: E402
 from agents import get_agent_module, sac  # noqa: E402
 from agents.buffer import Batch, ReplayBuffer  # noqa: E402
 from envs import make_env  # noqa: E402
@@ -641,7 +642,7 @@ def warmup_schedule(algo: str, steps: int, our_extra: list[str] | None = None) -
                                             "--eval-episodes", "1", "--device", "cpu"])  # fmt: skip
     ours = {"policy": [], "updates": []}
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(None):
-        trainer = train.Trainer(run_cfg, cfg, Path(tmp), "off")
+        trainer = training.OffPolicyTrainer(run_cfg, cfg, Path(tmp), "off")
         c = trainer.counters
 
         def act(obs, deterministic):

@@ -20,6 +20,8 @@ import torch
 
 import evaluate
 import train
+import training.trainer
+from core.domains import first_nonfinite
 from core.runs import load_checkpoint
 from tests.test_cli import REPO, assert_one_line_error, copy_run, read_summary, snapshot, tiny_args
 
@@ -184,10 +186,10 @@ def test_nan_in_training_stops_with_one_line_and_keeps_the_finite_checkpoint(
     assert "diverged" in line and "step 200" in line, line
     ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert ckpt["counters"]["env_steps"] == 200
-    assert train.first_nonfinite(ckpt["agent_state"]) is None
+    assert first_nonfinite(ckpt["agent_state"]) is None
     assert not (run_dir / "checkpoints" / "final.pt").exists()
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert train.first_nonfinite(best["agent_state"]) is None
+    assert first_nonfinite(best["agent_state"]) is None
 
 
 def test_a_nan_policy_is_refused_by_evaluate(finished_run, tmp_path, capsys):
@@ -208,7 +210,7 @@ def test_a_folder_that_stops_accepting_writes_keeps_the_last_checkpoint(
     tmp_path, capsys, monkeypatch
 ):
     run_dir = tmp_path / "run"
-    real, calls = train.atomic_torch_save, []
+    real, calls = training.trainer.atomic_torch_save, []
 
     def read_only_after_first_checkpoint(obj, path):
         calls.append(Path(path).name)
@@ -216,7 +218,7 @@ def test_a_folder_that_stops_accepting_writes_keeps_the_last_checkpoint(
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         real(obj, path)
 
-    monkeypatch.setattr(train, "atomic_torch_save", read_only_after_first_checkpoint)
+    monkeypatch.setattr(training.trainer, "atomic_torch_save", read_only_after_first_checkpoint)
     capsys.readouterr()
     assert train.main(tiny_args(run_dir, "--checkpoint-every", "200")) == 2
     line = assert_one_line_error(capsys)

@@ -20,6 +20,7 @@ FORBIDDEN = {
     "agents": ABOVE,
     "harness": ABOVE,  # and any specific agent (agent_modules)
     "datagen": ABOVE - {"datagen"},
+    "training": {"train", "evaluate", "bench"},  # the CLIs sit above the loops
 }
 # The one allowed exception: Dataset.to_buffer fills THE replay buffer (agents/buffer.py,
 # which imports only numpy, torch and core). It goes away once train.py and evaluate.py build the

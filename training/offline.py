@@ -1,0 +1,131 @@
+"""The offline loop: a fixed dataset is the replay buffer and the clock is the gradient update
+(TD3+BC, PRDC, SPOT, or any agent with --dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import UserError
+from datagen import load_dataset  # reads a dataset, making a missing ogzoo one on first use
+from envs import check_env_id, make_env
+from envs.datasets.dataset import check_against_env
+from envs.datasets.loading import dataset_env_id
+from envs.datasets.scores import d4rl_normalized_score, normalized_score
+from envs.datasets.weighting import sampling_stats, transition_probabilities
+from training.trainer import Trainer
+
+
+class OfflineTrainer(Trainer):
+    """The same loop on a fixed dataset: no env steps; the clock is the gradient update.
+
+    The dataset is the replay buffer (sampled uniformly or by trajectory weights); checkpoints
+    hold no copy of it, only the sampler's RNG state and a fingerprint of the dataset, which a
+    resume checks. Evaluations add normalized scores (the dataset's own references, and D4RL's
+    constants where the task has them, labelled d4rl_score)."""
+
+    clock = "gradient_updates"
+
+    def open_data(self):
+        run_cfg = self.run_cfg
+        self.data, self.source = load_dataset(run_cfg.dataset, compat=run_cfg.d4rl_compat)
+        if not run_cfg.env:
+            run_cfg.env = dataset_env_id(self.data, run_cfg.dataset)
+            try:
+                check_env_id(run_cfg.env)
+            except ValueError as exc:
+                raise UserError(f"dataset {run_cfg.dataset}: {exc}") from None
+        env = make_env(run_cfg.env, bins=run_cfg.bins)
+        check_against_env(self.data, env.observation_space, env.action_space, self.source)
+        return env.observation_space, env.action_space
+
+    def build_buffer(self, obs_space, act_space) -> None:
+        run_cfg = self.run_cfg
+        self.buffer = self.data.to_buffer(seed=run_cfg.seed)
+        self.store_sim_state = self.data.qpos is not None
+        self.n_step = getattr(self.agent_cfg, "n_step", 1)
+        probabilities = transition_probabilities(
+            self.data, run_cfg.sampler, run_cfg.sampler_temperature
+        )
+        if probabilities is not None:
+            self.buffer.set_weights(probabilities)
+        self.sampling = {"sampler": run_cfg.sampler, **sampling_stats(self.data, probabilities)}
+        meta = self.data.metadata
+        self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
+        # What a resume checks the dataset against; computed once (the data never changes).
+        d = self.data
+        self.fingerprint = {
+            "transitions": len(d),
+            "episodes": int(len(d.episode_bounds())),
+            "rewards_sum": float(d.rewards.astype(np.float64).sum()),
+            "observations_sum": float(d.observations.astype(np.float64).sum()),
+        }
+
+    def fit(self) -> None:
+        """The agent's models of the whole dataset (TD3+BC's state normalization, PRDC's k-d
+        tree, SPOT's VAE: minutes of pretraining), fitted once the run folder exists."""
+        if hasattr(self.agent, "fit_dataset"):
+            self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
+
+    def cache_dir(self) -> Path:
+        """Where models fitted to this dataset are kept: beside the dataset file."""
+        source = Path(self.source)
+        if source.is_dir():  # a Minari data folder
+            return source / "ogzoo-cache"
+        return source.parent / f"{source.stem}.ogzoo-cache"
+
+    def checkpoint(self, replay_file: str | None) -> dict:
+        ckpt = super().checkpoint(None)
+        ckpt["dataset"] = {"source": str(self.source), **self.fingerprint}
+        ckpt["sampler_rng"] = self.buffer.sampler_state()
+        return ckpt
+
+    def save_replay(self, ckpt_dir: Path) -> None:
+        """Nothing: the dataset is the replay buffer, and a resume reads it again."""
+
+    def restore_data(self, ckpt: dict) -> None:
+        saved = {k: v for k, v in ckpt.get("dataset", {}).items() if k != "source"}
+        if saved != self.fingerprint:
+            raise UserError(
+                f"dataset {self.run_cfg.dataset} ({self.source}) is not the one this run "
+                f"trained on (saved {saved}, now {self.fingerprint})"
+            )
+        self.buffer.set_sampler_state(ckpt["sampler_rng"])
+
+    def scores(self, return_mean: float) -> dict[str, float]:
+        out = {}
+        if None not in self.references:
+            out["score"] = float(normalized_score(return_mean, *self.references))
+        try:
+            out["d4rl_score"] = float(d4rl_normalized_score(return_mean, self.run_cfg.env))
+        except UserError:
+            pass  # no D4RL constants for this task
+        return out
+
+    def summary(self) -> dict:
+        out = super().summary()
+        last = self.evals[-1] if self.evals else {}
+        best = max(self.evals, key=lambda e: e["return_mean"]) if self.evals else {}
+        out.update(
+            dataset=self.run_cfg.dataset,
+            dataset_file=str(self.source),
+            sampling=self.sampling,
+            last_score=last.get("score"),
+            best_score=best.get("score"),
+            last_d4rl_score=last.get("d4rl_score"),
+            best_d4rl_score=best.get("d4rl_score"),
+        )
+        return out
+
+    def begin(self, writer) -> None:
+        for key, value in self.sampling.items():
+            if key != "sampler":
+                writer.add_scalar(f"sampler/{key}", value, self.counters[self.clock])
+
+    def advance(self, writer) -> int:
+        self.update_once()
+        return 1
+
+    def close(self) -> None:
+        pass

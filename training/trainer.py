@@ -1,0 +1,443 @@
+"""The run life cycle every training loop shares (the base class of the loops in training/).
+
+A loop owns one run folder: the agent, the counters, evaluations and bias measurements,
+TensorBoard, checkpoints and the summary. Checkpoints are written every checkpoint_every steps
+and every checkpoint_seconds of wall time, never from a non-finite state (Diverged instead),
+and a failed write keeps the previous checkpoint. Ctrl-C and SIGTERM are heard between steps
+(core/stop.py), so a checkpoint never holds an agent that took an update its counters missed.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents import get_agent_module
+from agents.nets import resolve_device, seed_everything
+from core import config as cfglib
+from core import stop
+from core.domains import first_nonfinite
+from core.errors import UserError
+from core.runs import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    check_spaces,
+    space_signature,
+    write_json,
+)
+from envs import make_env
+from harness.bias import BiasMeter, start_states, states_from_buffer
+from harness.evaluation import evaluate_policy
+
+EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
+DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
+
+
+class Diverged(UserError):
+    """Losses or weights became NaN or infinite; no checkpoint is written from that state."""
+
+
+def scalar_tags(prefix: str, result: dict) -> list[tuple[str, float]]:
+    """(tag, number) for every number in a nested result: {"a": 1, "b": {"c": 2}} under
+    "bias" gives bias/a and bias/b/c (flags and text are not scalars). The `estimates` level
+    is left out of tags: bias/min/bias_mean, bias/deterministic/min/bias_mean."""
+    tags = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            tags += scalar_tags(prefix if key == "estimates" else f"{prefix}/{key}", value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            tags.append((f"{prefix}/{key}", value))
+    return tags
+
+
+class Trainer:
+    """One run folder's life cycle: the agent, counters, evaluations, bias measurements,
+    checkpoints (resume, best policy, divergence guard), logging and the stop-aware loop.
+    A subclass supplies the data: `open_data`, `build_buffer`, `begin`, `advance`, `close`
+    and, where a resume needs more than the agent, `save_replay` / `restore_data`."""
+
+    clock = "env_steps"  # what total_steps and the *_every intervals count
+
+    def __init__(self, run_cfg: cfglib.RunConfig, agent_cfg: Any, run_dir: Path, progress: str):
+        self.run_cfg, self.agent_cfg, self.run_dir = run_cfg, agent_cfg, run_dir
+        self.progress_mode = progress
+        torch.set_num_threads(run_cfg.threads)
+        seed_everything(run_cfg.seed)
+        self.device = resolve_device(run_cfg.device)
+        self.module = get_agent_module(run_cfg.agent)
+
+        obs_space, act_space = self.open_data()
+        self.eval_env = make_env(run_cfg.env, bins=run_cfg.bins)
+        self.spaces = space_signature(obs_space, act_space)
+        try:
+            self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
+        except ValueError as exc:
+            raise UserError(f"{run_cfg.agent} on {run_cfg.env}: {exc}") from None
+        self.build_buffer(obs_space, act_space)
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=run_cfg.precision == "bf16"
+        )
+        self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
+        self.counters = {
+            "env_steps": 0,
+            "gradient_updates": 0,
+            "episodes": 0,
+            "update_credit": 0.0,
+            "wall_time_s": 0.0,
+            "bias_time_s": 0.0,
+            "resumes": 0,
+        }
+        self.evals: list[dict] = []
+        self.biases: list[dict] = []
+        self.bias_meter = BiasMeter(
+            lambda limit: make_env(run_cfg.env, max_episode_steps=limit, bins=run_cfg.bins),
+            agent_cfg.gamma,
+            rollouts=run_cfg.bias_rollouts,
+        )
+        self.last_metrics: dict[str, torch.Tensor] = {}
+        self.saved_at: int | None = None  # the clock at the last checkpoint written
+
+    # ---- the hooks each loop fills in -----------------------------------------------------
+    def open_data(self) -> tuple[gym.Space, gym.Space]:
+        """Open the data (envs or a dataset); returns (observation space, action space)."""
+        raise NotImplementedError
+
+    def build_buffer(self, obs_space: gym.Space, act_space: gym.Space) -> None:
+        """Make self.buffer (what update_once samples), self.store_sim_state, self.n_step."""
+        raise NotImplementedError
+
+    def fit(self) -> None:
+        """Models of the data fitted before training, once the run folder exists (offline
+        agents; nothing online)."""
+
+    def save_replay(self, ckpt_dir: Path) -> str | None:
+        """Write what a resume needs besides the checkpoint; returns its file name, if any."""
+        return None
+
+    def restore_data(self, ckpt: dict) -> None:
+        """Reload what save_replay wrote."""
+
+    def begin(self, writer) -> None:
+        """Start of a session of the loop (a new run, or a resume)."""
+
+    def advance(self, writer) -> int:
+        """One iteration; returns how far the clock moved."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what open_data opened."""
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, replay_file: str | None) -> dict:
+        """Everything needed to resume (with the replay file) or to act (without)."""
+        np_state = np.random.get_state()
+        rng = {
+            "python": random.getstate(),
+            # Plain lists, so the checkpoint loads with torch.load(weights_only=True).
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "loop": self.rng.bit_generator.state,
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "agent": self.run_cfg.agent,
+            "env": self.run_cfg.env,
+            "run_config": cfglib.to_dict(self.run_cfg),
+            "agent_config": cfglib.to_dict(self.agent_cfg),
+            "spaces": self.spaces,
+            "agent_state": self.agent.state_dict(),
+            "counters": dict(self.counters),
+            "evals": list(self.evals),
+            "biases": list(self.biases),
+            "rng": rng,
+        }
+        if replay_file is not None:
+            ckpt["replay_file"] = replay_file
+        return ckpt
+
+    def save(self, name: str = "latest.pt") -> None:
+        """latest.pt (and `name`) with the replay buffer; never from a non-finite state, and a
+        write that fails (a full disk, a folder made read-only) leaves the previous checkpoint
+        in place and says which file could not be written."""
+        self.check_finite()
+        ckpt_dir = self.run_dir / "checkpoints"
+        target = ckpt_dir  # what is being written, for the message if it fails
+        try:
+            ckpt_dir.mkdir(exist_ok=True)
+            target = ckpt_dir / f"replay-{self.counters['env_steps']}.pt"
+            replay_file = self.save_replay(ckpt_dir)
+            ckpt = self.checkpoint(replay_file)
+            for target in dict.fromkeys([ckpt_dir / "latest.pt", ckpt_dir / name]):
+                atomic_torch_save(ckpt, target)
+            for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
+                if old.name != replay_file:
+                    target = old
+                    old.unlink()
+        except OSError as exc:
+            kept = (f"the last checkpoint (step {self.saved_at:,}) is kept" if self.saved_at
+                    is not None else "no checkpoint was written before")  # fmt: skip
+            raise UserError(f"cannot write {target}: {exc.strerror or exc}; {kept}") from None
+        self.saved_at = self.counters[self.clock]
+
+    def check_finite(self) -> None:
+        """Diverged naming the first non-finite tensor of the agent's state (weights,
+        optimizer moments, normalizer statistics), if any."""
+        bad = first_nonfinite(self.agent.state_dict())
+        if bad is not None:
+            raise Diverged(f"training diverged by step {self.counters[self.clock]:,}: {bad} is "
+                           f"not finite; {self.kept()}")  # fmt: skip
+
+    def kept(self) -> str:
+        """What a failed run leaves to resume from."""
+        if self.saved_at is None:
+            return "no checkpoint was written"
+        return f"checkpoints/latest.pt keeps the last finite state (step {self.saved_at:,})"
+
+    def restore(self, ckpt: dict) -> None:
+        """Load a checkpoint validated by the caller; envs restart with fresh episodes."""
+        check_spaces(ckpt, self.spaces, self.run_cfg.env, self.run_dir)
+        self.restore_data(ckpt)
+        self.agent.load_state_dict(ckpt["agent_state"])
+        self.counters = dict(ckpt["counters"])
+        self.saved_at = self.counters[self.clock]
+        self.counters["resumes"] += 1
+        self.evals = list(ckpt["evals"])
+        self.biases = list(ckpt.get("biases", []))
+        self.counters.setdefault("bias_time_s", 0.0)
+        rng = ckpt["rng"]
+        random.setstate(rng["python"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        self.rng.bit_generator.state = rng["loop"]
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # ---- summary and logging --------------------------------------------------------------
+    def summary(self) -> dict:
+        last = self.evals[-1] if self.evals else None
+        best = max(self.evals, key=lambda e: e["return_mean"]) if self.evals else None
+        return {
+            "agent": self.run_cfg.agent,
+            "env": self.run_cfg.env,
+            "seed": self.run_cfg.seed,
+            "eval_return_mean": last["return_mean"] if last else None,
+            "eval_return_std": last["return_std"] if last else None,
+            "best_eval_return_mean": best["return_mean"] if best else None,
+            f"best_eval_{self.clock}": best[self.clock] if best else None,
+            "env_steps": self.counters["env_steps"],
+            "gradient_updates": self.counters["gradient_updates"],
+            "episodes": self.counters["episodes"],
+            "wall_time_s": round(self.counters["wall_time_s"], 2),
+            "resumes": self.counters["resumes"],
+            "bias_time_s": round(self.counters.get("bias_time_s", 0.0), 2),
+            # The latest value of each update metric (losses, mean Q, REValueD's target std).
+            "last_update_metrics": {k: float(v) for k, v in self.last_metrics.items()},
+            "evals": self.evals,
+            "bias": self.biases,
+        }
+
+    def evaluate(self, writer) -> dict:
+        result = evaluate_policy(
+            self.agent,
+            self.eval_env,
+            self.run_cfg.eval_episodes,
+            self.run_cfg.seed + EVAL_SEED_OFFSET,
+        )
+        step = self.counters[self.clock]
+        entry = {
+            self.clock: step,
+            "return_mean": result["return_mean"],
+            "return_std": result["return_std"],
+            **self.scores(result["return_mean"]),
+        }
+        if not np.isfinite(entry["return_mean"]):
+            raise Diverged(f"training diverged by step {step:,}: the evaluation return is "
+                           f"{entry['return_mean']}; {self.kept()}")  # fmt: skip
+        self.evals.append(entry)
+        if entry["return_mean"] >= max(e["return_mean"] for e in self.evals):
+            # The best policy so far, to act with (evaluate.py RUN/checkpoints/best.pt); no
+            # replay buffer, so it cannot be resumed from.
+            self.check_finite()
+            best = self.run_dir / "checkpoints" / "best.pt"
+            try:
+                best.parent.mkdir(exist_ok=True)
+                atomic_torch_save(self.checkpoint(None), best)
+            except OSError as exc:
+                raise UserError(f"cannot write {best}: {exc.strerror or exc}; "
+                                f"{self.kept()}") from None  # fmt: skip
+        for key, value in entry.items():
+            if key != self.clock:
+                writer.add_scalar(f"eval/{key}", value, step)
+        writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)
+        write_json(self.run_dir / "summary.json", self.summary())
+        return entry
+
+    def measure_bias(self, writer) -> dict:
+        """Critic estimate vs Monte-Carlo truth on replay states (harness/bias.py)."""
+        start = time.perf_counter()
+        step, k = self.counters[self.clock], self.run_cfg.bias_states
+        seed = self.run_cfg.seed + EVAL_SEED_OFFSET + step
+        if self.store_sim_state:
+            states = states_from_buffer(self.buffer, k, seed)
+        else:  # e.g. Pendulum: no restorable state, so fresh episode starts
+            states = start_states(self.eval_env, k, seed)
+        result = self.bias_meter.measure(self.agent, states)
+        elapsed = time.perf_counter() - start
+        self.counters["bias_time_s"] += elapsed
+        entry = {self.clock: step, "seconds": round(elapsed, 3), **result}
+        self.biases.append(entry)
+        for tag, number in scalar_tags("bias", result):
+            writer.add_scalar(tag, number, step)
+        writer.add_scalar("bias/seconds", elapsed, step)
+        return entry
+
+    def update_once(self) -> None:
+        cfg = self.agent_cfg
+        batch = self.buffer.sample(
+            cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma, device=self.device
+        )
+        # Merge: an update may report only some metrics (TD3's actor loss comes every
+        # policy_delay updates); keep the latest of each.
+        with self.autocast:
+            self.last_metrics.update(self.agent.update(batch))
+        self.counters["gradient_updates"] += 1
+
+    def scores(self, return_mean: float) -> dict[str, float]:
+        """Normalized scores of an evaluation (offline runs; none online)."""
+        return {}
+
+    def log_training(self, writer, since: tuple[float, int, int]) -> tuple[float, int, int]:
+        """Losses and speeds; `since` = (time, env steps, updates) at the previous log."""
+        c = self.counters
+        now, step = time.perf_counter(), c[self.clock]
+        dt = max(now - since[0], 1e-9)
+        for key, value in self.last_metrics.items():
+            value = float(value)
+            if not np.isfinite(value):
+                raise Diverged(f"training diverged by step {step:,}: {key} is {value}; "
+                               f"{self.kept()}")  # fmt: skip
+            writer.add_scalar(key, value, step)
+        if self.clock == "env_steps":
+            writer.add_scalar("speed/env_steps_per_s", (c["env_steps"] - since[1]) / dt, step)
+        writer.add_scalar("speed/updates_per_s", (c["gradient_updates"] - since[2]) / dt, step)
+        if self.clock == "env_steps":
+            writer.add_scalar("speed/utd", c["gradient_updates"] / max(step, 1), step)
+        return now, c["env_steps"], c["gradient_updates"]
+
+    # ---- the loop -------------------------------------------------------------------------
+    def train(self) -> None:
+        """Run to total_steps, checkpointing every checkpoint_every steps or checkpoint_seconds
+        of wall time. Ctrl-C or SIGTERM stops at the next safe point and saves (a second one
+        while saving is ignored); exits 130 then. A diverged run raises Diverged unsaved."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        run_cfg, c = self.run_cfg, self.counters
+        writer = SummaryWriter(str(self.run_dir))
+        hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
+        bar = tqdm(
+            total=run_cfg.total_steps, initial=c[self.clock], dynamic_ncols=True, disable=hide,
+            unit="step" if self.clock == "env_steps" else "update",
+        )  # fmt: skip
+        self.started, self.wall_before = time.perf_counter(), c["wall_time_s"]
+        self.begin(writer)
+        if c[self.clock] < run_cfg.total_steps:
+            # A finished run resumed to a larger budget is unfinished again until it ends: its
+            # old final.pt would tell benches (bench/jobs.py) that it finished.
+            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
+        finished = False
+        try:
+            # Signals only set a flag inside: the loop stops between steps, so a checkpoint
+            # never holds an agent that took an update its counters did not record.
+            with stop.handling():
+                try:
+                    self.loop(writer, bar)
+                    finished = True
+                except KeyboardInterrupt:
+                    pass
+                bar.close()
+                c["wall_time_s"] = self.wall_time()
+                self.save("final.pt" if finished else "latest.pt")
+                write_json(self.run_dir / "summary.json", self.summary())
+        finally:
+            bar.close()
+            writer.close()
+            self.close()
+        if not finished:
+            print(
+                f"interrupted at step {c[self.clock]}; checkpoint saved "
+                f"({self.run_dir / 'checkpoints' / 'latest.pt'}). "
+                f"Continue with: python train.py --resume {self.run_dir}",
+                file=sys.stderr,
+            )
+            raise SystemExit(130)
+
+    def wall_time(self) -> float:
+        """Seconds this run has trained, over every session of it."""
+        return self.wall_before + time.perf_counter() - self.started
+
+    def loop(self, writer, bar) -> None:
+        """Steps until the budget or stop_at_return; KeyboardInterrupt on a stop request."""
+        run_cfg, c, clock = self.run_cfg, self.counters, self.clock
+
+        def after(every: int) -> int:  # the next multiple of `every` past the current step
+            return (c[clock] // every + 1) * every
+
+        next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
+        next_log = after(run_cfg.log_every)
+        next_bias = after(run_cfg.bias_every) if run_cfg.bias_every else None
+        last_log = (time.perf_counter(), c["env_steps"], c["gradient_updates"])
+        last_ckpt = time.perf_counter()
+        while c[clock] < run_cfg.total_steps:
+            stop.check()
+            bar.update(self.advance(writer))
+            if c[clock] >= next_log:
+                next_log += run_cfg.log_every
+                last_log = self.log_training(writer, last_log)
+            reached = False
+            if c[clock] >= next_eval or c[clock] >= run_cfg.total_steps:
+                next_eval += run_cfg.eval_every
+                c["wall_time_s"] = self.wall_time()
+                entry = self.evaluate(writer)
+                bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
+                reached = entry["return_mean"] >= run_cfg.stop_at_return
+                if bar.disable:  # no bar: one line per evaluation instead
+                    score = f", score {entry['score']:.1f}" if "score" in entry else ""
+                    print(
+                        f"step {c[clock]}: eval return {entry['return_mean']:.1f} "
+                        f"+- {entry['return_std']:.1f}{score}, updates "
+                        f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
+                        flush=True,
+                    )
+            if next_bias is not None and c[clock] >= next_bias:
+                next_bias += run_cfg.bias_every
+                entry = self.measure_bias(writer)
+                if bar.disable:
+                    print(
+                        f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
+                        f"(normalized {entry['bias_normalized_mean']:+.3f}), "
+                        f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
+                        f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
+                        flush=True,
+                    )
+            seconds = run_cfg.checkpoint_seconds
+            due = c[clock] >= next_ckpt or (seconds and time.perf_counter() - last_ckpt >= seconds)
+            if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
+                next_ckpt = after(run_cfg.checkpoint_every)
+                c["wall_time_s"] = self.wall_time()
+                self.save()
+                last_ckpt = time.perf_counter()
+            if reached:
+                print(f"step {c[clock]}: eval return reached stop_at_return "
+                      f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
+                return
