@@ -1,4 +1,4 @@
-"""Environment factories and wrappers (Gymnasium/MuJoCo now; datasets and Procgen later)."""
+"""Environment factories and wrappers: Gymnasium/MuJoCo, Procgen with level splits."""
 
 from envs.gym_envs import (
     DiscretizeActions,
@@ -12,14 +12,18 @@ from envs.gym_envs import (
     set_sim_state,
     sim_state_dim,
 )
+from envs.procgen import LevelSplit, ProcgenVecEnv, is_procgen_id
 
 __all__ = [
     "DiscretizeActions",
+    "LevelSplit",
+    "ProcgenVecEnv",
     "StepResult",
     "VecEnv",
     "can_terminate",
     "check_env_id",
     "get_sim_state",
+    "is_procgen_id",
     "make_env",
     "random_actions",
     "set_sim_state",
