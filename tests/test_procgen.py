@@ -1,0 +1,232 @@
+"""envs/procgen.py: level splits, observations, episode ends, sim states, bad input.
+
+The input checks run without procgen; everything that steps a game skips when the procgen2
+wheel is not installed (it exists for Python 3.11 only; `make test` installs it there).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from core.errors import UserError
+from envs.procgen import MAX_SEED, ProcgenVecEnv, state_header
+
+try:
+    import procgen  # noqa: F401
+
+    HAVE_PROCGEN = True
+except ImportError:
+    HAVE_PROCGEN = False
+
+needs_procgen = pytest.mark.skipif(
+    not HAVE_PROCGEN, reason="procgen not installed (make test installs procgen2 on Python 3.11)"
+)
+
+
+def run_random(env: ProcgenVecEnv, steps: int, seed: int = 0):
+    """Step `env` with uniform random actions; yield (step result, current levels)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        result = env.step(rng.integers(0, env.action_space.n, env.num_envs))
+        yield result, env.level_seeds()
+
+
+@needs_procgen
+def test_training_levels_stay_in_their_range():
+    # leaper with random actions ends an episode every ~15 steps: many new levels drawn
+    env = ProcgenVecEnv("procgen:leaper", 8, seed=0, num_levels=5, start_level=50)
+    assert env.split.contains(env.level_seeds()).all()
+    seen, ends = set(env.level_seeds().tolist()), 0
+    for result, levels in run_random(env, 300):
+        assert ((levels >= 50) & (levels < 55)).all(), levels
+        assert all(50 <= level < 55 for level in env.finished_levels)
+        assert len(env.finished_levels) == len(result.finished)
+        seen |= set(levels.tolist())
+        ends += len(result.finished)
+    env.close()
+    assert ends > 20 and len(seen) > 1  # the check saw many episodes and levels
+
+
+@needs_procgen
+def test_held_out_levels_avoid_the_training_range():
+    # the default: every seed above the training range [1000, 1005)
+    env = ProcgenVecEnv.held_out("procgen:leaper", 8, seed=0, train_levels=5, train_start=1000)
+    assert (env.split.low, env.split.high) == (1005, MAX_SEED)
+    for _, levels in run_random(env, 150):
+        assert (levels >= 1005).all(), levels
+        assert all(level >= 1005 for level in env.finished_levels)
+    env.close()
+    # a disjoint finite range below the training levels
+    env = ProcgenVecEnv.held_out(
+        "procgen:leaper", 8, seed=0, train_levels=5, train_start=10, start_level=0, num_levels=10
+    )
+    for _, levels in run_random(env, 150):
+        assert ((levels >= 0) & (levels < 10)).all(), levels
+    env.close()
+    # the protocol's exact stream: num_levels=0, which Procgen draws from all of [0, 2^31 - 1)
+    env = ProcgenVecEnv.held_out("procgen:leaper", 4, seed=0, full_stream=True)
+    assert (env.split.num_levels, env.split.low, env.split.high) == (0, 0, MAX_SEED)
+    env.close()
+
+
+@needs_procgen
+def test_observations_and_spaces():
+    env = ProcgenVecEnv("procgen:coinrun", 3, seed=1)
+    assert env.split.num_levels == 200 and env.split.start_level == 0  # easy-mode default
+    assert env.observation_space.shape == (64, 64, 3)
+    assert env.observation_space.dtype == np.uint8 and env.action_space.n == 15
+    obs = env.reset()
+    assert obs.shape == (3, 64, 64, 3) and obs.dtype == np.uint8
+    result = env.step(np.array([1, 4, 7]))
+    for frames in (result.obs, result.next_obs):
+        assert frames.shape == (3, 64, 64, 3) and frames.dtype == np.uint8
+    assert result.rewards.dtype == np.float32 and result.rewards.shape == (3,)
+    assert result.terminated.dtype == bool and result.truncated.dtype == bool
+    env.close()
+    assert ProcgenVecEnv("procgen:coinrun", 1, 0, mode="hard").split.num_levels == 500
+
+
+@needs_procgen
+def test_same_seed_same_levels_and_frames():
+    runs = []
+    for _ in range(2):
+        env = ProcgenVecEnv("procgen:coinrun", 4, seed=7, num_levels=50)
+        first = env.level_seeds()
+        frames = [r.obs for r, _ in run_random(env, 20, seed=3)]
+        runs.append((first, np.stack(frames)))
+        env.close()
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@needs_procgen
+def test_timeout_is_truncation_and_game_ends_are_terminations():
+    # maze's timeout is 500 steps; doing nothing (action 4) never reaches the cheese
+    env = ProcgenVecEnv("procgen:maze", 4, seed=0, num_levels=20)
+    assert env.timeout == 500
+    for t in range(1, 501):
+        result = env.step(np.full(4, 4))
+        if t < 500:
+            assert not (result.terminated | result.truncated).any()
+    assert result.truncated.all() and not result.terminated.any()
+    assert [length for _, length in result.finished] == [500] * 4
+    assert [ret for ret, _ in result.finished] == [0.0] * 4
+    env.close()
+    # leaper's random episodes end by death (or success) well before its 500-step timeout
+    env = ProcgenVecEnv("procgen:leaper", 8, seed=0, num_levels=20)
+    ends = 0
+    for result, _ in run_random(env, 100):
+        assert not result.truncated.any()
+        ended = np.flatnonzero(result.terminated)
+        assert len(ended) == len(result.finished)
+        assert all(length < env.timeout for _, length in result.finished)
+        ends += len(ended)
+    assert ends > 5
+    assert ProcgenVecEnv("procgen:coinrun", 1, 0).timeout == 1000  # the default timeout
+    env.close()
+
+
+@needs_procgen
+def test_state_header_reads_the_game_level_and_step_counter():
+    env = ProcgenVecEnv("procgen:coinrun", 2, seed=0, num_levels=10, start_level=30)
+    for _ in range(3):
+        env.step(np.array([4, 4]))
+    header = state_header(env._env.callmethod("get_state")[0])
+    assert header["version"] == 0 and header["game"] == "coinrun"
+    assert (header["seed_low"], header["seed_high"]) == (30, 40)
+    assert header["level_seed"] == env.level_seeds()[0] and header["cur_time"] == 3
+    env.close()
+
+
+@needs_procgen
+def test_sim_state_round_trip():
+    # leaper ends an episode every ~15 random steps: the restored rollout crosses level ends
+    env = ProcgenVecEnv("procgen:leaper", 4, seed=2, num_levels=10)
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        frames = env.step(rng.integers(0, 15, 4)).obs
+    states = env.sim_states()
+    assert len(states) == 4 and all(isinstance(s, bytes) for s in states)
+    actions = rng.integers(0, 15, (40, 4))
+
+    def rollout():
+        steps = [env.step(a) for a in actions]
+        return (
+            np.stack([s.obs for s in steps]),
+            np.stack([s.rewards for s in steps]),
+            np.stack([s.terminated | s.truncated for s in steps]),
+            [s.finished for s in steps],
+            env.level_seeds(),
+        )
+
+    first = rollout()
+    assert sum(map(len, first[3])) > 0  # episodes ended, counters restored with the state
+    np.testing.assert_array_equal(env.set_sim_states(states), frames)
+    second = rollout()
+    for a, b in zip(first[:3], second[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert first[3] == second[3]  # (return, length) of each ended episode
+    np.testing.assert_array_equal(first[4], second[4])
+    other = ProcgenVecEnv("procgen:maze", 4, seed=2)
+    with pytest.raises(ValueError, match="not a sim state of a leaper"):
+        env.set_sim_states(other.sim_states())
+    with pytest.raises(ValueError, match="expected 4 sim states"):
+        env.set_sim_states(states[:2])
+    other.close()
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"env_id": "coinrun"}, "unknown Procgen env id"),
+        ({"env_id": "procgen:pong"}, "unknown Procgen env id"),
+        ({"mode": "extreme"}, "mode must be easy or hard"),
+        ({"mode": "Easy"}, "mode must be easy or hard"),
+        ({"start_level": -1}, "start_level must be an integer >= 0"),
+        ({"num_levels": -5}, "num_levels must be an integer >= 0"),
+        ({"num_levels": 2.5}, "num_levels must be an integer >= 0"),
+        ({"start_level": MAX_SEED - 10, "num_levels": 11}, "pass the largest level seed"),
+        ({"num_envs": 0}, "num_envs must be >= 1"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(kwargs, message):
+    args = {"env_id": "procgen:coinrun", "num_envs": 2, "seed": 0} | kwargs
+    with pytest.raises(ValueError, match=message) as caught:
+        ProcgenVecEnv(**args)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"train_levels": -1}, "num_levels must be an integer >= 0"),
+        ({"start_level": 100, "num_levels": 200}, "overlap the training levels"),
+        ({"start_level": 0, "num_levels": 1}, "overlap the training levels"),
+        ({"mode": "memory"}, "mode must be easy or hard"),
+    ],
+)
+def test_bad_held_out_splits_are_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message) as caught:
+        ProcgenVecEnv.held_out("procgen:coinrun", 2, 0, **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+@needs_procgen
+def test_bad_actions_are_one_line_errors():
+    env = ProcgenVecEnv("procgen:coinrun", 2, seed=0)
+    for actions, message in (([0, 15], "must be in"), ([-1, 0], "must be in"), ([0], "expected 2")):
+        with pytest.raises(ValueError, match=message) as caught:
+            env.step(np.array(actions))
+        assert "\n" not in str(caught.value)
+    env.close()
+
+
+def test_missing_procgen_is_one_user_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "procgen", None)  # import procgen now raises ImportError
+    with pytest.raises(UserError, match="procgen is not installed.*make test") as caught:
+        ProcgenVecEnv("procgen:coinrun", 2, seed=0)
+    assert "\n" not in str(caught.value)
