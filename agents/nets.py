@@ -4,6 +4,8 @@
 - `EnsembleMLP`: N independent MLPs evaluated as one batched computation. Weights are stacked
   (members x in x out) and every layer is one batched matmul, so twin critics, TQC's five
   distributional critics or REValueD's ten members cost one kernel per layer, not N.
+- `ImpalaCNN`: the IMPALA / Procgen pixel encoder (uint8 N x 64 x 64 x 3 -> N x 256), with an
+  optional channels_last memory format for faster CPU convolutions.
 - `soft_update`: Polyak averaging of target networks with `lerp_`.
 - `seed_everything`: seeds Python, NumPy and torch in one place.
 
@@ -330,3 +332,96 @@ def critic_ensemble(
 ) -> EnsembleMLP | EnsembleSimba:
     """A batched ensemble of the chosen architecture ('mlp' or 'simba')."""
     return _arch(arch)[1](members, in_dim, out_dim, hidden)
+
+
+# ---- IMPALA-CNN (Espeholt et al. 2018, "IMPALA", Fig. 3 right; Cobbe et al. 2020, Procgen) ----
+# The pixel encoder of openai/train-procgen (baselines' `impala_cnn`, depths 16/32/32):
+#   per stage: conv3x3 -> maxpool 3x3 / 2 -> 2 x [x + conv3x3(relu(conv3x3(relu(x))))]
+#   then ReLU -> flatten -> Linear(., 256) -> ReLU.
+# Deviations: the max-pool pads 1 on every side (PyTorch; CleanRL's ppo_procgen does the same),
+# where TensorFlow's 'SAME' pads only after; both take 64 -> 32 -> 16 -> 8. Weights use
+# PyTorch's default initialisation (train-procgen uses TF's Glorot-uniform defaults). The
+# flatten runs in C x H x W order (train-procgen's is H x W x C), a fixed permutation of the
+# dense layer's inputs with no effect on what the network can learn.
+
+
+class ImpalaResidual(nn.Module):
+    """x + conv(relu(conv(relu(x)))), two 3x3 convolutions that keep the shape (C x H x W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaStage(nn.Module):
+    """conv3x3 (in -> out channels) -> max-pool 3x3 stride 2 -> two residual blocks;
+    N x in x H x W -> N x out x ceil(H/2) x ceil(W/2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.res0, self.res1 = ImpalaResidual(out_channels), ImpalaResidual(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res1(self.res0(self.pool(self.conv(x))))
+
+
+class ImpalaCNN(nn.Module):
+    """IMPALA-CNN encoder for pixel observations: `... x H x W x C` -> `... x out_dim`.
+
+    Frames come channels last, as Procgen (and the replay buffer) holds them. uint8 frames are
+    scaled to [0, 1] here; floating-point frames are taken as already scaled. Any leading batch
+    dimensions are kept (N, or T x N for a rollout).
+
+    channels_last: run the convolutions in torch.channels_last memory format. The maths is the
+    same, but the frames arrive in that layout already (the permute to N x C x H x W is then a
+    view, not a copy) and oneDNN's convolutions are faster in it on CPU.
+
+    Under bf16 autocast the convolutions and the dense layer run in bfloat16 and the output is
+    bf16; the caller's heads decide whether to go back to fp32 (e.g. `fp32_head`).
+    """
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, int, int] = (64, 64, 3),
+        depths: tuple[int, ...] = (16, 32, 32),
+        out_dim: int = 256,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        height, width, channels = obs_shape
+        self.obs_shape, self.out_dim, self.channels_last = tuple(obs_shape), out_dim, channels_last
+        stages = []
+        for depth in depths:
+            stages.append(ImpalaStage(channels, depth))
+            # max-pool 3 / 2, padding 1: floor((h + 2 - 3) / 2) + 1 = ceil(h / 2)
+            channels, height, width = depth, (height + 1) // 2, (width + 1) // 2
+        self.stages = nn.Sequential(*stages)
+        self.feature_shape = (channels, height, width)  # 32 x 8 x 8 for 64 x 64 frames
+        self.dense = nn.Linear(channels * height * width, out_dim)  # 2048 -> 256
+        if channels_last:
+            self.stages.to(memory_format=torch.channels_last)  # conv weights too (4-D only)
+
+    def conv_features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The three stages: N x H x W x C frames -> N x 32 x 8 x 8 feature maps (pre-ReLU)."""
+        x = obs.permute(0, 3, 1, 2)  # N x C x H x W, strides still channels last
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.contiguous(memory_format=fmt)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x  # keeps the memory format
+        return self.stages(x)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.shape[-3:] != self.obs_shape:
+            raise ValueError(
+                f"ImpalaCNN expects frames of shape ... x {self.obs_shape}, got {tuple(obs.shape)}"
+            )
+        lead = obs.shape[:-3]
+        x = self.conv_features(obs.reshape(-1, *self.obs_shape))  # N x 32 x 8 x 8
+        x = torch.relu(x).flatten(1)  # N x 2048, C x H x W order whatever the memory format
+        x = torch.relu(self.dense(x))  # N x 256
+        return x.reshape(*lead, self.out_dim)
