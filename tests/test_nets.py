@@ -6,6 +6,8 @@ import torch
 from agents.nets import (
     EnsembleMLP,
     EnsembleSimba,
+    ImpalaCNN,
+    ImpalaResidual,
     ResidualBlock,
     RunningNorm,
     mlp,
@@ -143,3 +145,109 @@ def test_simba_layout_and_init():
     torch.testing.assert_close(w @ w.T, torch.eye(7), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="equal width"):
         simba(7, 2, [16, 32])
+
+
+# ---- IMPALA-CNN ----
+
+
+def _frames(n: int, seed: int) -> torch.Tensor:
+    """n random Procgen-like frames: uint8, N x 64 x 64 x 3 (channels last, as the env gives)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 64, 64, 3), dtype=torch.uint8, generator=gen)
+
+
+def test_impala_shapes_64x64_frames_to_256_features():
+    torch.manual_seed(10)
+    enc = ImpalaCNN()
+    obs = _frames(3, seed=0)
+    # Three stride-2 pools (3x3, padding 1): 64 -> 32 -> 16 -> 8, so 32 x 8 x 8 = 2048 features.
+    assert enc.conv_features(obs).shape == (3, 32, 8, 8)
+    assert enc.feature_shape == (32, 8, 8) and enc.dense.in_features == 2048
+    out = enc(obs)
+    assert out.shape == (3, 256) and enc.out_dim == 256
+    assert out.dtype == torch.float32 and (out >= 0).all()  # ends with a ReLU
+    # Leading dimensions (T x N rollouts) are kept; a wrong frame shape is one clear error.
+    assert enc(obs.reshape(1, 3, 64, 64, 3)).shape == (1, 3, 256)
+    with pytest.raises(ValueError, match="64, 64, 3"):
+        enc(obs.permute(0, 3, 1, 2))  # N x C x H x W is not what the env gives
+
+
+def test_impala_parameter_count_by_hand():
+    enc = ImpalaCNN()
+
+    def conv(c_in, c_out):  # 3x3 weights + biases
+        return 9 * c_in * c_out + c_out
+
+    def stage(c_in, c_out):  # first conv + two residual blocks of two convs each
+        return conv(c_in, c_out) + 4 * conv(c_out, c_out)
+
+    # 3 -> 16: 448 + 4 * 2320 = 9728; 16 -> 32: 4640 + 4 * 9248 = 41632; 32 -> 32: 46240.
+    assert [stage(3, 16), stage(16, 32), stage(32, 32)] == [9728, 41632, 46240]
+    dense = 2048 * 256 + 256  # 524544
+    count = sum(p.numel() for p in enc.parameters())
+    assert sum(p.numel() for p in enc.stages.parameters()) == 97600
+    assert count == 97600 + dense == 622144
+
+
+def test_impala_channels_last_same_output_and_gradients_as_channels_first():
+    torch.manual_seed(11)
+    first = ImpalaCNN(channels_last=False)
+    last = ImpalaCNN(channels_last=True)
+    last.load_state_dict(first.state_dict())
+    assert last.stages[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    obs = _frames(4, seed=1)
+    assert last.conv_features(obs).is_contiguous(memory_format=torch.channels_last)
+    assert first.conv_features(obs).is_contiguous()
+    out_first, out_last = first(obs), last(obs)
+    torch.testing.assert_close(out_last, out_first, rtol=1e-4, atol=1e-5)
+    out_first.pow(2).sum().backward()
+    out_last.pow(2).sum().backward()
+    for (name, p_first), p_last in zip(first.named_parameters(), last.parameters()):
+        torch.testing.assert_close(p_last.grad, p_first.grad, rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_impala_uint8_frames_equal_float_frames_divided_by_255():
+    torch.manual_seed(12)
+    for channels_last in (False, True):
+        enc = ImpalaCNN(channels_last=channels_last)
+        obs = _frames(2, seed=2)
+        torch.testing.assert_close(enc(obs), enc(obs.float() / 255.0))
+        # ... and not the same as unscaled frames: the scaling really happens inside.
+        assert not torch.allclose(enc(obs), enc(obs.float()))
+
+
+def test_impala_gradients_reach_every_parameter():
+    torch.manual_seed(13)
+    enc = ImpalaCNN(channels_last=True)
+    head = torch.nn.Linear(256, 16)
+    head(enc(_frames(4, seed=3))).pow(2).mean().backward()
+    params = dict(enc.named_parameters())
+    assert len(params) == 3 * (2 + 4 * 2) + 2  # 15 convs + dense, weight and bias each
+    for name, p in params.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_impala_residual_block_matches_its_formula():
+    torch.manual_seed(14)
+    block = ImpalaResidual(4)
+    x = torch.randn(2, 4, 5, 5)
+    conv = torch.nn.functional.conv2d
+    hidden = conv(x.clamp(min=0), block.conv0.weight, block.conv0.bias, padding=1)
+    expected = x + conv(hidden.clamp(min=0), block.conv1.weight, block.conv1.bias, padding=1)
+    torch.testing.assert_close(block(x), expected)
+    assert block(x).shape == x.shape
+
+
+def test_impala_bf16_autocast_close_to_fp32():
+    torch.manual_seed(15)
+    enc = ImpalaCNN(channels_last=True)
+    obs = _frames(4, seed=4)
+    exact = enc(obs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        approx = enc(obs)
+    assert approx.dtype == torch.bfloat16  # the convolutions and dense layer ran in bf16
+    assert not torch.equal(approx.float(), exact)
+    # bf16 keeps ~3 significant digits; errors stay far below the features' scale (~0.1).
+    torch.testing.assert_close(approx.float(), exact, rtol=0.05, atol=0.01)
+    approx.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in enc.parameters())
