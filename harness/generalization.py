@@ -1,0 +1,257 @@
+"""Generalization: the same policy on its training levels and on held-out levels.
+
+Protocol (Cobbe et al. 2020, "Leveraging Procedural Generation to Benchmark Reinforcement
+Learning"; github.com/openai/train-procgen): train on a finite set of levels, then compare the
+policy's return there with its return on levels it never saw. The report runs K episodes on
+each side with the agent's deterministic action and gives both means, their std, the levels the
+episodes were played on and the gap (train - test).
+
+Which K episodes. A vector env of N envs finishes short episodes first, so "the first K to
+finish" over-represents short ones (in Procgen: early deaths) whenever K is not much larger
+than N. Here env i counts its own first q_i episodes, q_i = K // N, plus one for the first
+K % N envs, and every later episode (and any still running when the quotas are met) is
+ignored: which episodes count is fixed before any is played, never by how long they last. Each
+env's episodes are read from the vector env's step results: `StepResult.finished` lists the
+(return, length) of the envs that ended at that step in index order, the same order as
+`np.flatnonzero(terminated | truncated)` (envs.VecEnv and envs.ProcgenVecEnv both do this);
+a vector env with `finished_levels` (ProcgenVecEnv) gives the level of each in the same order.
+
+Normalized scores (Procgen only): normalized = (R - R_min) / (R_max - R_min), with the per-game
+ranges of train-procgen's `train_procgen/constants.py` (EASY_GAME_RANGES, HARD_GAME_RANGES; its
+`graph.py` normalizes the committed logs with them, and REFERENCES.md's anchors, train 0.60 /
+test 0.355 at 25M steps, are those logs). Checked here against the file itself (commit
+3bdf2da, the newest of its two versions; the easy table is unchanged between them). The
+paper's own table gives jumper [3, 10] and leaper [3, 10] in easy mode; the released file has
+jumper [1, 10] and leaper [1.5, 10] (its hard values). We use the released file's, so that our
+normalized scores are comparable with the reference logs, which were normalized with it.
+Procgen's other distribution modes (exploration, memory, extreme) have no ranges: asking for
+one is a ValueError, as is an unknown game.
+
+The gap is train normalized - test normalized when the game is known (`gap_of` "normalized"),
+else train return - test return (`gap_of` "return").
+
+The harness knows no agent: it needs `act(obs, deterministic)` batched over the envs, and a
+vector env with `num_envs`, `reset(seed)`, `step(actions) -> StepResult` and `close()`;
+optionally `finished_levels` (the level of each finished episode) and `split` (the level range,
+`envs.LevelSplit`: its `num_levels`, `low`, `high`, `contains`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from core import stop
+
+# train-procgen constants.py: [R_min, R_max] per game and distribution mode (module doc)
+GAME_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "easy": {
+        "coinrun": (5.0, 10.0),
+        "starpilot": (2.5, 64.0),
+        "caveflyer": (3.5, 12.0),
+        "dodgeball": (1.5, 19.0),
+        "fruitbot": (-1.5, 32.4),
+        "chaser": (0.5, 13.0),
+        "miner": (1.5, 13.0),
+        "jumper": (1.0, 10.0),  # the paper's table: 3, 10 (module doc)
+        "leaper": (1.5, 10.0),  # the paper's table: 3, 10 (module doc)
+        "maze": (5.0, 10.0),
+        "bigfish": (1.0, 40.0),
+        "heist": (3.5, 10.0),
+        "climber": (2.0, 12.6),
+        "plunder": (4.5, 30.0),
+        "ninja": (3.5, 10.0),
+        "bossfight": (0.5, 13.0),
+    },
+    "hard": {
+        "coinrun": (5.0, 10.0),
+        "starpilot": (1.5, 35.0),
+        "caveflyer": (2.0, 13.4),
+        "dodgeball": (1.5, 19.0),
+        "fruitbot": (-0.5, 27.2),
+        "chaser": (0.5, 14.2),
+        "miner": (1.5, 20.0),
+        "jumper": (1.0, 10.0),
+        "leaper": (1.5, 10.0),
+        "maze": (4.0, 10.0),
+        "bigfish": (0.0, 40.0),
+        "heist": (2.0, 10.0),
+        "climber": (1.0, 12.6),
+        "plunder": (3.0, 30.0),
+        "ninja": (2.0, 10.0),
+        "bossfight": (0.5, 13.0),
+    },
+}
+
+
+def score_range(game: str, mode: str = "easy") -> tuple[float, float]:
+    """[R_min, R_max] of a Procgen game ('coinrun' or 'procgen:coinrun') in `mode`."""
+    if mode not in GAME_RANGES:
+        raise ValueError(
+            f"no Procgen normalization ranges for mode {mode!r}: train-procgen publishes them "
+            f"for {' and '.join(GAME_RANGES)} only"
+        )
+    name = game.removeprefix("procgen:") if isinstance(game, str) else game
+    if name not in GAME_RANGES[mode]:
+        raise ValueError(
+            f"no Procgen normalization range for game {game!r}: one of "
+            f"{', '.join(sorted(GAME_RANGES[mode]))}"
+        )
+    return GAME_RANGES[mode][name]
+
+
+def normalized_score(returns, game: str, mode: str = "easy"):
+    """(R - R_min) / (R_max - R_min) for a return or an array of returns (not clipped: a policy
+    below R_min scores below 0)."""
+    low, high = score_range(game, mode)
+    values = (np.asarray(returns, dtype=np.float64) - low) / (high - low)
+    return float(values) if values.ndim == 0 else values
+
+
+def quotas(episodes: int, num_envs: int) -> np.ndarray:
+    """Episodes each env contributes: K spread over N envs, the first K % N get one more."""
+    base, extra = divmod(episodes, num_envs)
+    return base + (np.arange(num_envs) < extra).astype(np.int64)
+
+
+def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None) -> dict[str, Any]:
+    """K episodes of the deterministic policy on `env`, reset with `seed` (module doc: env i
+    counts its first q_i episodes). Returns the returns, lengths and levels (None when the env
+    does not report them) in env order, and the vector steps taken."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    n = env.num_envs
+    want = quotas(episodes, n)
+    got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
+    has_levels = hasattr(env, "finished_levels")
+    obs = env.reset(seed)
+    steps = 0
+    while any(len(got[i]) < want[i] for i in range(n)):
+        stop.check()  # K episodes of up to a level timeout each: Ctrl-C is heard here
+        if max_steps is not None and steps >= max_steps:
+            done = sum(map(len, got))
+            raise RuntimeError(
+                f"{done} of {episodes} episodes finished in {max_steps} vector steps"
+            )
+        result = env.step(np.asarray(agent.act(obs, deterministic=True)))
+        steps += 1
+        obs = result.obs
+        ended = np.flatnonzero(np.asarray(result.terminated) | np.asarray(result.truncated))
+        if len(ended) != len(result.finished):
+            raise ValueError(
+                f"the vector env reported {len(result.finished)} finished episodes for "
+                f"{len(ended)} ended envs"
+            )
+        levels = list(env.finished_levels) if has_levels else [None] * len(ended)
+        for i, (ret, length), level in zip(ended, result.finished, levels):
+            if len(got[i]) < want[i]:
+                got[i].append((float(ret), int(length), None if level is None else int(level)))
+    counted = [episode for per_env in got for episode in per_env]
+    return {
+        "returns": [r for r, _, _ in counted],
+        "lengths": [length for _, length, _ in counted],
+        "levels": [level for _, _, level in counted] if has_levels else None,
+        "steps": steps,
+    }
+
+
+def _split(env) -> list[int] | None:
+    split = getattr(env, "split", None)
+    return None if split is None else [int(split.low), int(split.high)]
+
+
+def _check_matches(env, attribute: str, value: str, side: str) -> None:
+    """The explicit game / mode must be the env's own where the env says what it plays."""
+    own = getattr(env, attribute, None)
+    if own is not None and own != value:
+        raise ValueError(f"{attribute} {value!r} given, but the {side} env plays {own!r}")
+
+
+def generalization_report(
+    agent,
+    train_env_fn: Callable[[], Any],
+    test_env_fn: Callable[[], Any],
+    episodes: int,
+    seed: int,
+    game: str | None = None,
+    mode: str | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """K = `episodes` episodes on the training levels (`train_env_fn()`) and K on held-out
+    levels (`test_env_fn()`), both vector envs reset with `seed` (the same seed on both sides,
+    so two identical sides give a gap of exactly 0), and closed afterwards.
+
+    `game` (a Procgen game, 'coinrun' or 'procgen:coinrun') turns on normalized scores; None
+    reports returns only. `mode` defaults to the train env's own `mode` attribute, else easy.
+    Where an env says which game or mode it plays, a different explicit one is a ValueError.
+    `max_steps` (vector steps per side) turns an env whose episodes never end into an error.
+
+    Keys: per side S in (train, test): S_return_mean, S_return_std, S_returns, S_length_mean,
+    S_levels (the level of each counted episode, or None), S_levels_seen (sorted distinct),
+    S_split ([low, high) of the env's level range, or None), S_steps, and with a game
+    S_normalized, S_normalized_std. Then n_episodes (K per side), n_train_levels (the training
+    split's size; None when the env has no split), test_levels_in_train (held-out episodes
+    played on a training level: 0 unless the held-out env draws from the full stream), gap,
+    gap_of, game, mode, seed, deterministic.
+    """
+    if game is not None:
+        score_range(game, mode or "easy")  # bad names fail before any env is built
+    train_env = train_env_fn()
+    test_env = None
+    try:
+        test_env = test_env_fn()
+        if mode is None:
+            mode = getattr(train_env, "mode", None) or "easy"
+        if game is not None:
+            game = game.removeprefix("procgen:")
+            score_range(game, mode)
+            for side, env in (("train", train_env), ("test", test_env)):
+                _check_matches(env, "game", game, side)
+                _check_matches(env, "mode", mode, side)
+        sides = {
+            "train": run_side(agent, train_env, episodes, seed, max_steps),
+            "test": run_side(agent, test_env, episodes, seed, max_steps),
+        }
+    finally:
+        train_env.close()
+        if test_env is not None:
+            test_env.close()
+
+    report: dict[str, Any] = {}
+    for side, out in sides.items():
+        returns = np.asarray(out["returns"], dtype=np.float64)
+        env = train_env if side == "train" else test_env
+        report[f"{side}_return_mean"] = float(returns.mean())
+        report[f"{side}_return_std"] = float(returns.std())
+        report[f"{side}_returns"] = out["returns"]
+        report[f"{side}_length_mean"] = float(np.mean(out["lengths"]))
+        report[f"{side}_levels"] = out["levels"]
+        seen = None if out["levels"] is None else sorted(set(out["levels"]))
+        report[f"{side}_levels_seen"] = seen
+        report[f"{side}_split"] = _split(env)
+        report[f"{side}_steps"] = out["steps"]
+        if game is not None:
+            low, high = score_range(game, mode)
+            report[f"{side}_normalized"] = normalized_score(returns.mean(), game, mode)
+            report[f"{side}_normalized_std"] = float(returns.std() / (high - low))
+
+    train_split = getattr(train_env, "split", None)
+    in_train = None
+    if train_split is not None and sides["test"]["levels"] is not None:
+        in_train = int(np.sum(train_split.contains(np.asarray(sides["test"]["levels"]))))
+    gap_of = "normalized" if game is not None else "return"
+    key = "normalized" if game is not None else "return_mean"
+    report.update(
+        n_episodes=episodes,
+        n_train_levels=None if train_split is None else int(train_split.num_levels),
+        test_levels_in_train=in_train,
+        gap=report[f"train_{key}"] - report[f"test_{key}"],
+        gap_of=gap_of,
+        game=game,
+        mode=mode,
+        seed=seed,
+        deterministic=True,
+    )
+    return report
