@@ -19,11 +19,12 @@ a vector env with `finished_levels` (ProcgenVecEnv) gives the level of each in t
 Normalized scores (Procgen only): normalized = (R - R_min) / (R_max - R_min), with the per-game
 ranges of train-procgen's `train_procgen/constants.py` (EASY_GAME_RANGES, HARD_GAME_RANGES; its
 `graph.py` normalizes the committed logs with them, and REFERENCES.md's anchors, train 0.60 /
-test 0.355 at 25M steps, are those logs). Checked here against the file itself (commit
-3bdf2da, the newest of its two versions; the easy table is unchanged between them). The
-paper's own table gives jumper [3, 10] and leaper [3, 10] in easy mode; the released file has
-jumper [1, 10] and leaper [1.5, 10] (its hard values). We use the released file's, so that our
-normalized scores are comparable with the reference logs, which were normalized with it.
+test 0.355 at 25M steps, are those logs). Checked here against the file itself: its two
+versions (e3b20ae, which added it with the logs, and 3bdf2da, unchanged up to the repository's
+head) hold the same values, easy and hard. The paper's own table gives jumper [3, 10] and
+leaper [3, 10] in easy mode; the released file has jumper [1, 10] and leaper [1.5, 10] (its
+hard values). We use the released file's, so that our normalized scores are comparable with
+the reference logs, which were normalized with it.
 Procgen's other distribution modes (exploration, memory, extreme) have no ranges: asking for
 one is a ValueError, as is an unknown game.
 
@@ -93,7 +94,7 @@ def score_range(game: str, mode: str = "easy") -> tuple[float, float]:
             f"no Procgen normalization ranges for mode {mode!r}: train-procgen publishes them "
             f"for {' and '.join(GAME_RANGES)} only"
         )
-    name = game.removeprefix("procgen:") if isinstance(game, str) else game
+    name = game.removeprefix("procgen:")
     if name not in GAME_RANGES[mode]:
         raise ValueError(
             f"no Procgen normalization range for game {game!r}: one of "
