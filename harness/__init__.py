@@ -1,2 +1,3 @@
-"""Measurement shared by training and checkpoints: evaluation now; bias, UTD and
-generalization reports in later issues. The harness never imports a specific agent."""
+"""Measurement shared by training and checkpoints: evaluation (evaluation.py), overestimation
+bias (bias.py), held-out-level generalization (generalization.py), plots; UTD fits later. The
+harness never imports a specific agent."""
