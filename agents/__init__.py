@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "prdc": "agents.prdc",
     "spot": "agents.spot",
     "revalued": "agents.revalued",
+    "ppo": "agents.ppo",
 }
 
 
