@@ -25,8 +25,12 @@ Networks: one encoder shared by a logits head and a value head, as baselines' de
 (see its notes). `encoder = mlp` is for vector observations (CartPole): baselines' `mlp`
 (64-64, tanh, orthogonal gain sqrt(2)).
 
-Deliberate deviations from the reference code:
-- The learning rate is constant, as in train-procgen (CleanRL's ppo_procgen anneals it).
+Where the references differ, and deliberate deviations from train-procgen:
+- The learning rate is constant, as in train-procgen and CleanRL's ppo_procgen (anneal_lr off).
+- The reward scaler discounts with 0.99, train-procgen's VecNormalize default; CleanRL's
+  ppo_procgen passes gamma 0.999 to NormalizeReward (`--set reward_gamma=0.999` for that).
+- A batch that minibatches do not divide splits unevenly (sizes differ by at most one);
+  ppo2 asserts divisibility (64 x 256 / 8 divides).
 - approx_kl is baselines' 0.5 * mean((log pi - log pi_old)^2); CleanRL logs the k3 estimator.
 - Advantages are normalized with the population std (numpy's, as baselines), not torch's
   unbiased default (CleanRL).
