@@ -220,6 +220,12 @@ class Agent:
             )
         if cfg.minibatches < 1 or cfg.epochs < 1 or cfg.num_steps < 1:
             raise ValueError("num_steps, minibatches and epochs must be >= 1")
+        if not (0 <= cfg.gae_lambda <= 1 and 0 <= cfg.reward_gamma < 1):
+            raise ValueError("gae_lambda must be in [0, 1] and reward_gamma in [0, 1)")
+        if min(cfg.clip, cfg.adam_eps, cfg.max_grad_norm, cfg.reward_clip) <= 0:
+            raise ValueError("clip, adam_eps, max_grad_norm and reward_clip must be > 0")
+        if min(cfg.ent_coef, cfg.vf_coef) < 0:
+            raise ValueError("ent_coef and vf_coef must be >= 0")
         self.cfg = cfg
         self.device = torch.device(device)
         self.pixels = cfg.encoder == "impala"

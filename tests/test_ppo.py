@@ -234,6 +234,16 @@ def test_bad_inputs_are_one_line_errors():
         Agent(Config(encoder="cnn"), FRAMES, ACTIONS)
     with pytest.raises(ValueError, match="at least one hidden layer"):
         Agent(Config(encoder="mlp", hidden=[]), VEC_OBS, ACTIONS)
+    for bad, match in [
+        ({"minibatches": 0}, "minibatches"),
+        ({"gae_lambda": 1.5}, "gae_lambda"),
+        ({"reward_gamma": 1.0}, "reward_gamma"),
+        ({"clip": 0.0}, "clip"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm"),
+        ({"ent_coef": -0.1}, "ent_coef"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            Agent(Config(encoder="mlp", **bad), VEC_OBS, ACTIONS)
 
 
 def test_registered():
