@@ -33,6 +33,7 @@ from core.errors import UserError
 from core.runs import load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
 from envs.datasets.weighting import SAMPLERS
+from envs.procgen import check_split, is_procgen_id, procgen_game
 from training import (
     DIVERGED_EXIT,
     Diverged,
@@ -172,11 +173,24 @@ def write_run_config(run_dir: Path, run_cfg: cfglib.RunConfig, agent_cfg: Any) -
 def validate(run_cfg: cfglib.RunConfig) -> None:
     check_domains(run_cfg, "run config")
     try:
-        if run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
+        if is_procgen_id(run_cfg.env):
+            procgen_game(run_cfg.env)
+            check_split(run_cfg.distribution_mode, run_cfg.start_level, run_cfg.train_levels)
+            if run_cfg.bins or run_cfg.dataset:
+                raise ValueError(f"{run_cfg.env} has discrete actions and no datasets: "
+                                 "--bins and --dataset do not apply")  # fmt: skip
+        elif run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
             check_env_id(run_cfg.env)
         resolve_device(run_cfg.device)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    agent = agent_module(run_cfg.agent)
+    if run_cfg.bias_every and not hasattr(agent.Agent, "q_value"):
+        raise UserError(f"{run_cfg.agent} has no critic Q to measure: --bias-every does not "
+                        "apply")  # fmt: skip
+    if is_procgen_id(run_cfg.env) and not getattr(agent, "ON_POLICY", False):
+        raise UserError(f"{run_cfg.agent} on Procgen is not wired yet (issue 20): train "
+                        "--agent ppo there")  # fmt: skip
     if run_cfg.precision not in ("fp32", "bf16"):
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.bins < 0 or run_cfg.bins == 1:

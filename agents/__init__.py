@@ -9,6 +9,9 @@ state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), an
 Offline agents set `OFFLINE = True` (train.py then requires --dataset) and may define
 `fit_dataset(observations, actions, cache_dir)`, called once with the whole dataset before
 training (cache_dir: a folder beside the dataset for models fitted to it, e.g. SPOT's VAE).
+On-policy agents (PPO) set `ON_POLICY = True`: training/on_policy.py collects their rollouts
+(`policy_step`, `value`, `scale_rewards`, the module's `compute_gae`) and calls `update` on
+each; they have no `q_value`, so the bias harness does not apply to them.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ from torch import nn
 from agents.nets import ACTIVATIONS, ImpalaCNN, mlp
 
 ENCODERS = ("impala", "mlp")
+ON_POLICY = True  # train.py runs it in training/on_policy.py's loop (rollouts, no replay)
 
 
 @dataclass
@@ -343,7 +344,9 @@ class Agent:
         return {
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
-            "reward_rms": {"mean": self.ret_mean, "var": self.ret_var, "count": self.ret_count},
+            # Python floats: numpy scalars would not load with torch.load(weights_only=True).
+            "reward_rms": {"mean": float(self.ret_mean), "var": float(self.ret_var),
+                           "count": float(self.ret_count)},  # fmt: skip
             "updates": self.updates,
         }
 

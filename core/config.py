@@ -47,6 +47,12 @@ class RunConfig:
     bins: int = 0
     """Discretise a Box action space into this many evenly spread values per dimension (a
     MultiDiscrete space, for discrete agents such as REValueD); 0 = keep it continuous."""
+    distribution_mode: str = "easy"
+    """Procgen (--env procgen:GAME): easy or hard."""
+    train_levels: int = 0
+    """Procgen: training levels from start_level; 0 = the protocol's 200 (easy) / 500 (hard)."""
+    start_level: int = 0
+    """Procgen: the first training level (held-out evaluation uses the levels above the range)."""
     num_envs: int = 1
     """Training environments stepped together."""
     eval_every: int = 5_000

@@ -84,6 +84,8 @@ RULES: dict[str, Rule] = {
             "reg_weight",
             "vae_kl_weight",
             "log_prob_epsilon",
+            "train_levels",
+            "start_level",
             "bias_every",
         ),
         AT_LEAST_0,

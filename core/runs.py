@@ -162,8 +162,12 @@ RESUME_KEYS: dict[str, type | None] = {
     "rng": dict,
     **{f"rng/{key}": None for key in ("python", "numpy", "torch", "loop")},
 }  # fmt: skip
-ONLINE_RESUME_KEYS: dict[str, type | None] = {"replay_file": str}
-OFFLINE_RESUME_KEYS: dict[str, type | None] = {"dataset": dict, "sampler_rng": dict}
+# What each training loop (training/, the checkpoint's "loop") needs besides RESUME_KEYS.
+LOOP_RESUME_KEYS: dict[str, dict[str, type | None]] = {
+    "off_policy": {"replay_file": str},
+    "offline": {"dataset": dict, "sampler_rng": dict},
+    "on_policy": {},
+}
 _MISSING = object()
 
 
@@ -177,7 +181,9 @@ def load_checkpoint(path: Path, resume: bool = False) -> dict:
     if resume:
         run_config = ckpt.get("run_config")
         offline = isinstance(run_config, dict) and bool(run_config.get("dataset"))
-        needed.update(RESUME_KEYS, **(OFFLINE_RESUME_KEYS if offline else ONLINE_RESUME_KEYS))
+        # Checkpoints written before the loop was recorded: offline if it had a dataset.
+        loop = ckpt.get("loop") or ("offline" if offline else "off_policy")
+        needed.update(RESUME_KEYS, **LOOP_RESUME_KEYS.get(loop, {}))
     for key, kind in needed.items():
         value: Any = ckpt
         for part in key.split("/"):

@@ -26,6 +26,7 @@ class OfflineTrainer(Trainer):
     constants where the task has them, labelled d4rl_score)."""
 
     clock = "gradient_updates"
+    kind = "offline"
 
     def open_data(self):
         run_cfg = self.run_cfg

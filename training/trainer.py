@@ -64,6 +64,7 @@ class Trainer:
     and, where a resume needs more than the agent, `save_replay` / `restore_data`."""
 
     clock = "env_steps"  # what total_steps and the *_every intervals count
+    kind = "off_policy"  # the loop, recorded in checkpoints (core.runs.LOOP_RESUME_KEYS)
 
     def __init__(self, run_cfg: cfglib.RunConfig, agent_cfg: Any, run_dir: Path, progress: str):
         self.run_cfg, self.agent_cfg, self.run_dir = run_cfg, agent_cfg, run_dir
@@ -74,7 +75,7 @@ class Trainer:
         self.module = get_agent_module(run_cfg.agent)
 
         obs_space, act_space = self.open_data()
-        self.eval_env = make_env(run_cfg.env, bins=run_cfg.bins)
+        self.eval_env = self.make_eval_env()
         self.spaces = space_signature(obs_space, act_space)
         try:
             self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
@@ -113,6 +114,10 @@ class Trainer:
         """Make self.buffer (what update_once samples), self.store_sim_state, self.n_step."""
         raise NotImplementedError
 
+    def make_eval_env(self):
+        """The env evaluations and bias start states use (one Gymnasium env)."""
+        return make_env(self.run_cfg.env, bins=self.run_cfg.bins)
+
     def fit(self) -> None:
         """Models of the data fitted before training, once the run folder exists (offline
         agents; nothing online)."""
@@ -149,6 +154,7 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         ckpt = {
             "format": CHECKPOINT_FORMAT,
+            "loop": self.kind,
             "agent": self.run_cfg.agent,
             "env": self.run_cfg.env,
             "run_config": cfglib.to_dict(self.run_cfg),
@@ -246,20 +252,23 @@ class Trainer:
             "bias": self.biases,
         }
 
-    def evaluate(self, writer) -> dict:
+    def run_evaluation(self) -> dict:
+        """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): deterministic
+        episodes, episode k from reset(seed + EVAL_SEED_OFFSET + k); a loop may add its own."""
         result = evaluate_policy(
             self.agent,
             self.eval_env,
             self.run_cfg.eval_episodes,
             self.run_cfg.seed + EVAL_SEED_OFFSET,
         )
+        return {"return_mean": result["return_mean"], "return_std": result["return_std"],
+                "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
+
+    def evaluate(self, writer) -> dict:
+        result = self.run_evaluation()
+        length = result.pop("length_mean")  # logged, not kept in the summary's evaluations
         step = self.counters[self.clock]
-        entry = {
-            self.clock: step,
-            "return_mean": result["return_mean"],
-            "return_std": result["return_std"],
-            **self.scores(result["return_mean"]),
-        }
+        entry = {self.clock: step, **result, **self.scores(result["return_mean"])}
         if not np.isfinite(entry["return_mean"]):
             raise Diverged(f"training diverged by step {step:,}: the evaluation return is "
                            f"{entry['return_mean']}; {self.kept()}")  # fmt: skip
@@ -278,7 +287,7 @@ class Trainer:
         for key, value in entry.items():
             if key != self.clock:
                 writer.add_scalar(f"eval/{key}", value, step)
-        writer.add_scalar("eval/length_mean", float(np.mean(result["lengths"])), step)
+        writer.add_scalar("eval/length_mean", length, step)
         write_json(self.run_dir / "summary.json", self.summary())
         return entry
 

@@ -1,0 +1,88 @@
+"""The on-policy loop (training/on_policy.py) with PPO: exact counters over rollouts, resume,
+determinism, Procgen's train-vs-held-out evaluation, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import train
+from tests.test_cli import assert_one_line_error
+
+T, N = 32, 4  # rollout steps per env, envs
+EPOCHS, MINIBATCHES = 2, 4
+
+
+def cartpole(run_dir, *extra: str) -> list[str]:
+    return [
+        "--agent", "ppo", "--env", "CartPole-v1", "--seed", "0", "--num-envs", str(N),
+        "--set", "encoder=mlp", "--set", f"num_steps={T}", "--set", f"epochs={EPOCHS}",
+        "--set", f"minibatches={MINIBATCHES}", "--eval-every", str(T * N), "--eval-episodes", "2",
+        "--device", "cpu", "--progress", "off", "--run-dir", str(run_dir), *extra,
+    ]  # fmt: skip
+
+
+def summary(run_dir) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_rollouts_updates_and_resume_count_exactly(tmp_path):
+    run = tmp_path / "run"
+    assert train.main(cartpole(run, "--total-steps", str(2 * T * N))) == 0
+    first = summary(run)
+    # Two rollouts of T x N steps, each followed by epochs x minibatches gradient steps.
+    assert first["env_steps"] == 2 * T * N
+    assert first["gradient_updates"] == 2 * EPOCHS * MINIBATCHES
+    assert [e["env_steps"] for e in first["evals"]] == [T * N, 2 * T * N]
+    assert {"loss/policy", "loss/value", "policy/approx_kl"} <= set(first["last_update_metrics"])
+    argv = ["--resume", str(run), "--total-steps", str(3 * T * N), "--progress", "off"]
+    assert train.main(argv) == 0
+    again = summary(run)
+    assert again["env_steps"] == 3 * T * N and again["resumes"] == 1
+    assert again["gradient_updates"] == 3 * EPOCHS * MINIBATCHES
+    assert train.main(["--resume", str(run)]) == 0  # finished: nothing to do
+
+
+def test_same_seed_same_run(tmp_path):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        assert train.main(cartpole(run, "--total-steps", str(2 * T * N))) == 0
+    a, b = (summary(r) for r in runs)
+    assert a["evals"] == b["evals"] and a["last_update_metrics"] == b["last_update_metrics"]
+
+
+def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
+    pytest.importorskip("procgen")
+    run = tmp_path / "pg"
+    argv = ["--agent", "ppo", "--env", "procgen:leaper", "--train-levels", "5", "--num-envs", "2",
+            "--set", "num_steps=16", "--set", "minibatches=2", "--set", "epochs=1",
+            "--total-steps", "32", "--eval-every", "32", "--eval-episodes", "2",
+            "--device", "cpu", "--progress", "off", "--run-dir", str(run)]  # fmt: skip
+    assert train.main(argv) == 0
+    (entry,) = summary(run)["evals"]
+    assert {"train_normalized", "test_return_mean", "test_normalized", "gap"} <= set(entry)
+    # leaper's easy range [1.5, 10]: normalized = (R - 1.5) / 8.5, for each side
+    assert entry["train_normalized"] == pytest.approx((entry["return_mean"] - 1.5) / 8.5)
+    assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--agent", "td3", "--env", "procgen:coinrun"], "--agent ppo"),
+        (["--agent", "ppo", "--env", "procgen:nosuchgame"], "unknown Procgen env id"),
+        (
+            ["--agent", "ppo", "--env", "procgen:coinrun", "--distribution-mode", "medium"],
+            "easy or hard",
+        ),
+        (["--agent", "ppo", "--env", "procgen:coinrun", "--bins", "3"], "--bins"),
+        (["--agent", "ppo", "--env", "CartPole-v1", "--bias-every", "100"], "no critic Q"),
+        (["--agent", "ppo", "--env", "CartPole-v1"], "encoder"),  # impala needs frames
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, needle):
+    capsys.readouterr()
+    assert train.main([*argv, "--run-dir", str(tmp_path / "r"), "--progress", "off"]) == 2
+    assert needle in assert_one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
