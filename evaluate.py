@@ -34,8 +34,10 @@ from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import make_env
 from envs.datasets.loading import load_dataset
+from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
+from training.on_policy import procgen_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument(
         "--bias", action="store_true", help="also measure the overestimation bias (default: off)"
+    )
+    parser.add_argument(
+        "--generalization",
+        action="store_true",
+        help="return on training levels vs held-out levels (--episodes each; envs with levels, "
+        "procgen:GAME, always report it; default: off)",
     )
     parser.add_argument(
         "--bias-states", type=int, default=100, help="states for --bias (default: 100)"
@@ -110,15 +118,20 @@ def load_agent(path: str | Path, env_id: str | None, device: str = "cpu", other_
                         "(add --other-env to evaluate it there on purpose)")  # fmt: skip
     env_id = env_id or ckpt["env"]
     try:
-        env = make_env(env_id, bins=bins_of(ckpt))
+        if is_procgen_id(env_id):  # its envs are built per report (training/on_policy.py)
+            procgen_game(env_id)
+            env, spaces = None, procgen_spaces()
+        else:
+            env = make_env(env_id, bins=bins_of(ckpt))
+            spaces = env.observation_space, env.action_space
         module = get_agent_module(ckpt["agent"])
         dev = resolve_device(device)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    check_spaces(ckpt, space_signature(env.observation_space, env.action_space), env_id, source)
+    check_spaces(ckpt, space_signature(*spaces), env_id, source)
     agent_cfg = cfglib.apply_overrides(module.Config(), ckpt["agent_config"], "agent config")
     try:
-        agent = module.Agent(agent_cfg, env.observation_space, env.action_space, dev)
+        agent = module.Agent(agent_cfg, *spaces, dev)
     except ValueError as exc:
         raise UserError(f"checkpoint {source}: {exc}") from None
     try:
@@ -147,6 +160,16 @@ def main(argv: list[str] | None = None) -> int:
             check_output(Path(args.json))
         agent, env, source, ckpt = load_agent(args.path, args.env, args.device, args.other_env)
         env_id = args.env or ckpt["env"]
+        if args.bias and not hasattr(agent, "q_value"):
+            raise UserError(f"{ckpt['agent']} has no critic Q: --bias does not apply")
+        if env is None:  # an env with levels: the generalization report
+            run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
+            run_cfg.env = env_id
+            report = procgen_report(agent, run_cfg, args.episodes, args.seed)
+            return finish_generalization(args, ckpt, source, env_id, report)
+        if args.generalization:
+            raise UserError(f"--generalization needs an env with levels (procgen:GAME), not "
+                            f"{env_id}")  # fmt: skip
         result = evaluate_policy(agent, env, args.episodes, args.seed)
         bias = None
         if args.bias:
@@ -181,6 +204,28 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "episodes": args.episodes,
         }
+        try:
+            write_json(Path(args.json), out)
+        except OSError as exc:
+            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def finish_generalization(args, ckpt: dict, source: Path, env_id: str, report: dict) -> int:
+    """Print the generalization report (training vs held-out levels) and write its JSON."""
+    print(f"{ckpt['agent']} on {env_id} from {source} (env step {ckpt['counters']['env_steps']})")
+    print(f"{'levels':>9}  {'episodes':>8}  {'return':>16}  {'normalized':>10}  levels seen")
+    for side in ("train", "test"):
+        seen = report[f"{side}_levels_seen"]
+        print(f"{'training' if side == 'train' else 'held out':>9}  {report['n_episodes']:>8}  "
+              f"{report[f'{side}_return_mean']:>7.2f} +- {report[f'{side}_return_std']:<5.2f}  "
+              f"{report.get(f'{side}_normalized', float('nan')):>10.3f}  {seen}")  # fmt: skip
+    print(f"gap ({report['gap_of']}): {report['gap']:+.3f} over {report['n_train_levels']} "
+          "training levels")  # fmt: skip
+    if args.json:
+        out = {**report, "agent": ckpt["agent"], "env": env_id, "checkpoint": str(source),
+               "env_steps": ckpt["counters"]["env_steps"]}  # fmt: skip
         try:
             write_json(Path(args.json), out)
         except OSError as exc:

@@ -83,6 +83,11 @@ def import_procgen():
     return ProcgenGym3Env
 
 
+def procgen_spaces() -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
+    """Every game's (observation space, action space), known without building an env."""
+    return gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8), gym.spaces.Discrete(NUM_ACTIONS)
+
+
 def is_procgen_id(env_id: str) -> bool:
     return env_id.startswith(PREFIX)
 
@@ -207,8 +212,7 @@ class ProcgenVecEnv:
         self.num_envs = num_envs
         self.num_threads = num_threads
         self.seed = seed
-        self.observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8)
-        self.action_space = gym.spaces.Discrete(NUM_ACTIONS)
+        self.observation_space, self.action_space = procgen_spaces()
         self.finished_levels: list[int] = []  # the level of each episode in the last `finished`
         self._env = None
         self.reset(seed)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import evaluate
 import train
 from tests.test_cli import assert_one_line_error
 
@@ -65,6 +66,24 @@ def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
     # leaper's easy range [1.5, 10]: normalized = (R - 1.5) / 8.5, for each side
     assert entry["train_normalized"] == pytest.approx((entry["return_mean"] - 1.5) / 8.5)
     assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+    out = tmp_path / "gen.json"
+    assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    keys = {"train_return_mean", "test_return_mean", "train_normalized", "test_normalized",
+            "gap", "n_train_levels", "n_episodes"}  # fmt: skip
+    assert keys <= set(report) and report["n_train_levels"] == 5 and report["n_episodes"] == 2
+    assert all(0 <= level < 5 for level in report["train_levels_seen"])
+    assert all(level >= 5 for level in report["test_levels_seen"])
+
+
+def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train.main(cartpole(run, "--total-steps", str(T * N))) == 0
+    capsys.readouterr()
+    assert evaluate.main([str(run), "--generalization"]) == 2
+    assert "needs an env with levels" in assert_one_line_error(capsys)
+    assert evaluate.main([str(run), "--bias"]) == 2
+    assert "no critic Q" in assert_one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

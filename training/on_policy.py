@@ -24,6 +24,26 @@ from training.trainer import EVAL_SEED_OFFSET, Trainer
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
 
 
+def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv:
+    """A run config's Procgen training levels, or the levels above them (held out)."""
+    levels = cfg.train_levels or None  # None: the mode's 200 / 500
+    if held_out:
+        return ProcgenVecEnv.held_out(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
+                                      cfg.start_level, num_threads=1)  # fmt: skip
+    return ProcgenVecEnv(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
+                         cfg.start_level, num_threads=1)  # fmt: skip
+
+
+def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
+    """harness.generalization's report for `agent` on a run config's Procgen level split:
+    `episodes` on training levels and as many on the levels above them."""
+    n = min(episodes, EVAL_ENVS)
+    return generalization_report(
+        agent, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
+        episodes, seed, game=procgen_game(cfg.env),
+    )  # fmt: skip
+
+
 class OnPolicyTrainer(Trainer):
     """Collects num_steps x num_envs transitions with the sampling policy, then one update."""
 
@@ -31,21 +51,11 @@ class OnPolicyTrainer(Trainer):
     kind = "on_policy"
 
     # ---- data ---------------------------------------------------------------------------
-    def procgen_envs(self, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv:
-        """The run's training levels, or the levels above them (held out)."""
-        cfg = self.run_cfg
-        levels = cfg.train_levels or None  # None: the mode's 200 / 500
-        if held_out:
-            return ProcgenVecEnv.held_out(cfg.env, num_envs, seed, cfg.distribution_mode,
-                                          levels, cfg.start_level, num_threads=1)  # fmt: skip
-        return ProcgenVecEnv(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                             cfg.start_level, num_threads=1)  # fmt: skip
-
     def open_data(self):
         cfg = self.run_cfg
         try:
             if is_procgen_id(cfg.env):
-                self.envs = self.procgen_envs(False, cfg.num_envs, cfg.seed)
+                self.envs = procgen_envs(cfg, False, cfg.num_envs, cfg.seed)
             else:
                 self.envs = VecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg.bins)
         except ValueError as exc:
@@ -117,12 +127,7 @@ class OnPolicyTrainer(Trainer):
         cfg = self.run_cfg
         if not is_procgen_id(cfg.env):
             return super().run_evaluation()
-        seed, k = cfg.seed + EVAL_SEED_OFFSET, cfg.eval_episodes
-        n = min(k, EVAL_ENVS)
-        report = generalization_report(
-            self.agent, lambda: self.procgen_envs(False, n, seed),
-            lambda: self.procgen_envs(True, n, seed), k, seed, game=procgen_game(cfg.env),
-        )  # fmt: skip
+        report = procgen_report(self.agent, cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
         keys = ("train_normalized", "test_return_mean", "test_return_std", "test_normalized",
                 "gap")  # fmt: skip
         return {"return_mean": report["train_return_mean"],
