@@ -43,6 +43,18 @@ width 512. The TD loss averages over members where the authors' REValueD sums th
 invariant to that scale, only the gradient-norm clip sees it (at 1/K of the authors' norm).
 The authors make one gradient update every 5 env steps (`utd: 0.2` in the paper's
 preset); the small -cpu presets need one per step (docs/results.md).
+
+Pixels (`encoder = impala`, Procgen's uint8 64 x 64 x 3 frames, Discrete(15) = D 1 x 15 bins,
+so REValueD is an ensemble DQN there): one IMPALA-CNN (agents/nets.py, channels last) feeds its
+256 features to the K members' heads, one batched `critic_ensemble("mlp", K, 256, D * bins,
+hidden)` (hidden [512]: one 512-unit layer per head, as Bootstrapped DQN's heads; plain MLP
+heads because the encoder already ends in a ReLU'd dense layer). The members share the encoder,
+as in Bootstrapped DQN (Osband et al. 2016) and EDE (facebookresearch/ede, a QR-DQN ensemble on
+Procgen); their diversity comes from the heads' independent initialisation. K separate IMPALA
+encoders would cost K x 622k parameters and K x the convolutions, which dominate the update.
+The encoder is trained by the sum of all members' gradients (one shared loss). Under bf16
+autocast the encoder and hidden layers run in bfloat16, the heads' output layer in fp32
+(`fp32_head`), and utilities are cast to fp32 before every target and Huber loss.
 """
 
 from __future__ import annotations
@@ -56,13 +68,17 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import critic_ensemble, soft_update
+from agents.nets import ImpalaCNN, critic_ensemble, soft_update
+
+ENCODERS = ("simba", "impala")
 
 
 @dataclass
 class Config:
+    encoder: str = "simba"
+    """simba (residual MLP critic, flat vector obs) or impala (shared IMPALA-CNN, uint8 frames)."""
     hidden: list[int] = field(default_factory=lambda: [512])
-    """Residual blocks of the critic, one width per block (paper: hidden 512)."""
+    """simba: residual blocks, one width per block (paper: 512); impala: each head's MLP layers."""
     n_members: int = 10
     """Critics K in the ensemble; the target averages them. 1 = DecQN."""
     reg_weight: float = 0.5
@@ -99,6 +115,18 @@ class Config:
     """Replay buffer capacity in transitions."""
 
 
+class ImpalaEnsemble(nn.Module):
+    """K critics on one shared IMPALA-CNN: uint8 B x H x W x C -> K x B x out_dim."""
+
+    def __init__(self, obs_shape: tuple, members: int, out_dim: int, hidden: list[int]):
+        super().__init__()
+        self.encoder = ImpalaCNN(obs_shape, channels_last=True)
+        self.heads = critic_ensemble("mlp", members, self.encoder.out_dim, out_dim, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.encoder(obs))  # B x 256 features -> K x B x out_dim
+
+
 class Agent:
     def __init__(
         self,
@@ -120,17 +148,31 @@ class Agent:
             )
         if len(set(nvec)) != 1:
             raise ValueError(f"revalued needs the same number of bins per dimension, got {nvec}")
-        if len(observation_space.shape) != 1:
-            raise ValueError(f"revalued needs flat vector observations, got {observation_space}")
+        shape = tuple(observation_space.shape)
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder '{cfg.encoder}' (use {' or '.join(ENCODERS)})")
+        if cfg.encoder == "impala" and (len(shape) != 3 or observation_space.dtype != np.uint8):
+            raise ValueError(
+                f"encoder impala needs uint8 H x W x C frames, got {observation_space.dtype} "
+                f"{shape} (use --set encoder=simba for vector observations)"
+            )
+        if cfg.encoder == "simba" and len(shape) != 1:
+            raise ValueError(
+                f"encoder simba needs flat vector observations, got {observation_space.dtype} "
+                f"{shape} (use --set encoder=impala for uint8 frames)"
+            )
         if cfg.n_members < 1 or cfg.n_step < 1 or cfg.reg_weight < 0:
             raise ValueError("need n_members >= 1, n_step >= 1 and reg_weight >= 0")
         self.cfg = cfg
         self.device = torch.device(device)
         self.dims, self.bins = len(nvec), nvec[0]
-        obs_dim = observation_space.shape[0]
-        self.critic = critic_ensemble(
-            "simba", cfg.n_members, obs_dim, self.dims * self.bins, cfg.hidden
-        ).to(self.device)
+        self.pixels = cfg.encoder == "impala"
+        out_dim = self.dims * self.bins
+        if self.pixels:
+            critic: nn.Module = ImpalaEnsemble(shape, cfg.n_members, out_dim, cfg.hidden)
+        else:
+            critic = critic_ensemble("simba", cfg.n_members, shape[0], out_dim, cfg.hidden)
+        self.critic = critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.huber = nn.HuberLoss(reduction="none", delta=cfg.huber_delta)
@@ -141,8 +183,9 @@ class Agent:
 
     # ---- the decomposition --------------------------------------------------------------
     def utilities(self, net: nn.Module, obs: torch.Tensor) -> torch.Tensor:
-        """U_k,i(s, b) for every member, dimension and bin: K x B x D x bins."""
-        return net(obs).unflatten(-1, (self.dims, self.bins))
+        """U_k,i(s, b) for every member, dimension and bin: K x B x D x bins, fp32 even under
+        bf16 autocast, so targets and Huber losses are computed in fp32."""
+        return net(obs).float().unflatten(-1, (self.dims, self.bins))
 
     def _index(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions as B x D int64 bin indices (a Discrete env's B actions become B x 1)."""
@@ -203,8 +246,9 @@ class Agent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """obs: N x obs_dim -> N x D bin indices (N for a Discrete space)."""
-        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        """obs: N x obs_dim (or N x H x W x C uint8) -> N x D bin indices (N for Discrete)."""
+        obs_t = torch.as_tensor(obs, device=self.device)
+        obs_t = obs_t if self.pixels else obs_t.float()  # the encoder scales uint8 frames
         actions = self.greedy(obs_t).cpu().numpy()
         if not deterministic:
             explore = self.rng.random(len(actions)) < self.epsilon()
