@@ -14,6 +14,7 @@ import torch
 import evaluate
 import train
 from agents import revalued
+from agents.nets import ImpalaCNN
 from core.config import load_yaml
 from tests.batches import make_batch
 
@@ -178,3 +179,111 @@ def test_ablation_presets_change_only_what_they_ablate(full_name, ablation_name,
     assert agent_ablation == {**agent_full, **changes}
     assert agent_full["n_members"] > 1
     assert agent_full.get("reg_weight", revalued.Config().reg_weight) > 0
+
+
+# ---- pixels: the shared IMPALA-CNN encoder (issue 20, item 5) --------------------------------
+FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)  # Procgen's observations
+BUTTONS = gym.spaces.Discrete(15)  # Procgen's actions: one dimension of 15 bins
+
+
+def pixel_agent(seed=0, **overrides) -> revalued.Agent:
+    torch.manual_seed(seed)
+    cfg = {"encoder": "impala", "hidden": [32], "n_members": 3, "double_q": True, **overrides}
+    return revalued.Agent(revalued.Config(**cfg), FRAMES, BUTTONS)
+
+
+def frames(b, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, 64, 64, 3), dtype=torch.uint8, generator=g)
+
+
+def pixel_batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed + 100)
+    return make_batch(b, seed=seed, obs=frames(b, seed), next_obs=frames(b, seed + 1),
+                      actions=torch.randint(0, 15, (b,), generator=g),
+                      terminated=torch.tensor([0.0, 1.0] * (b // 2)))  # fmt: skip
+
+
+def params(module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def test_impala_members_share_one_encoder_and_differ_in_their_heads():
+    agent = pixel_agent()
+    out = agent.critic(frames(5, 0))
+    assert out.shape == (3, 5, 15) and out.dtype == torch.float32  # K x B x (D * bins)
+    assert agent.utilities(agent.critic, frames(5, 0)).shape == (3, 5, 1, 15)
+    encoders = [m for m in agent.critic.modules() if isinstance(m, ImpalaCNN)]
+    assert len(encoders) == 1  # one set of encoder parameters for all K members
+    n_encoder = sum(p.numel() for p in encoders[0].parameters())
+    n_heads = sum(p.numel() for p in agent.critic.heads.parameters())
+    assert sum(p.numel() for p in agent.critic.parameters()) == n_encoder + n_heads
+    assert n_encoder == 622_144
+    assert n_heads == 3 * (256 * 32 + 32 + 32 * 15 + 15)  # K heads 256 -> 32 -> 15
+    for layer in agent.critic.heads.layers:  # independently initialised members
+        assert not torch.equal(layer.weight[0], layer.weight[1])
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+
+
+def test_impala_smoke_update_changes_weights_and_moves_the_target_encoder():
+    agent = pixel_agent()
+    before, target_before = params(agent.critic), params(agent.critic_target)
+    for name, p in target_before.items():  # the target starts as a copy
+        torch.testing.assert_close(p, before[name], rtol=0, atol=0)
+    metrics = agent.update(pixel_batch())
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in metrics.values())
+    after, target_after = params(agent.critic), params(agent.critic_target)
+    assert not torch.equal(after["encoder.dense.weight"], before["encoder.dense.weight"])
+    assert not torch.equal(after["encoder.stages.0.conv.weight"],
+                           before["encoder.stages.0.conv.weight"])  # fmt: skip
+    assert not torch.equal(after["heads.layers.0.weight"], before["heads.layers.0.weight"])
+    tau = agent.cfg.tau
+    for name in ("encoder.stages.0.conv.weight", "encoder.dense.weight", "heads.layers.1.weight"):
+        assert not torch.equal(target_after[name], target_before[name])  # Polyak moved it
+        expected = (1 - tau) * target_before[name] + tau * after[name]
+        torch.testing.assert_close(target_after[name], expected)
+    assert agent.act(frames(4, 3).numpy(), deterministic=False).shape == (4,)
+
+
+def test_impala_update_under_bf16_autocast_keeps_losses_in_fp32():
+    agent = pixel_agent()
+    batch = pixel_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = agent.critic.encoder(batch.obs)
+        loss, metrics = agent.losses(batch)
+        y, _ = agent.compute_target(batch)
+        update_metrics = agent.update(batch)
+    assert features.dtype == torch.bfloat16  # the encoder really ran in bf16
+    assert loss.dtype == y.dtype == torch.float32
+    assert metrics["loss/td"].dtype == metrics["loss/reg"].dtype == torch.float32
+    assert update_metrics["loss/td"].dtype == torch.float32
+    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in update_metrics.values())
+
+
+def test_impala_state_dict_round_trip_gives_identical_greedy_actions():
+    agent = pixel_agent(seed=0)
+    for seed in range(2):
+        agent.update(pixel_batch(seed=seed))
+    fresh = pixel_agent(seed=1)
+    obs = frames(16, 7).numpy()
+    assert not np.array_equal(fresh.critic(torch.as_tensor(obs)).detach().numpy(),
+                              agent.critic(torch.as_tensor(obs)).detach().numpy())  # fmt: skip
+    fresh.load_state_dict(agent.state_dict())
+    np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
+    for name, p in agent.critic_target.state_dict().items():
+        torch.testing.assert_close(fresh.critic_target.state_dict()[name], p, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "space", "hint"),
+    [
+        ("impala", OBS, "--set encoder=simba"),
+        ("impala", gym.spaces.Box(0.0, 1.0, (64, 64, 3), np.float32), "--set encoder=simba"),
+        ("simba", FRAMES, "--set encoder=impala"),
+        ("cnn", OBS, "use simba or impala"),
+    ],
+)
+def test_wrong_encoder_for_the_observations_is_one_error_line(encoder, space, hint):
+    with pytest.raises(ValueError, match=hint) as info:
+        revalued.Agent(revalued.Config(encoder=encoder, hidden=[8]), space, BUTTONS)
+    assert "\n" not in str(info.value)
