@@ -37,7 +37,7 @@ from envs.datasets.loading import load_dataset
 from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
-from training.on_policy import procgen_report
+from training.procgen import procgen_report
 
 
 def build_parser() -> argparse.ArgumentParser:

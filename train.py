@@ -188,9 +188,9 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.bias_every and not hasattr(agent.Agent, "q_value"):
         raise UserError(f"{run_cfg.agent} has no critic Q to measure: --bias-every does not "
                         "apply")  # fmt: skip
-    if is_procgen_id(run_cfg.env) and not getattr(agent, "ON_POLICY", False):
-        raise UserError(f"{run_cfg.agent} on Procgen is not wired yet (issue 20): train "
-                        "--agent ppo there")  # fmt: skip
+    if is_procgen_id(run_cfg.env) and run_cfg.bias_every:
+        raise UserError("--bias-every on Procgen: its states are not stored with the replay "
+                        "buffer yet, so the bias harness cannot restore them")  # fmt: skip
     if run_cfg.precision not in ("fp32", "bf16"):
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.bins < 0 or run_cfg.bins == 1:

@@ -89,7 +89,7 @@ def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--agent", "td3", "--env", "procgen:coinrun"], "--agent ppo"),
+        (["--agent", "td3", "--env", "procgen:coinrun"], "Box"),
         (["--agent", "ppo", "--env", "procgen:nosuchgame"], "unknown Procgen env id"),
         (
             ["--agent", "ppo", "--env", "procgen:coinrun", "--distribution-mode", "medium"],

@@ -12,6 +12,8 @@ from agents.buffer import ReplayBuffer
 from core import stop
 from core.errors import UserError
 from envs import VecEnv, random_actions, sim_state_dim
+from envs.procgen import is_procgen_id
+from training.procgen import procgen_envs
 from training.trainer import Trainer
 
 
@@ -25,14 +27,18 @@ class OffPolicyTrainer(Trainer):
         """The training envs; returns (observation space, action space)."""
         run_cfg = self.run_cfg
         try:
-            self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed, run_cfg.bins)
+            if is_procgen_id(run_cfg.env):  # pixel agents: uint8 frames in the buffer
+                self.envs = procgen_envs(run_cfg, False, run_cfg.num_envs, run_cfg.seed)
+            else:
+                self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed, run_cfg.bins)
         except ValueError as exc:  # e.g. --bins on an env without a Box action space
             raise UserError(f"{run_cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space
 
     def build_buffer(self, obs_space, act_space) -> None:
         run_cfg, agent_cfg = self.run_cfg, self.agent_cfg
-        state_dim = sim_state_dim(self.envs.envs[0])
+        # Procgen's states are bytes objects, not vectors: not stored (no bias harness there).
+        state_dim = 0 if is_procgen_id(run_cfg.env) else sim_state_dim(self.envs.envs[0])
         # MuJoCo states ride along with each transition so the harness can restore them.
         self.store_sim_state = state_dim > 0
         extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else None

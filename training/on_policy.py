@@ -1,10 +1,9 @@
 """The on-policy loop: rollouts of `num_steps` steps in every env, GAE over them, then the
 agent's update (PPO). Environments: Gymnasium ids through envs.VecEnv, and `procgen:GAME`
-through envs.ProcgenVecEnv on the run's training levels, where every evaluation is the
-generalization report (harness/generalization.py): the return on training levels and on
-held-out levels, Procgen-normalized, and the gap.
+through envs.ProcgenVecEnv on the run's training levels (training/procgen.py).
 
-No replay: a checkpoint holds the agent (networks, optimizer, reward statistics) and the
+Evaluation (training/trainer.py) is the generalization report on Procgen. No replay: a
+checkpoint holds the agent (networks, optimizer, reward statistics) and the
 counters; a resume starts a fresh rollout (the interrupted one is dropped, its env steps
 stay counted) with the envs on fresh episodes, as the off-policy loop does.
 """
@@ -17,31 +16,9 @@ import torch
 from core import stop
 from core.errors import UserError
 from envs import VecEnv
-from envs.procgen import ProcgenVecEnv, is_procgen_id, procgen_game
-from harness.generalization import generalization_report
-from training.trainer import EVAL_SEED_OFFSET, Trainer
-
-EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
-
-
-def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv:
-    """A run config's Procgen training levels, or the levels above them (held out)."""
-    levels = cfg.train_levels or None  # None: the mode's 200 / 500
-    if held_out:
-        return ProcgenVecEnv.held_out(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                                      cfg.start_level, num_threads=1)  # fmt: skip
-    return ProcgenVecEnv(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                         cfg.start_level, num_threads=1)  # fmt: skip
-
-
-def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
-    """harness.generalization's report for `agent` on a run config's Procgen level split:
-    `episodes` on training levels and as many on the levels above them."""
-    n = min(episodes, EVAL_ENVS)
-    return generalization_report(
-        agent, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
-        episodes, seed, game=procgen_game(cfg.env),
-    )  # fmt: skip
+from envs.procgen import is_procgen_id
+from training.procgen import procgen_envs
+from training.trainer import Trainer
 
 
 class OnPolicyTrainer(Trainer):
@@ -61,10 +38,6 @@ class OnPolicyTrainer(Trainer):
         except ValueError as exc:
             raise UserError(f"{cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space
-
-    def make_eval_env(self):
-        """Procgen evaluates through the generalization report's own envs."""
-        return None if is_procgen_id(self.run_cfg.env) else super().make_eval_env()
 
     def build_buffer(self, obs_space, act_space) -> None:
         """The rollout storage (T x N each), this loop's own; no replay buffer."""
@@ -118,19 +91,3 @@ class OnPolicyTrainer(Trainer):
 
     def close(self) -> None:
         self.envs.close()
-
-    # ---- evaluation ---------------------------------------------------------------------
-    def run_evaluation(self) -> dict:
-        """Gymnasium envs: the deterministic episodes. Procgen: the generalization report,
-        eval_episodes on training levels and as many held out; return_mean is the training
-        levels' (the number stop_at_return and best.pt go by)."""
-        cfg = self.run_cfg
-        if not is_procgen_id(cfg.env):
-            return super().run_evaluation()
-        report = procgen_report(self.agent, cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-        keys = ("train_normalized", "test_return_mean", "test_return_std", "test_normalized",
-                "gap")  # fmt: skip
-        return {"return_mean": report["train_return_mean"],
-                "return_std": report["train_return_std"],
-                "length_mean": report["train_length_mean"],
-                **{key: float(report[key]) for key in keys}}  # fmt: skip

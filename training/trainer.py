@@ -33,8 +33,10 @@ from core.runs import (
     write_json,
 )
 from envs import make_env
+from envs.procgen import is_procgen_id
 from harness.bias import BiasMeter, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
+from training.procgen import procgen_report
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
 DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
@@ -115,7 +117,10 @@ class Trainer:
         raise NotImplementedError
 
     def make_eval_env(self):
-        """The env evaluations and bias start states use (one Gymnasium env)."""
+        """The env evaluations and bias start states use (one Gymnasium env); none for
+        Procgen, whose evaluations build their envs (training/procgen.py)."""
+        if is_procgen_id(self.run_cfg.env):
+            return None
         return make_env(self.run_cfg.env, bins=self.run_cfg.bins)
 
     def fit(self) -> None:
@@ -254,7 +259,19 @@ class Trainer:
 
     def run_evaluation(self) -> dict:
         """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): deterministic
-        episodes, episode k from reset(seed + EVAL_SEED_OFFSET + k); a loop may add its own."""
+        episodes, episode k from reset(seed + EVAL_SEED_OFFSET + k). On Procgen the
+        generalization report: eval_episodes on training levels and as many held out;
+        return_mean is the training levels' (what stop_at_return and best.pt go by)."""
+        cfg = self.run_cfg
+        if is_procgen_id(cfg.env):
+            report = procgen_report(self.agent, cfg, cfg.eval_episodes,
+                                    cfg.seed + EVAL_SEED_OFFSET)  # fmt: skip
+            keys = ("train_normalized", "test_return_mean", "test_return_std",
+                    "test_normalized", "gap")  # fmt: skip
+            return {"return_mean": report["train_return_mean"],
+                    "return_std": report["train_return_std"],
+                    "length_mean": report["train_length_mean"],
+                    **{key: float(report[key]) for key in keys}}  # fmt: skip
         result = evaluate_policy(
             self.agent,
             self.eval_env,
