@@ -52,7 +52,7 @@ heads because the encoder already ends in a ReLU'd dense layer). The members sha
 as in Bootstrapped DQN (Osband et al. 2016) and EDE (facebookresearch/ede, a QR-DQN ensemble on
 Procgen); their diversity comes from the heads' independent initialisation. K separate IMPALA
 encoders would cost K x 622k parameters and K x the convolutions, which dominate the update.
-The encoder is trained by the sum of all members' gradients (one shared loss). Under bf16
+The encoder learns from every member's loss (their mean, one backward pass). Under bf16
 autocast the encoder and hidden layers run in bfloat16, the heads' output layer in fp32
 (`fp32_head`), and utilities are cast to fp32 before every target and Huber loss.
 """
