@@ -10,6 +10,7 @@ from agents.td3 import Config
 from core.config import RunConfig, apply_overrides, field_docs, parse_set
 from core.errors import UserError
 from envs import VecEnv, get_sim_state, make_env, set_sim_state
+from envs.procgen import is_procgen_id, procgen_spaces
 
 
 def test_overrides_are_type_checked_and_converted():
@@ -118,12 +119,15 @@ def test_every_preset_resolves_and_builds_its_agent(preset):
     import train
 
     run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
-    env = make_env(run_cfg.env, bins=run_cfg.bins)
-    agent = get_agent_module(run_cfg.agent).Agent(
-        agent_cfg, env.observation_space, env.action_space
-    )
-    obs, _ = env.reset(seed=0)
-    assert agent.act(obs[None], deterministic=True).shape == (1, *env.action_space.shape)
+    if is_procgen_id(run_cfg.env):  # every game's spaces, known without procgen itself
+        obs_space, act_space = procgen_spaces()
+        obs = obs_space.sample()
+    else:
+        env = make_env(run_cfg.env, bins=run_cfg.bins)
+        obs_space, act_space = env.observation_space, env.action_space
+        obs, _ = env.reset(seed=0)
+    agent = get_agent_module(run_cfg.agent).Agent(agent_cfg, obs_space, act_space)
+    assert agent.act(obs[None], deterministic=True).shape == (1, *act_space.shape)
     if "-cpu" in Path(preset).stem:  # the shrunk presets say so in their first line
         assert Path(preset).read_text().startswith("# -cpu PRESET")
 
