@@ -1,0 +1,53 @@
+"""bench/ppo_speed.py's arithmetic: medians, the ratio to the plain variant, the acting /
+updating split, the alternating order, and the update timer."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_ppo_speed", REPO / "bench" / "ppo_speed.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def rec(frames, acting, update):
+    seconds = acting + update
+    return {"frames": frames, "seconds": seconds, "acting_s": acting, "update_s": update,
+            "fps": frames / seconds}  # fmt: skip
+
+
+def test_summary_medians_ratio_and_split():
+    records = {
+        "ours": [rec(1000, 1.0, 1.0), rec(1000, 1.0, 3.0), rec(1000, 2.0, 2.0)],  # 500/250/250
+        "plain": [rec(1000, 1.0, 9.0), rec(1000, 2.0, 3.0), rec(1000, 1.0, 4.0)],  # 100/200/200
+    }
+    s = bench.summarize(records)
+    assert s["plain"]["median_fps"] == pytest.approx(200.0)
+    assert s["ours"]["median_fps"] == pytest.approx(250.0)
+    assert s["ours"]["ratio"] == pytest.approx(1.25)
+    assert s["plain"]["ratio"] == pytest.approx(1.0)
+    assert (s["ours"]["min_fps"], s["ours"]["max_fps"]) == pytest.approx((250.0, 500.0))
+    # medians of the parts: ours acting 1.0, update 2.0; plain acting 1.0, update 4.0
+    assert s["ours"]["acting_s"] == 1.0 and s["ours"]["update_s"] == 2.0
+    assert s["ours"]["update_share"] == pytest.approx(2 / 3)
+    assert s["plain"]["update_share"] == pytest.approx(0.8)
+
+
+def test_rounds_alternate_which_variant_goes_first():
+    names = ["ours", "plain"]
+    assert [bench.round_order(i, names) for i in range(3)] == [
+        ["ours", "plain"], ["plain", "ours"], ["ours", "plain"]]  # fmt: skip
+
+
+def test_timed_update_returns_metrics_and_accumulates_time():
+    synced = []
+    timer = bench.TimedUpdate(lambda batch: {"loss": batch}, lambda: synced.append(1))
+    assert timer(3) == {"loss": 3} and timer(4) == {"loss": 4}
+    assert len(synced) == 2 and timer.seconds >= 0.0
+
+
+def test_variants_are_ours_bf16_channels_last_and_plain_fp32_channels_first():
+    assert bench.VARIANTS == {"ours": (True, "bf16"), "plain": (False, "fp32")}
+    assert bench.BASE == "plain"
