@@ -204,11 +204,17 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "episodes": args.episodes,
         }
-        try:
-            write_json(Path(args.json), out)
-        except OSError as exc:
-            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        return write_output(Path(args.json), out)
+    return 0
+
+
+def write_output(path: Path, out: dict) -> int:
+    """--json's file: 0, or 2 with one line when it cannot be written."""
+    try:
+        write_json(path, out)
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -226,11 +232,7 @@ def finish_generalization(args, ckpt: dict, source: Path, env_id: str, report: d
     if args.json:
         out = {**report, "agent": ckpt["agent"], "env": env_id, "checkpoint": str(source),
                "env_steps": ckpt["counters"]["env_steps"]}  # fmt: skip
-        try:
-            write_json(Path(args.json), out)
-        except OSError as exc:
-            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+        return write_output(Path(args.json), out)
     return 0
 
 

@@ -425,3 +425,21 @@ class ImpalaCNN(nn.Module):
         x = torch.relu(x).flatten(1)  # N x 2048, C x H x W order whatever the memory format
         x = torch.relu(self.dense(x))  # N x 256
         return x.reshape(*lead, self.out_dim)
+
+
+def check_encoder(encoder: str, observation_space, vector_encoder: str) -> None:
+    """One-line ValueError unless `encoder` fits the observations: "impala" takes uint8
+    H x W x C frames, `vector_encoder` (the agent's name for its MLP) flat vectors."""
+    shape, known = tuple(observation_space.shape), (vector_encoder, "impala")
+    if encoder not in known:
+        raise ValueError(f"unknown encoder '{encoder}' (use {' or '.join(known)})")
+    if encoder == "impala" and (len(shape) != 3 or observation_space.dtype != np.uint8):
+        raise ValueError(
+            f"encoder impala needs uint8 H x W x C frames, got {observation_space.dtype} "
+            f"{shape} (use --set encoder={vector_encoder} for vector observations)"
+        )
+    if encoder == vector_encoder and len(shape) != 1:
+        raise ValueError(
+            f"encoder {vector_encoder} needs flat vector observations, got "
+            f"{observation_space.dtype} {shape} (use --set encoder=impala for uint8 frames)"
+        )

@@ -52,9 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.nets import ACTIVATIONS, ImpalaCNN, mlp
+from agents.nets import ACTIVATIONS, ImpalaCNN, check_encoder, mlp
 
-ENCODERS = ("impala", "mlp")
 ON_POLICY = True  # train.py runs it in training/on_policy.py's loop (rollouts, no replay)
 
 
@@ -202,18 +201,7 @@ class Agent:
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"ppo needs a discrete action space, got {action_space}")
         shape = tuple(observation_space.shape)
-        if cfg.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder '{cfg.encoder}' (use {' or '.join(ENCODERS)})")
-        if cfg.encoder == "impala" and (len(shape) != 3 or observation_space.dtype != np.uint8):
-            raise ValueError(
-                f"encoder impala needs uint8 H x W x C frames, got {observation_space.dtype} "
-                f"{shape} (use --set encoder=mlp for vector observations)"
-            )
-        if cfg.encoder == "mlp" and len(shape) != 1:
-            raise ValueError(
-                f"encoder mlp needs flat vector observations, got {shape} "
-                "(use --set encoder=impala for uint8 frames)"
-            )
+        check_encoder(cfg.encoder, observation_space, "mlp")
         if cfg.encoder == "mlp" and (not cfg.hidden or cfg.activation not in ACTIVATIONS):
             raise ValueError(
                 f"encoder mlp needs at least one hidden layer and an activation in "

@@ -68,9 +68,7 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import ImpalaCNN, critic_ensemble, soft_update
-
-ENCODERS = ("simba", "impala")
+from agents.nets import ImpalaCNN, check_encoder, critic_ensemble, soft_update
 
 
 @dataclass
@@ -149,18 +147,7 @@ class Agent:
         if len(set(nvec)) != 1:
             raise ValueError(f"revalued needs the same number of bins per dimension, got {nvec}")
         shape = tuple(observation_space.shape)
-        if cfg.encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder '{cfg.encoder}' (use {' or '.join(ENCODERS)})")
-        if cfg.encoder == "impala" and (len(shape) != 3 or observation_space.dtype != np.uint8):
-            raise ValueError(
-                f"encoder impala needs uint8 H x W x C frames, got {observation_space.dtype} "
-                f"{shape} (use --set encoder=simba for vector observations)"
-            )
-        if cfg.encoder == "simba" and len(shape) != 1:
-            raise ValueError(
-                f"encoder simba needs flat vector observations, got {observation_space.dtype} "
-                f"{shape} (use --set encoder=impala for uint8 frames)"
-            )
+        check_encoder(cfg.encoder, observation_space, "simba")
         if cfg.n_members < 1 or cfg.n_step < 1 or cfg.reg_weight < 0:
             raise ValueError("need n_members >= 1, n_step >= 1 and reg_weight >= 0")
         self.cfg = cfg
