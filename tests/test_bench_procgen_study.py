@@ -1,0 +1,127 @@
+"""bench/procgen_study.py's record: a finished run's row from a hand-made summary.json, the CSV
+round trip, the table, and the issue's bar (holding and failing) from hand-made rows."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "procgen_study.py")
+study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study)
+
+
+def report(step, train_return, test_return):
+    """An `evals` entry as train.py writes it on coinrun easy (range [5, 10])."""
+    train, test = (train_return - 5) / 5, (test_return - 5) / 5
+    return {"env_steps": step, "return_mean": train_return, "return_std": 1.0,
+            "train_normalized": train, "test_return_mean": test_return, "test_return_std": 2.0,
+            "test_normalized": test, "gap": train - test}  # fmt: skip
+
+
+def summary(points):
+    evals = [report(*p) for p in points]
+    return {"env_steps": evals[-1]["env_steps"], "eval_return_mean": evals[-1]["return_mean"],
+            "evals": evals, "wall_time_s": 321.5}  # fmt: skip
+
+
+def test_row_from_a_summary_json(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary([(100, 6.0, 5.5), (200, 9.0, 7.5), (300, 8.5, 6.0)])))
+    r = study.row(json.loads(path.read_text()), "coinrun", 10, 1)
+    # the last evaluation: train 8.5 -> 0.7, held-out 6.0 -> 0.2, gap 0.5
+    assert (r["game"], r["levels"], r["seed"], r["env_steps"]) == ("coinrun", 10, 1, 300)
+    assert (r["train_return"], r["test_return"]) == (8.5, 6.0)
+    assert (r["train_normalized"], r["test_normalized"]) == (0.7, 0.2)
+    assert abs(r["gap"] - 0.5) < 1e-12
+    # the best: train 9.0 -> 0.8 and held-out 7.5 -> 0.5, both at step 200
+    assert (r["best_train_normalized"], r["best_test_normalized"], r["best_test_at"]) == (
+        0.8, 0.5, 200)  # fmt: skip
+    assert r["wall_time_s"] == 321.5
+    assert r["curve"] == "100 0.2000 0.1000; 200 0.8000 0.5000; 300 0.7000 0.2000"
+    assert study.parse_curve(r["curve"]) == [(100, 0.2, 0.1), (200, 0.8, 0.5), (300, 0.7, 0.2)]
+
+
+def test_train_argv_is_the_study_s_ppo_run():
+    args = study.argparse.Namespace(frames=1000, num_envs=16, eval_every=500, eval_episodes=50,
+                                    train_args="--set num_steps=64")  # fmt: skip
+    argv = study.train_argv("coinrun", 10, 1, args)
+    assert argv == ["--agent", "ppo", "--env", "procgen:coinrun", "--distribution-mode", "easy",
+                    "--train-levels", "10", "--seed", "1", "--total-steps", "1000",
+                    "--num-envs", "16", "--eval-every", "500", "--eval-episodes", "50",
+                    "--precision", "bf16", "--set", "num_steps=64"]  # fmt: skip
+    assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
+
+
+def rows_of(gaps):
+    """Rows of coinrun from {(levels, seed): (train normalized, test normalized)}."""
+    rows = []
+    for (levels, seed), (train, test) in gaps.items():
+        r = study.row(summary([(1000, 5 + 5 * train, 5 + 5 * test)]), "coinrun", levels, seed)
+        rows.append(r)
+    return rows
+
+
+def test_record_round_trip(tmp_path):
+    rows = rows_of({(10, 0): (0.8, 0.4), (200, 0): (0.6, 0.5)})
+    rows[1]["curve"] = ""  # an empty text column survives as ''
+    study.RECORD.write(tmp_path / "r.csv", rows)
+    assert study.RECORD.read(tmp_path / "r.csv") == rows
+
+
+def test_table_and_a_bar_that_holds():
+    rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4),
+                    (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)})  # fmt: skip
+    lines = study.table(rows).splitlines()
+    # 10 levels: train (0.8, 0.6) 0.7 +- 0.1, held-out 0.4 +- 0, gap (0.4, 0.2) 0.3 +- 0.1;
+    # returns 5 + 5x: train (9, 8), held-out (7, 7)
+    assert (
+        "| coinrun | 10 | 0, 1 | 1,000 | 0.700 +- 0.100 | 0.400 +- 0.000 "
+        "| +0.300 +- 0.100 | 8.50 +- 0.50 | 7.00 +- 0.00 | 0.400 +- 0.000 |"
+    ) in lines
+    # 200 levels: train 0.55 +- 0.05, held-out 0.45 +- 0.05, gap 0.1 +- 0
+    assert (
+        "| coinrun | 200 | 0, 1 | 1,000 | 0.550 +- 0.050 | 0.450 +- 0.050 "
+        "| +0.100 +- 0.000 | 7.75 +- 0.25 | 7.25 +- 0.25 | 0.450 +- 0.050 |"
+    ) in lines
+    assert "- coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes" in lines
+    assert ("- coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 yes; mean yes "
+            "(+0.100 vs +0.300, seeds 0, 1)") in lines  # fmt: skip
+    assert any("**bar holds**" in line for line in lines)
+    assert "- coinrun, 10 levels, seed 0: 1,000: 0.800 / 0.400" in lines
+
+
+def test_bar_fails_when_one_seed_s_gap_grows_with_more_levels():
+    # seed 1's gap: 0.1 at 10 levels, 0.3 at 200; the mean gap still shrinks (0.25 vs 0.2)
+    rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.5, 0.4),
+                    (200, 0): (0.6, 0.5), (200, 1): (0.7, 0.4)})  # fmt: skip
+    lines = study.bar(rows, "coinrun")
+    assert lines[0] == "- coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes"
+    assert lines[1].startswith(
+        "- coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 no; mean yes"
+    )
+    assert "**bar fails**" in lines[2]
+
+
+def test_bar_fails_when_held_out_beats_train_with_few_levels():
+    rows = rows_of({(10, 0): (0.3, 0.4), (200, 0): (0.3, 0.5)})  # gaps -0.1 and -0.2
+    lines = study.bar(rows, "coinrun")
+    assert lines[0] == "- coinrun, train > held-out at 10 levels: seed 0 no; mean no"
+    assert "seed 0 yes; mean yes" in lines[1]  # the gap does shrink, yet the bar fails
+    assert "**bar fails**" in lines[2]
+
+
+def test_bar_with_one_level_count_or_no_common_seed():
+    assert "needs two level counts" in study.bar(rows_of({(10, 0): (0.8, 0.4)}), "coinrun")[0]
+    lines = study.bar(rows_of({(10, 0): (0.8, 0.4), (200, 1): (0.6, 0.5)}), "coinrun")
+    assert "no seed; mean no" in lines[1] and "**bar fails**" in lines[2]
+
+
+def test_a_csv_of_something_else_is_refused(tmp_path):
+    (tmp_path / "x.csv").write_text("preset,seed\na,0\n")
+    try:
+        study.RECORD.read(tmp_path / "x.csv")
+    except SystemExit as exc:
+        assert "Procgen-study" in str(exc)
+    else:
+        raise AssertionError("read a CSV without the key columns")
