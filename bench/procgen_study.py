@@ -36,7 +36,7 @@ switches the game.
 
 Cost on this 2-core CPU: the PPO loop ran at 180 frames/s on one core in bf16 with 16 envs x
 64 steps, 3 epochs x 4 minibatches (docs/procgen.md), so 1M frames is about 1.5 h of training
-per run, plus the evaluations (11 reports of 100 episodes on 8 envs: roughly 5-30 min per run,
+per run, plus the evaluations (10 reports of 100 episodes on 8 envs: roughly 5-30 min per run,
 the longer when untrained episodes run to the 1000-step timeout); the default grid (2 level
 counts x 2 seeds) with --jobs 2 on two free cores is about 3.5-4 h, twice that at 2M frames,
 and longer while other runs share the cores.
