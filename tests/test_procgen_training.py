@@ -1,0 +1,40 @@
+"""The value-based pixel agent (REValueD on the IMPALA encoder) trained through train.py on
+Procgen: uint8 frames in the replay buffer, updates past the warm-up, the generalization
+report at each evaluation, resume, and evaluate.py's report on the checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import evaluate
+import train
+
+pytest.importorskip("procgen")
+
+
+def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
+    run = tmp_path / "run"
+    argv = [
+        "--config", "configs/revalued/procgen-coinrun-cpu.yaml", "--train-levels", "3",
+        "--num-envs", "2", "--total-steps", "200", "--eval-every", "200", "--eval-episodes", "2",
+        "--set", "n_members=2", "--set", "hidden=[16]", "--set", "batch_size=8",
+        "--set", "learning_starts=100", "--set", "buffer_size=1000", "--utd", "0.5",
+        "--device", "cpu", "--progress", "off", "--run-dir", str(run),
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    # vector steps land on env steps 2, 4, ..., 200; from 100 on (51 of them) each earns
+    # utd x num_envs = 0.5 x 2 = 1 update
+    assert summary["env_steps"] == 200 and summary["gradient_updates"] == 51
+    (entry,) = summary["evals"]
+    assert {"train_normalized", "test_normalized", "gap"} <= set(entry)
+    resume = ["--resume", str(run), "--total-steps", "300", "--progress", "off"]
+    assert train.main(resume) == 0
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 300
+    out = tmp_path / "gen.json"
+    assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert all(0 <= level < 3 for level in report["train_levels_seen"])
+    assert all(level >= 3 for level in report["test_levels_seen"])
