@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
 
 PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/tqc/hopper-cpu-bias-drop0.yaml",
@@ -100,7 +100,7 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
-        group = sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"])
+        group = seeds_of(rows, preset=preset)
         if not group:
             continue
         soft = group[0]["bias_target"] == "soft"

@@ -58,6 +58,12 @@ def run_all(jobs: Iterable[tuple[Path, list[str]]], processes: int,
             report(folder, future.result())
 
 
+def seeds_of(rows: list[dict], **match) -> list[dict]:
+    """The rows whose columns equal every `match` value (one configuration), by seed."""
+    return sorted((r for r in rows if all(r[k] == v for k, v in match.items())),
+                  key=lambda r: r["seed"])  # fmt: skip
+
+
 def mean_std(values: list, fmt: str = ".1f") -> str:
     """'mean +- std' (population std over seeds) for a table cell; 'n/a' if any is missing."""
     if not values or any(v is None for v in values):

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, train_or_resume  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, seeds_of, train_or_resume  # noqa: E402
 
 ALGOS = ("tqc", "sac")
 SIDES = ("ours", "sb3")
@@ -102,8 +102,7 @@ def table(rows: list[dict], command: str) -> str:
         "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for algo, side in groups:
-        group = sorted((r for r in rows if (r["algo"], r["side"]) == (algo, side)),
-                       key=lambda r: r["seed"])  # fmt: skip
+        group = seeds_of(rows, algo=algo, side=side)
         env_steps = ", ".join(sorted({f"{r['env_steps']:,}" for r in group}))
         lines.append(
             f"| {algo} | {side} | {', '.join(str(r['seed']) for r in group)} | {env_steps} | "
@@ -114,8 +113,7 @@ def table(rows: list[dict], command: str) -> str:
               "| algo | side | seed | " + " | ".join(f"{s:,}" for s in steps) + " |",
               "|---|---|---|" + "---|" * len(steps)]  # fmt: skip
     for algo, side in groups:
-        for r in sorted((r for r in rows if (r["algo"], r["side"]) == (algo, side)),
-                        key=lambda r: r["seed"]):  # fmt: skip
+        for r in seeds_of(rows, algo=algo, side=side):
             cells = [r.get(return_field(s)) for s in steps]
             text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
             lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")

@@ -51,7 +51,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
 
 GAME = "coinrun"  # module doc: why
 CSV_FIELDS = ["game", "levels", "seed", "env_steps", "train_return", "train_normalized",
@@ -160,8 +160,7 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for game, levels in groups:
-        group = sorted((r for r in rows if (r["game"], r["levels"]) == (game, levels)),
-                       key=lambda r: r["seed"])  # fmt: skip
+        group = seeds_of(rows, game=game, levels=levels)
         frames = ", ".join(sorted({f"{r['env_steps']:,}" for r in group}))
         lines.append(
             f"| {game} | {levels} | {', '.join(str(r['seed']) for r in group)} | {frames} | "

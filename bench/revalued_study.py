@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all  # noqa: E402
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -77,7 +77,7 @@ def table(rows: list[dict]) -> str:
              "| target std across members (last) |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
-        group = sorted((r for r in rows if r["preset"] == preset), key=lambda r: r["seed"])
+        group = seeds_of(rows, preset=preset)
         if not group:
             continue
         firsts = ", ".join("never" if r["first_at_1500"] is None else f"{r['first_at_1500']:,}"
