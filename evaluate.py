@@ -34,9 +34,11 @@ from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import make_env
 from envs.datasets.loading import load_dataset
+from envs.levels import spec_of
 from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
+from training.levels import LevelEvaluation, level_bias_meter, levels_bias
 from training.procgen import procgen_report
 
 
@@ -93,6 +95,22 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
         except ValueError:
             pass  # no simulator states stored (non-MuJoCo env): fall back below
     return start_states(env, k, seed)
+
+
+def level_report(agent, run_cfg, spec, args) -> dict:
+    """The generalization report of a run with MuJoCo levels (training/levels.py), with --bias
+    the bias on the policy's states of each side under `bias` ({train, test, extrapolation})."""
+    evaluation = LevelEvaluation(run_cfg.env, run_cfg.bins, spec, args.episodes)
+    try:
+        report = evaluation.report(agent, args.seed)
+        if args.bias:
+            meter = level_bias_meter(run_cfg.env, run_cfg.bins, spec, agent.cfg.gamma,
+                                     args.rollouts)  # fmt: skip
+            report["bias"] = levels_bias(agent, evaluation, meter, args.bias_states, args.seed)
+    finally:
+        evaluation.close()
+    report["levels"] = spec.to_dict()
+    return report
 
 
 def check_output(path: Path) -> None:
@@ -162,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         env_id = args.env or ckpt["env"]
         if args.bias and not hasattr(agent, "q_value"):
             raise UserError(f"{ckpt['agent']} has no critic Q: --bias does not apply")
+        run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
+        run_cfg.env = env_id
         if env is None:  # an env with levels: the generalization report
-            run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
-            run_cfg.env = env_id
             report = procgen_report(agent, run_cfg, args.episodes, args.seed)
             return finish_generalization(args, ckpt, source, env_id, report)
+        spec = spec_of(run_cfg)
+        if spec is not None:  # MuJoCo levels: the report, and the bias on each side's levels
+            report = level_report(agent, run_cfg, spec, args)
+            return finish_generalization(args, ckpt, source, env_id, report)
         if args.generalization:
-            raise UserError(f"--generalization needs an env with levels (procgen:GAME), not "
-                            f"{env_id}")  # fmt: skip
+            raise UserError(f"--generalization needs an env with levels (procgen:GAME, or a run "
+                            f"trained with --context), not {env_id}")  # fmt: skip
         result = evaluate_policy(agent, env, args.episodes, args.seed)
         bias = None
         if args.bias:
@@ -221,14 +243,22 @@ def write_output(path: Path, out: dict) -> int:
 def finish_generalization(args, ckpt: dict, source: Path, env_id: str, report: dict) -> int:
     """Print the generalization report (training vs held-out levels) and write its JSON."""
     print(f"{ckpt['agent']} on {env_id} from {source} (env step {ckpt['counters']['env_steps']})")
-    print(f"{'levels':>9}  {'episodes':>8}  {'return':>16}  {'normalized':>10}  levels seen")
-    for side in ("train", "test"):
+    print(f"{'levels':>13}  {'episodes':>8}  {'return':>16}  {'normalized':>10}  levels seen")
+    names = {"train": "training", "test": "held out", "extrapolation": "extrapolation"}
+    for side in [side for side in names if f"{side}_return_mean" in report]:
         seen = report[f"{side}_levels_seen"]
-        print(f"{'training' if side == 'train' else 'held out':>9}  {report['n_episodes']:>8}  "
+        normalized = report.get(f"{side}_normalized")
+        normalized = "-" if normalized is None else f"{normalized:.3f}"
+        print(f"{names[side]:>13}  {report['n_episodes']:>8}  "
               f"{report[f'{side}_return_mean']:>7.2f} +- {report[f'{side}_return_std']:<5.2f}  "
-              f"{report.get(f'{side}_normalized', float('nan')):>10.3f}  {seen}")  # fmt: skip
+              f"{normalized:>10}  {clip_list(seen)}")  # fmt: skip
     print(f"gap ({report['gap_of']}): {report['gap']:+.3f} over {report['n_train_levels']} "
           "training levels")  # fmt: skip
+    if "gap_extrapolation" in report:
+        print(f"gap to extrapolation levels: {report['gap_extrapolation']:+.3f}")
+    for side, bias in report.get("bias", {}).items():
+        print(f"bias on the policy's states, {names[side]} levels:")
+        print_bias(bias)
     if args.json:
         out = {**report, "agent": ckpt["agent"], "env": env_id, "checkpoint": str(source),
                "env_steps": ckpt["counters"]["env_steps"]}  # fmt: skip
@@ -236,12 +266,19 @@ def finish_generalization(args, ckpt: dict, source: Path, env_id: str, report: d
     return 0
 
 
+def clip_list(values: list | None, keep: int = 8) -> str:
+    """A level list for the terminal: the first `keep` and how many more."""
+    if values is None or len(values) <= keep:
+        return str(values)
+    return f"{values[:keep]} and {len(values) - keep} more"
+
+
 def print_bias(bias: dict) -> None:
     """The soft measurement (SAC, TQC) and then the deterministic one, or the latter alone."""
     for part in (bias, bias.get("deterministic")):
         if part is None:
             continue
-        where = "restored replay states" if part["restored_states"] else "fresh episode starts"
+        where = "restored states" if part["restored_states"] else "fresh episode starts"
         truth = {
             "soft": "soft return of the sampled policy (rewards - alpha log pi, "
             f"alpha {part.get('alpha', 0):.4g})",

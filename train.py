@@ -33,6 +33,7 @@ from core.errors import UserError
 from core.runs import load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
 from envs.datasets.weighting import SAMPLERS
+from envs.levels import spec_of
 from envs.procgen import check_split, is_procgen_id, procgen_game
 from training import (
     DIVERGED_EXIT,
@@ -181,6 +182,7 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
                                  "--bins and --dataset do not apply")  # fmt: skip
         elif run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
             check_env_id(run_cfg.env)
+        check_levels(run_cfg)
         resolve_device(run_cfg.device)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -200,6 +202,19 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.sampler != "uniform" and not run_cfg.dataset:
         raise UserError(f"--sampler {run_cfg.sampler} weights a dataset's trajectories: "
                         "it needs --dataset")  # fmt: skip
+
+
+def check_levels(run_cfg: cfglib.RunConfig) -> None:
+    """ValueError for level flags that do not fit the env (envs/levels.py, envs/procgen.py)."""
+    if is_procgen_id(run_cfg.env):
+        if run_cfg.context or run_cfg.context_range:
+            raise ValueError("--context varies MuJoCo physics; Procgen's levels are its own")
+        return
+    if run_cfg.context:
+        spec_of(run_cfg)  # parses, or one line on what is wrong
+    elif run_cfg.context_range or run_cfg.train_levels or run_cfg.start_level:
+        raise ValueError("--train-levels, --start-level and --context-range need levels: "
+                         "--context PARAMS (MuJoCo) or --env procgen:GAME")  # fmt: skip
 
 
 # ---- entry points -------------------------------------------------------------------------

@@ -50,9 +50,21 @@ class RunConfig:
     distribution_mode: str = "easy"
     """Procgen (--env procgen:GAME): easy or hard."""
     train_levels: int = 0
-    """Procgen: training levels from start_level; 0 = the protocol's 200 (easy) / 500 (hard)."""
+    """Training levels from start_level. Procgen: 0 = the protocol's 200 (easy) / 500 (hard);
+    MuJoCo levels (--context): 0 = a new level every episode."""
     start_level: int = 0
-    """Procgen: the first training level (held-out evaluation uses the levels above the range)."""
+    """The first training level (Procgen's held-out evaluation uses the levels above the range;
+    MuJoCo levels' held-out ids are blocks of their own, envs/levels.py)."""
+    context: str = ""
+    """MuJoCo levels: the physical parameters each level scales, comma-separated, from mass,
+    friction, gravity, damping, actuator ("" = no levels; envs/levels.py)."""
+    context_range: str = ""
+    """MuJoCo levels: the training range of the scales, LOW:HIGH for every parameter or
+    per parameter as mass=0.5:2,friction=0.8:1.25 ("" = 0.5:2; drawn log-uniformly)."""
+    gen_every: int = 25_000
+    """MuJoCo levels: environment steps between generalization reports, evaluations that also
+    play held-out levels (interpolation and extrapolation); Procgen evaluates held-out levels
+    at every evaluation."""
     num_envs: int = 1
     """Training environments stepped together."""
     eval_every: int = 5_000

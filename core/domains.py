@@ -64,6 +64,7 @@ RULES: dict[str, Rule] = {
             "threads",
             "bias_states",
             "bias_rollouts",
+            "gen_every",
         ),
         AT_LEAST_1,
     ),  # fmt: skip

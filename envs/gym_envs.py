@@ -17,10 +17,13 @@ evaluation point, so successive evaluations differ only by the policy).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+
+from envs.levels import LevelEnv, LevelSpec
 
 
 def check_env_id(env_id: str) -> None:
@@ -65,12 +68,14 @@ class DiscretizeActions(gym.ActionWrapper):
 
 
 def make_env(
-    env_id: str, seed: int | None = None, max_episode_steps: int | None = None, bins: int = 0
-) -> gym.Env:
+    env_id: str, seed: int | None = None, max_episode_steps: int | None = None, bins: int = 0,
+    levels: LevelSpec | None = None, schedule: Sequence[int] | None = None,
+) -> gym.Env:  # fmt: skip
     """A Gymnasium env with Box actions in [-1, 1], or with `bins` > 0 those actions as
     per-dimension bins (DiscretizeActions); with `seed`, its first reset and its action space
     are seeded (later resets continue the env's own RNG). `max_episode_steps` replaces the
-    registered time limit."""
+    registered time limit. `levels`: every episode plays a level of physical parameters
+    (envs/levels.py), the next of `schedule` if given, else a drawn training level."""
     check_env_id(env_id)
     env = gym.make(env_id, max_episode_steps=max_episode_steps)
     space = env.action_space
@@ -81,6 +86,8 @@ def make_env(
         env = gym.wrappers.RescaleAction(env, -ones, ones)
     if bins:
         env = DiscretizeActions(env, bins)
+    if levels is not None:
+        env = LevelEnv(env, levels, schedule)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -137,12 +144,28 @@ class StepResult:
 
 
 class VecEnv:
-    """N environments stepped synchronously with automatic reset."""
+    """N environments stepped synchronously with automatic reset. With `levels` every episode
+    plays a level (envs/levels.py): env i the next of `schedules[i]` when given, else a drawn
+    training level; `current_levels()` and `finished_levels` (the level of each episode in the
+    last step's `finished`) say which. `split` (None here) is for the caller to set to the
+    training levels' `LevelSpec` where the generalization report should count them."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, bins: int = 0):
+    def __init__(
+        self, env_id: str, num_envs: int, seed: int, bins: int = 0,
+        levels: LevelSpec | None = None, schedules: Sequence[Sequence[int]] | None = None,
+    ):  # fmt: skip
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
-        self.envs = [make_env(env_id, bins=bins) for _ in range(num_envs)]
+        if schedules is not None and len(schedules) != num_envs:
+            raise ValueError(f"{len(schedules)} level schedules for {num_envs} envs")
+        self.envs = [
+            make_env(env_id, bins=bins, levels=levels,
+                     schedule=None if schedules is None else schedules[i])
+            for i in range(num_envs)
+        ]  # fmt: skip
+        self.levels = levels
+        self.split: LevelSpec | None = None
+        self.finished_levels: list[int] | None = [] if levels is not None else None
         self.num_envs = num_envs
         self.seed = seed
         self.observation_space = self.envs[0].observation_space
@@ -161,12 +184,20 @@ class VecEnv:
         self._lengths[:] = 0
         return np.stack(obs)
 
+    def current_levels(self) -> np.ndarray | None:
+        """The level each env is playing (None without levels)."""
+        if self.levels is None:
+            return None
+        return np.asarray([env.level for env in self.envs], dtype=np.int64)
+
     def sim_states(self) -> np.ndarray | None:
         states = [get_sim_state(env) for env in self.envs]
         return None if states[0] is None else np.stack(states)
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, next_obs, rewards, terms, truncs, finished = [], [], [], [], [], []
+        if self.finished_levels is not None:
+            self.finished_levels = []
         for i, env in enumerate(self.envs):
             o, r, term, trunc, _ = env.step(actions[i])
             self._returns[i] += r
@@ -176,6 +207,8 @@ class VecEnv:
                 finished.append((float(self._returns[i]), int(self._lengths[i])))
                 self._returns[i] = 0.0
                 self._lengths[i] = 0
+                if self.finished_levels is not None:
+                    self.finished_levels.append(env.level)
                 o, _ = env.reset()
             obs.append(o)
             rewards.append(r)

@@ -3,7 +3,9 @@
 Method (TD3 paper, Fujimoto et al. 2018; soft agents as REDQ, Chen et al. 2021, measures them,
 github.com/watchernyu/REDQ `redq/utils/bias_utils.py`):
 1. Take K states s_i with their observations, from the replay buffer (or a dataset) where the
-   simulator state was stored with each transition (MuJoCo: qpos, qvel).
+   simulator state was stored with each transition (MuJoCo: qpos, qvel), or from episodes the
+   deterministic policy plays (`states_from_policy`: held-out levels have no replay states).
+   A state with a level (envs/levels.py) is restored in that level's physics.
 2. Restore each in its own copies of the environment and roll the policy out until termination
    or a horizon H with gamma^H <= `tol` (gamma 0.99, tol 1e-3 -> H = 688).
    - `bias_target = "reward"` (deterministic agents: TD3, REValueD, the offline TD3 family):
@@ -60,6 +62,7 @@ class States:
     sim_states: np.ndarray | None  # K x state_dim; None = fresh episode starts
     reset_seeds: np.ndarray  # K: seed of the reset before restoring (or of the start state)
     indices: np.ndarray | None = None  # K: buffer/dataset indices the states came from
+    levels: np.ndarray | None = None  # K: the level of each state (envs/levels.py), if any
 
 
 def horizon_for(gamma: float, tol: float = 1e-3) -> int:
@@ -86,6 +89,41 @@ def states_from_buffer(buffer, k: int, seed: int) -> States:
         sim_states=batch.extras["sim_state"].numpy(),
         reset_seeds=seed + np.arange(len(idx)),
         indices=idx,
+        levels=batch.extras["level"].numpy() if "level" in batch.extras else None,
+    )
+
+
+def states_from_policy(agent, env, k: int, seed: int) -> States:
+    """K states the deterministic policy reaches: every env of the vector env `env` (reset
+    with `seed`; with levels, env i plays the first level of its schedule) plays one episode,
+    and K of all the states they pass through are drawn uniformly (own RNG). How the bias on
+    held-out levels is measured: there is no replay buffer of states on levels never trained
+    on, so the policy's own visits stand in for it, and the training levels are measured the
+    same way to compare like with like."""
+    obs = env.reset(seed)
+    seen_obs, seen_states, seen_levels = [], [], []
+    live = np.ones(env.num_envs, dtype=bool)
+    while live.any():
+        stop.check()
+        sims, levels = env.sim_states(), env.current_levels()
+        if sims is None:
+            raise ValueError("the env's states cannot be restored: no policy states to measure")
+        for i in np.flatnonzero(live):
+            seen_obs.append(obs[i])
+            seen_states.append(sims[i])
+            seen_levels.append(-1 if levels is None else levels[i])
+        step = env.step(np.asarray(agent.act(obs, deterministic=True)))
+        obs = step.obs
+        live &= ~(step.terminated | step.truncated)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(seen_obs), size=min(k, len(seen_obs)), replace=False))
+    levels = np.asarray(seen_levels, dtype=np.int64)[idx]
+    return States(
+        obs=np.stack(seen_obs)[idx].astype(np.float32),
+        sim_states=np.stack(seen_states)[idx],
+        reset_seeds=seed + np.arange(len(idx)),
+        indices=idx,
+        levels=None if (levels < 0).any() else levels,
     )
 
 
@@ -217,7 +255,9 @@ class BiasMeter:
         for j, env in enumerate(envs):
             i, r = divmod(j, m)
             if states.sim_states is not None:  # rollout r gets its own env RNG stream
-                env.reset(seed=int(states.reset_seeds[i]) + 1_000_003 * r)
+                # in the state's own level, where it has one (envs/levels.py)
+                options = None if states.levels is None else {"level": int(states.levels[i])}
+                env.reset(seed=int(states.reset_seeds[i]) + 1_000_003 * r, options=options)
                 first_obs[j] = set_sim_state(env, states.sim_states[i])
             else:  # the start state is the reset seed's, the same for every rollout
                 first_obs[j] = env.reset(seed=int(states.reset_seeds[i]))[0]

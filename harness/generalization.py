@@ -126,7 +126,7 @@ def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None)
     n = env.num_envs
     want = quotas(episodes, n)
     got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
-    has_levels = hasattr(env, "finished_levels")
+    has_levels = getattr(env, "finished_levels", None) is not None
     obs = env.reset(seed)
     steps = 0
     while any(len(got[i]) < want[i] for i in range(n)):
@@ -179,6 +179,8 @@ def generalization_report(
     game: str | None = None,
     mode: str | None = None,
     max_steps: int | None = None,
+    extra_sides: dict[str, Callable[[], Any]] | None = None,
+    close: bool = True,
 ) -> dict[str, Any]:
     """K = `episodes` episodes on the training levels (`train_env_fn()`) and K on held-out
     levels (`test_env_fn()`), both vector envs reset with `seed` (the same seed on both sides,
@@ -188,6 +190,10 @@ def generalization_report(
     reports returns only. `mode` defaults to the train env's own `mode` attribute, else easy.
     Where an env says which game or mode it plays, a different explicit one is a ValueError.
     `max_steps` (vector steps per side) turns an env whose episodes never end into an error.
+    `extra_sides` {name: env_fn}: more held-out sides, each played like the test side and
+    reported with the same per-side keys under its name, and its gap as `gap_<name>` (MuJoCo
+    levels: test = interpolation, plus `extrapolation`). `close=False` leaves the envs open
+    (envs a training loop keeps between evaluations).
 
     Keys: per side S in (train, test): S_return_mean, S_return_std, S_returns, S_length_mean,
     S_levels (the level of each counted episode, or None), S_levels_seen (sorted distinct),
@@ -199,10 +205,12 @@ def generalization_report(
     """
     if game is not None:
         score_range(game, mode or "easy")  # bad names fail before any env is built
-    train_env = train_env_fn()
-    test_env = None
+    makers = {"train": train_env_fn, "test": test_env_fn, **(extra_sides or {})}
+    envs: dict[str, Any] = {}
     try:
-        test_env = test_env_fn()
+        for side, make in makers.items():
+            envs[side] = make()
+        train_env, test_env = envs["train"], envs["test"]
         if mode is None:
             mode = getattr(train_env, "mode", None) or "easy"
         if game is not None:
@@ -211,19 +219,17 @@ def generalization_report(
             for side, env in (("train", train_env), ("test", test_env)):
                 _check_matches(env, "game", game, side)
                 _check_matches(env, "mode", mode, side)
-        sides = {
-            "train": run_side(agent, train_env, episodes, seed, max_steps),
-            "test": run_side(agent, test_env, episodes, seed, max_steps),
-        }
+        sides = {side: run_side(agent, env, episodes, seed, max_steps)
+                 for side, env in envs.items()}  # fmt: skip
     finally:
-        train_env.close()
-        if test_env is not None:
-            test_env.close()
+        if close:
+            for env in envs.values():
+                env.close()
 
     report: dict[str, Any] = {}
     for side, out in sides.items():
         returns = np.asarray(out["returns"], dtype=np.float64)
-        env = train_env if side == "train" else test_env
+        env = envs[side]
         report[f"{side}_return_mean"] = float(returns.mean())
         report[f"{side}_return_std"] = float(returns.std())
         report[f"{side}_returns"] = out["returns"]
@@ -239,16 +245,24 @@ def generalization_report(
             report[f"{side}_normalized_std"] = float(returns.std() / (high - low))
 
     train_split = getattr(train_env, "split", None)
-    in_train = None
-    if train_split is not None and sides["test"]["levels"] is not None:
-        in_train = int(np.sum(train_split.contains(np.asarray(sides["test"]["levels"]))))
+
+    def in_train(side: str) -> int | None:
+        if train_split is None or sides[side]["levels"] is None:
+            return None
+        return int(np.sum(train_split.contains(np.asarray(sides[side]["levels"]))))
+
     gap_of = "normalized" if game is not None else "return"
     key = "normalized" if game is not None else "return_mean"
     report.update(
         n_episodes=episodes,
         n_train_levels=None if train_split is None else int(train_split.num_levels),
-        test_levels_in_train=in_train,
+        test_levels_in_train=in_train("test"),
+        **{f"{side}_levels_in_train": in_train(side) for side in extra_sides or {}},
         gap=report[f"train_{key}"] - report[f"test_{key}"],
+        **{
+            f"gap_{side}": report[f"train_{key}"] - report[f"{side}_{key}"]
+            for side in extra_sides or {}
+        },
         gap_of=gap_of,
         game=game,
         mode=mode,

@@ -30,7 +30,8 @@ class OffPolicyTrainer(Trainer):
             if is_procgen_id(run_cfg.env):  # pixel agents: uint8 frames in the buffer
                 self.envs = procgen_envs(run_cfg, False, run_cfg.num_envs, run_cfg.seed)
             else:
-                self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed, run_cfg.bins)
+                self.envs = VecEnv(run_cfg.env, run_cfg.num_envs, run_cfg.seed, run_cfg.bins,
+                                   levels=self.level_spec)  # fmt: skip
         except ValueError as exc:  # e.g. --bins on an env without a Box action space
             raise UserError(f"{run_cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space
@@ -41,7 +42,9 @@ class OffPolicyTrainer(Trainer):
         state_dim = 0 if is_procgen_id(run_cfg.env) else sim_state_dim(self.envs.envs[0])
         # MuJoCo states ride along with each transition so the harness can restore them.
         self.store_sim_state = state_dim > 0
-        extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else None
+        extras = {"sim_state": ((state_dim,), torch.float64)} if state_dim else {}
+        if self.level_spec is not None:  # the level of every transition (envs/levels.py)
+            extras["level"] = ((), torch.int64)
         discrete = not np.issubdtype(act_space.dtype, np.floating)
         self.buffer = ReplayBuffer(
             agent_cfg.buffer_size,
@@ -50,7 +53,7 @@ class OffPolicyTrainer(Trainer):
             num_envs=run_cfg.num_envs,
             obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
             action_dtype=torch.int64 if discrete else torch.float32,
-            extras=extras,
+            extras=extras or None,
             seed=run_cfg.seed,
         )
         self.n_step = getattr(agent_cfg, "n_step", 1)
@@ -121,6 +124,9 @@ class OffPolicyTrainer(Trainer):
         self.envs.close()
 
     def buffer_extras(self) -> dict[str, np.ndarray] | None:
-        if not self.store_sim_state:
-            return None
-        return {"sim_state": self.envs.sim_states()}
+        """What is stored beside each transition, read before the step: the simulator state
+        and, on a level run, the level it is played in."""
+        extras = {"sim_state": self.envs.sim_states()} if self.store_sim_state else {}
+        if self.level_spec is not None:
+            extras["level"] = self.envs.current_levels()
+        return extras or None

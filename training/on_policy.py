@@ -34,7 +34,8 @@ class OnPolicyTrainer(Trainer):
             if is_procgen_id(cfg.env):
                 self.envs = procgen_envs(cfg, False, cfg.num_envs, cfg.seed)
             else:
-                self.envs = VecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg.bins)
+                self.envs = VecEnv(cfg.env, cfg.num_envs, cfg.seed, cfg.bins,
+                                   levels=self.level_spec)  # fmt: skip
         except ValueError as exc:
             raise UserError(f"{cfg.env}: {exc}") from None
         return self.envs.observation_space, self.envs.action_space

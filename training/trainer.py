@@ -33,9 +33,11 @@ from core.runs import (
     write_json,
 )
 from envs import make_env
+from envs.levels import LevelSpec, spec_of
 from envs.procgen import is_procgen_id
-from harness.bias import BiasMeter, start_states, states_from_buffer
+from harness.bias import start_states, states_from_buffer
 from harness.evaluation import evaluate_policy
+from training.levels import LevelEvaluation, level_bias_meter
 from training.procgen import procgen_report
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
@@ -76,6 +78,7 @@ class Trainer:
         self.device = resolve_device(run_cfg.device)
         self.module = get_agent_module(run_cfg.agent)
 
+        self.level_spec = self.levels_of(run_cfg)
         obs_space, act_space = self.open_data()
         self.eval_env = self.make_eval_env()
         self.spaces = space_signature(obs_space, act_space)
@@ -99,11 +102,13 @@ class Trainer:
         }
         self.evals: list[dict] = []
         self.biases: list[dict] = []
-        self.bias_meter = BiasMeter(
-            lambda limit: make_env(run_cfg.env, max_episode_steps=limit, bins=run_cfg.bins),
-            agent_cfg.gamma,
-            rollouts=run_cfg.bias_rollouts,
-        )
+        # A level run restores every state in its own level (envs/levels.py).
+        self.bias_meter = level_bias_meter(run_cfg.env, run_cfg.bins, self.level_spec,
+                                           agent_cfg.gamma, run_cfg.bias_rollouts)  # fmt: skip
+        self.level_eval = None
+        if self.level_spec is not None:
+            self.level_eval = LevelEvaluation(run_cfg.env, run_cfg.bins, self.level_spec,
+                                              run_cfg.eval_episodes)  # fmt: skip
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.saved_at: int | None = None  # the clock at the last checkpoint written
 
@@ -121,7 +126,14 @@ class Trainer:
         Procgen, whose evaluations build their envs (training/procgen.py)."""
         if is_procgen_id(self.run_cfg.env):
             return None
-        return make_env(self.run_cfg.env, bins=self.run_cfg.bins)
+        return make_env(self.run_cfg.env, bins=self.run_cfg.bins, levels=self.level_spec)
+
+    def levels_of(self, run_cfg: cfglib.RunConfig) -> LevelSpec | None:
+        """The run's MuJoCo levels (--context), or None."""
+        try:
+            return spec_of(run_cfg)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     def fit(self) -> None:
         """Models of the data fitted before training, once the run folder exists (offline
@@ -272,6 +284,8 @@ class Trainer:
                     "return_std": report["train_return_std"],
                     "length_mean": report["train_length_mean"],
                     **{key: float(report[key]) for key in keys}}  # fmt: skip
+        if self.level_eval is not None:
+            return self.level_evaluation()
         result = evaluate_policy(
             self.agent,
             self.eval_env,
@@ -280,6 +294,24 @@ class Trainer:
         )
         return {"return_mean": result["return_mean"], "return_std": result["return_std"],
                 "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
+
+    def level_evaluation(self) -> dict:
+        """A level run's evaluation (training/levels.py): the training levels' return, and with
+        the first evaluation at or past each multiple of gen_every (and the last) the
+        held-out sides' returns and gaps."""
+        cfg, step = self.run_cfg, self.counters[self.clock]
+        seed = cfg.seed + EVAL_SEED_OFFSET
+        previous = self.evals[-1][self.clock] if self.evals else 0
+        due = step // cfg.gen_every > previous // cfg.gen_every or step >= cfg.total_steps
+        if not due:
+            return self.level_eval.train_side(self.agent, seed)
+        report = self.level_eval.report(self.agent, seed)
+        keys = ["test_return_mean", "test_return_std", "extrapolation_return_mean",
+                "extrapolation_return_std", "gap", "gap_extrapolation"]  # fmt: skip
+        return {"return_mean": report["train_return_mean"],
+                "return_std": report["train_return_std"],
+                "length_mean": report["train_length_mean"],
+                **{key: float(report[key]) for key in keys}}  # fmt: skip
 
     def evaluate(self, writer) -> dict:
         result = self.run_evaluation()
@@ -399,6 +431,8 @@ class Trainer:
             bar.close()
             writer.close()
             self.close()
+            if self.level_eval is not None:
+                self.level_eval.close()
         if not finished:
             print(
                 f"interrupted at step {c[self.clock]}; checkpoint saved "
