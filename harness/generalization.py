@@ -39,6 +39,7 @@ optionally `finished_levels` (the level of each finished episode) and `split` (t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,7 @@ def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None)
     want = quotas(episodes, n)
     got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
     has_levels = getattr(env, "finished_levels", None) is not None
+    start = time.perf_counter()
     obs = env.reset(seed)
     steps = 0
     while any(len(got[i]) < want[i] for i in range(n)):
@@ -155,6 +157,7 @@ def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None)
         "lengths": [length for _, length, _ in counted],
         "levels": [level for _, _, level in counted] if has_levels else None,
         "steps": steps,
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -197,7 +200,8 @@ def generalization_report(
 
     Keys: per side S in (train, test): S_return_mean, S_return_std, S_returns, S_length_mean,
     S_levels (the level of each counted episode, or None), S_levels_seen (sorted distinct),
-    S_split ([low, high) of the env's level range, or None), S_steps, and with a game
+    S_split ([low, high) of the env's level range, or None), S_steps, S_seconds (wall time of
+    the side), and with a game
     S_normalized, S_normalized_std. Then n_episodes (K per side), n_train_levels (the training
     split's size; None when the env has no split), test_levels_in_train (held-out episodes
     played on a training level: 0 unless the held-out env draws from the full stream), gap,
@@ -239,6 +243,7 @@ def generalization_report(
         report[f"{side}_levels_seen"] = seen
         report[f"{side}_split"] = _split(env)
         report[f"{side}_steps"] = out["steps"]
+        report[f"{side}_seconds"] = out["seconds"]
         if game is not None:
             low, high = score_range(game, mode)
             report[f"{side}_normalized"] = normalized_score(returns.mean(), game, mode)

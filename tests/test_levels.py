@@ -130,8 +130,8 @@ def test_vec_env_schedules_and_finished_levels():
     ended = []
     for _ in range(2000):
         step = env.step(np.ones((2, 3), dtype=np.float32))  # full torque: Hopper falls fast
-        ended += [(int(i), lv) for i, lv in
-                  zip(np.flatnonzero(step.terminated | step.truncated), env.finished_levels)]  # fmt: skip
+        done = np.flatnonzero(step.terminated | step.truncated)
+        ended += [(int(i), lv) for i, lv in zip(done, env.finished_levels)]
         if len([e for e in ended if e[0] == 0]) >= 3:
             break
     assert [lv for i, lv in ended if i == 0][:3] == [5, 6, 5]  # the schedule cycles

@@ -1,0 +1,175 @@
+"""Issue 21's study: held-out MuJoCo levels (envs/levels.py) for TD3 and SAC on Hopper-v5.
+
+    python bench/levels_study.py --seeds 0 1 --jobs 2      # train, report, record, table, plot
+    python bench/levels_study.py --seeds 0 1 --table-only  # from docs/levels.csv alone
+
+Each preset (mass and friction scales per level, log-uniform in 0.5-2; 1 or 20 training
+levels; 200k env steps) runs for every seed (resumable, bench/jobs.py). A finished run then
+gets its final report, `evaluate.py RUN --episodes 20 --bias --bias-states 50` (written once,
+beside the run as levels-report.json): 20 episodes on training levels, 20 interpolation levels
+(held out, same ranges) and 20 extrapolation levels (every scale outside its range by up to
+1.5x), and the critic's bias on 50 states the deterministic policy reaches on each side,
+restored in their own level (SAC: soft truth, 4 rollouts per state; TD3: reward truth). The
+same 20 held-out levels serve every run, whatever its training levels.
+
+Every finished run becomes a row of docs/levels.csv (earlier rows kept); the table
+docs/levels-table.md gives mean +- std over seeds per preset, and docs/levels.png draws the
+returns and biases per side. `gen_share` is the held-out evaluations' share of the run's wall
+time at the preset's gen_every (the issue's bar: at most 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
+
+PRESETS = [
+    "configs/td3/hopper-levels-1.yaml",
+    "configs/td3/hopper-levels-20.yaml",
+    "configs/sac/hopper-cpu-levels-1.yaml",
+    "configs/sac/hopper-cpu-levels-20.yaml",
+]
+SIDES = ("train", "test", "extrapolation")
+SIDE_NAMES = {"train": "training levels", "test": "interpolation (held out)",
+              "extrapolation": "extrapolation (held out)"}  # fmt: skip
+REPORT = "levels-report.json"
+REPORT_ARGS = ["--episodes", "20", "--bias", "--bias-states", "50"]
+
+CSV_FIELDS = ["preset", "seed", "agent", "train_levels", "env_steps",
+              *[f"{side}_return" for side in SIDES], "gap", "gap_extrapolation",
+              *[f"{side}_bias" for side in SIDES], "bias_target", "gen_share",
+              "wall_time_s"]  # fmt: skip
+RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"), ints=("seed", "train_levels", "env_steps"),
+                   what="a levels-study", texts=("agent", "bias_target"))  # fmt: skip
+
+
+def run_dir(out: Path, preset: str, seed: int) -> Path:
+    return out / f"{Path(preset).parent.name}-{Path(preset).stem}-s{seed}"
+
+
+def final_report(folder: Path) -> dict | None:
+    """The run's levels-report.json, made by evaluate.py when missing; None if that failed."""
+    path = folder / REPORT
+    if not path.is_file():
+        code = subprocess.call([sys.executable, "evaluate.py", str(folder), *REPORT_ARGS,
+                                "--json", str(path)], cwd=REPO,
+                               stdout=subprocess.DEVNULL)  # fmt: skip
+        if code != 0:
+            print(f"{folder.name}: evaluate.py exit {code}", file=sys.stderr)
+            return None
+    return json.loads(path.read_text())
+
+
+def row(summary: dict, report: dict, preset: str, seed: int) -> dict:
+    """One finished run's line of the record."""
+    bias = report["bias"]
+    return {
+        "preset": preset, "seed": seed, "agent": summary["agent"],
+        "train_levels": report["n_train_levels"], "env_steps": summary["env_steps"],
+        **{f"{side}_return": report[f"{side}_return_mean"] for side in SIDES},
+        "gap": report["gap"], "gap_extrapolation": report["gap_extrapolation"],
+        **{f"{side}_bias": bias[side]["bias_normalized_mean"] for side in SIDES},
+        "bias_target": bias["train"]["bias_target"],
+        "gen_share": summary.get("gen_time_s", 0.0) / summary["wall_time_s"],
+        "wall_time_s": summary["wall_time_s"],
+    }  # fmt: skip
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| preset | seeds | env steps | training-level return | interpolation return "
+             "| extrapolation return | gap (interp.) | gap (extrap.) | normalized bias: "
+             "training levels | interpolation | extrapolation | truth | held-out eval share "
+             "of wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
+        group = seeds_of(rows, preset=preset)
+        if not group:
+            continue
+        steps = ", ".join(f"{r['env_steps']:,}" for r in group)
+        lines.append(
+            f"| {preset} | {', '.join(str(r['seed']) for r in group)} | {steps} | "
+            + " | ".join(mean_std([r[f"{side}_return"] for r in group]) for side in SIDES)
+            + f" | {mean_std([r['gap'] for r in group])} | "
+            f"{mean_std([r['gap_extrapolation'] for r in group])} | "
+            + " | ".join(mean_std([r[f"{side}_bias"] for r in group], "+.3f") for side in SIDES)
+            + f" | {group[0]['bias_target']} | "
+            f"{mean_std([100 * r['gen_share'] for r in group], '.1f')}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Returns and normalized biases per side, one group of bars per preset (mean, and the
+    seeds' min-max as the error bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    presets = [p for p in PRESETS if seeds_of(rows, preset=p)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.26
+    panels = ((axes[0], "return", "return (20 episodes per side)"),
+              (axes[1], "bias", "normalized bias (50 policy states per side)"))  # fmt: skip
+    for ax, kind, label in panels:
+        for k, side in enumerate(SIDES):
+            values = [[r[f"{side}_{kind}"] for r in seeds_of(rows, preset=p)] for p in presets]
+            means = np.array([np.mean(v) for v in values])
+            low = means - np.array([min(v) for v in values])
+            high = np.array([max(v) for v in values]) - means
+            x = np.arange(len(presets)) + (k - 1) * width
+            ax.bar(x, means, width, yerr=[low, high], capsize=3, label=SIDE_NAMES[side])
+        ax.set_xticks(np.arange(len(presets)))
+        ax.set_xticklabels([f"{Path(p).parent.name}\n{Path(p).stem}" for p in presets],
+                           fontsize=8)  # fmt: skip
+        ax.set_ylabel(label)
+        ax.axhline(0, color="black", linewidth=0.6)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Hopper-v5, mass and friction levels: training vs held-out levels "
+                 "(bench/levels_study.py)", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in PRESETS]
+    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
+    parser.add_argument("--out", default="bench/out/levels", help="folder of the run folders")
+    parser.add_argument("--csv", default="docs/levels.csv", help="per-run record")
+    parser.add_argument("--table", default="docs/levels-table.md")
+    parser.add_argument("--figure", default="docs/levels.png")
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
+    args = parser.parse_args()
+    out = REPO / args.out
+    grid = [(p, s) for p, name in zip(PRESETS, names) if name in args.presets
+            for s in args.seeds]  # fmt: skip
+    finished = []
+    if not args.table_only:
+        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
+                for p, s in grid]  # fmt: skip
+        run_all(jobs, args.jobs)
+        for p, s in grid:
+            summary = finished_summary(run_dir(out, p, s))
+            report = final_report(run_dir(out, p, s)) if summary else None
+            if report is not None:
+                finished.append(row(summary, report, p, s))
+    code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    if code == 0:
+        plot(RECORD.read(REPO / args.csv), REPO / args.figure)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
