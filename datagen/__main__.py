@@ -3,6 +3,7 @@
 python -m datagen list                       # known names, present locally or not
 python -m datagen make hopper-random-v5      # generate (deterministic per seed)
 python -m datagen make hopper-random-v5 --size 10000 --seed 1
+python -m datagen make hopper-medium-v5 --context mass,friction --train-levels 20
 python -m datagen info hopper-random-v5      # or any D4RL/Minari name or path
 python -m datagen export-policy RUN/checkpoints/best.pt hopper-expert
 """
@@ -25,6 +26,7 @@ from envs.datasets.scores import (
     d4rl_task,
     normalized_score,
 )
+from envs.levels import LevelSpec
 
 
 def policy_present(name: str) -> bool:
@@ -49,7 +51,16 @@ def cmd_list(args) -> None:
 
 def cmd_make(args) -> None:
     root = Path(args.root) if args.root else None
-    path = generate.make(args.name, size=args.size, seed=args.seed, root=root)
+    levels = None
+    if args.context:
+        try:
+            levels = LevelSpec.parse(args.context, args.context_range, args.train_levels,
+                                     args.start_level)  # fmt: skip
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    elif args.context_range or args.train_levels or args.start_level:
+        raise UserError("--context-range, --train-levels and --start-level need --context")
+    path = generate.make(args.name, size=args.size, seed=args.seed, root=root, levels=levels)
     print(f"wrote {path}")
 
 
@@ -70,6 +81,9 @@ def cmd_info(args) -> None:
     print(f"  transitions {len(data):,}, episodes {len(returns):,}, {ends}")
     print(f"  observations {data.observations.shape[1:]}, actions {data.actions.shape[1:]}, "
           f"simulator states {'yes' if data.qpos is not None else 'no'}")  # fmt: skip
+    if data.levels is not None:
+        print(f"  levels: {len(np.unique(data.levels))} distinct (ids {data.levels.min()} to "
+              f"{data.levels.max()}), per transition")  # fmt: skip
     print(f"  episode return mean {returns.mean():.1f}, min {returns.min():.1f}, "
           f"max {returns.max():.1f}")  # fmt: skip
     try:
@@ -111,6 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("--size", type=int, default=generate.DEFAULT_SIZE,
                       help=f"transitions (default: {generate.DEFAULT_SIZE:,})")  # fmt: skip
     make.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    make.add_argument(
+        "--context",
+        default="",
+        help="make it across MuJoCo levels: the "
+        "parameters that vary, e.g. mass,friction (envs/levels.py; default: none)",
+    )
+    make.add_argument(
+        "--context-range", default="", help="training range of the scales (default: 0.5:2)"
+    )
+    make.add_argument(
+        "--train-levels",
+        type=int,
+        default=0,
+        help="training levels the episodes draw from (default: 0, a new one every episode)",
+    )
+    make.add_argument(
+        "--start-level", type=int, default=0, help="the first training level (default: 0)"
+    )
     export = sub.add_parser("export-policy", help="ship a run's actor as a behaviour policy")
     export.add_argument("checkpoint", help="run folder or checkpoint (e.g. checkpoints/best.pt)")
     export.add_argument("name", help="<task>-<level>, level medium or expert")

@@ -18,6 +18,7 @@ training is deterministic on CPU, and the regenerated actor is checked against t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, p
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
 from envs.datasets.names import parse_name, path_of
+from envs.levels import DEFAULT_RANGE, LevelSpec
 from harness.evaluation import evaluate_policy
 
 POLICY_FREE = {"random"}  # kinds that need no shipped policy
@@ -45,13 +47,16 @@ DEFAULT_SIZE = 1_000_000
 
 def collect(
     env_id: str, policy: Callable[[np.ndarray], np.ndarray], size: int, seed: int,
-    whole: bool = False, label: str = "collecting",
+    whole: bool = False, label: str = "collecting", levels: LevelSpec | None = None,
 ) -> Dataset:  # fmt: skip
     """`size` transitions of episodes from seeded resets (episode k: seed + k). The episode
     running when the size is reached is cut there and marked as a timeout, or, with `whole`,
     played to its end (the dataset then holds up to one episode more than `size`). Progress
-    is shown under `label` (a million transitions take about ten minutes)."""
-    env = envs.make_env(env_id)
+    is shown under `label` (a million transitions take about ten minutes). With `levels`,
+    episode k plays the training level its seeded reset draws (envs/levels.py), stored per
+    transition."""
+    env = envs.make_env(env_id, levels=levels)
+    played = []
     progress = Progress(size, label, unit="transition")
     arrays: dict[str, list] = {k: [] for k in
         ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts")}  # fmt: skip
@@ -63,6 +68,7 @@ def collect(
         while not done and (whole or len(arrays["obs"]) < size):
             action = policy(obs)
             sim.append(envs.get_sim_state(env))
+            played.append(getattr(env, "level", -1))
             next_obs, reward, terminated, truncated, _ = env.step(action)
             cut = not whole and len(arrays["obs"]) + 1 == size
             for key, value in zip(arrays, (obs, action, reward, next_obs, terminated,
@@ -84,6 +90,7 @@ def collect(
         timeouts=np.asarray(arrays["timeouts"]),
         qpos=sim[:, :nq],
         qvel=sim[:, nq:],
+        levels=None if levels is None else np.asarray(played, dtype=np.int64),
     )
 
 
@@ -106,12 +113,25 @@ def concat(*parts: Dataset) -> Dataset:
     """Datasets one after the other (each part ends with an episode end)."""
     fields = ("observations", "actions", "rewards", "next_observations", "terminals",
               "timeouts", "qpos", "qvel")  # fmt: skip
-    return Dataset(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
+    data = Dataset(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
+    if all(p.levels is not None for p in parts):
+        data.levels = np.concatenate([p.levels for p in parts])
+    return data
+
+
+def level_tag(spec: LevelSpec) -> str:
+    """What a dataset made across levels adds to its file name, e.g. levels20-mass-friction."""
+    tag = f"levels{spec.train_levels or 'all'}-{'-'.join(spec.context)}"
+    if spec.start_level:
+        tag += f"-from{spec.start_level}"
+    if any(r != DEFAULT_RANGE for r in spec.ranges):
+        tag += "-range" + "_".join(f"{low:g}:{high:g}" for low, high in spec.ranges)
+    return tag
 
 
 def make(
     name: str, size: int = DEFAULT_SIZE, seed: int = 0, root: Path | None = None,
-    policies: Path | None = None,
+    policies: Path | None = None, levels: LevelSpec | None = None,
 ) -> Path:  # fmt: skip
     """Generate dataset `name` and write it (atomically) under `root`; returns its path.
 
@@ -120,11 +140,17 @@ def make(
     random-expert-P: whole expert episodes until they hold P% of `size`, then random ones.
     References, each a mean over 100 episodes on the same env version: ref_min = the random
     policy's return, ref_max = the expert policy's (measured when it was exported).
+    `levels`: every episode plays a training level of that spec (envs/levels.py), the level
+    of each transition is stored, the spec goes into the metadata, and the file is
+    `<name>-<level_tag>.hdf5` (the references stay the nominal env's).
     """
     env_id, kind = parse_name(name)
     task = name.split("-")[0]
     if size < 1:
         raise UserError(f"dataset size must be >= 1, got {size}")
+    if levels is not None and kind == "medium-replay":
+        raise UserError("medium-replay re-runs the medium policy's own training run, which "
+                        "had no levels: --context does not apply")  # fmt: skip
     # The expert sets the normalization's upper reference; a random dataset records it too
     # when the expert policy is there (and is made without it otherwise).
     expert, expert_info = None, None
@@ -144,14 +170,17 @@ def make(
             meta["ref_max_score"] = float(expert_info["metadata"]["return_mean"])
             meta["expert_policy"] = describe(expert_info)
         if kind == "random":
-            data = collect(env_id, random_act, size, seed, label=name)
+            data = collect(env_id, random_act, size, seed, label=name, levels=levels)
             meta["policy"] = "uniform random"
         else:
             data, extra = _policy_kind(name, env_id, task, kind, size, seed, expert, random_act,
-                                       policies)  # fmt: skip
+                                       policies, levels)  # fmt: skip
             meta.update(extra)
-    data.metadata = meta
     path = path_of(name, root)
+    if levels is not None:
+        meta["levels"] = json.dumps(levels.to_dict())
+        path = path.with_name(f"{name}-{level_tag(levels)}.hdf5")
+    data.metadata = meta
     path.parent.mkdir(parents=True, exist_ok=True)
     write_d4rl(path, data)
     return path
@@ -163,29 +192,33 @@ def describe(info: dict) -> str:
             f"return {meta['return_mean']:.1f} +- {meta['return_std']:.1f}")  # fmt: skip
 
 
-def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, policies):
+def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, policies, levels):
     """(dataset, extra metadata) of a kind that uses the shipped policies."""
     expert_act = acting_function(expert)
+
+    def gather(*args, **kwargs) -> Dataset:  # every part across the same levels
+        return collect(*args, **kwargs, levels=levels)
+
     if kind == "expert":
-        return collect(env_id, expert_act, size, seed, label=name), {}
+        return gather(env_id, expert_act, size, seed, label=name), {}
     if kind.startswith("random-expert-"):
         percent = int(kind.rsplit("-", 1)[1])
-        expert_part = collect(env_id, expert_act, -(-size * percent // 100), seed, whole=True,
-                              label=f"{name}, expert episodes")  # fmt: skip
+        expert_part = gather(env_id, expert_act, -(-size * percent // 100), seed, whole=True,
+                             label=f"{name}, expert episodes")  # fmt: skip
         rest = max(size - len(expert_part), 1)
-        random_part = collect(env_id, random_act, rest, seed + 1_000_003,
-                              label=f"{name}, random episodes")  # fmt: skip
+        random_part = gather(env_id, random_act, rest, seed + 1_000_003,
+                             label=f"{name}, random episodes")  # fmt: skip
         return concat(expert_part, random_part), {"expert_transitions": len(expert_part)}
     medium, medium_info = load_policy(task, "medium", policies)
     extra = {"medium_policy": describe(medium_info)}
     if kind == "medium-replay":
         return replay_of(medium, medium_info), extra
-    medium_part = collect(env_id, acting_function(medium), size, seed,
-                          label=name if kind == "medium" else f"{name}, medium part")  # fmt: skip
+    medium_part = gather(env_id, acting_function(medium), size, seed,
+                         label=name if kind == "medium" else f"{name}, medium part")  # fmt: skip
     if kind == "medium":
         return medium_part, extra
-    expert_part = collect(env_id, expert_act, size, seed + 1_000_003,  # medium-expert
-                          label=f"{name}, expert part")  # fmt: skip
+    expert_part = gather(env_id, expert_act, size, seed + 1_000_003,  # medium-expert
+                         label=f"{name}, expert part")  # fmt: skip
     return concat(medium_part, expert_part), extra
 
 

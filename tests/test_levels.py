@@ -270,3 +270,64 @@ def test_bad_level_input_is_one_line(flags, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not run.exists()
+
+
+# ---- offline: datasets made across levels ---------------------------------------------------
+@pytest.fixture(scope="module")
+def level_dataset(tmp_path_factory) -> Path:
+    from datagen import generate
+
+    spec = LevelSpec.parse("mass,friction", "", 5, 0)
+    return generate.make("hopper-random-v5", size=800, seed=2,
+                         root=tmp_path_factory.mktemp("data"), levels=spec)  # fmt: skip
+
+
+def test_a_dataset_made_across_levels_stores_each_transitions_level(level_dataset):
+    from envs.datasets.d4rl import read_d4rl
+
+    assert level_dataset.name == "hopper-random-v5-levels5-mass-friction.hdf5"
+    data = read_d4rl(level_dataset)
+    spec = LevelSpec.from_dict(json.loads(data.metadata["levels"]))
+    assert spec == LevelSpec.parse("mass,friction", "", 5, 0)
+    bounds = data.episode_bounds()
+    env = make_env("Hopper-v5", levels=spec)
+    for k, (start, stop) in enumerate(bounds[:6]):
+        assert len(set(data.levels[start:stop].tolist())) == 1  # one level per episode
+        # episode k is the seeded reset seed + k, whose draw picks its level
+        assert data.levels[start] == env.reset(seed=2 + k)[1]["level"]
+    buffer = data.to_buffer()
+    j = int(bounds[2][0]) + 3
+    batch = buffer.transitions(np.array([j]))
+    assert int(batch.extras["level"][0]) == data.levels[j]
+    env.reset(seed=0, options={"level": int(data.levels[j])})
+    set_sim_state(env, batch.extras["sim_state"][0].numpy())
+    np.testing.assert_allclose(env.step(batch.actions[0].numpy())[0],
+                               data.next_observations[j], rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_offline_training_on_levels_reports_held_out_levels_and_resumes(level_dataset, tmp_path):
+    run = tmp_path / "offline"
+    common = ["--progress", "off"]
+    assert train.main(["--agent", "td3_bc", "--dataset", str(level_dataset),
+                       "--total-steps", "200", "--eval-every", "100", "--gen-every", "200",
+                       "--eval-episodes", "2", "--set", "batch_size=32",
+                       "--run-dir", str(run), *common]) == 0  # fmt: skip
+    config = (run / "config.yaml").read_text()
+    assert "context: mass,friction" in config and "train_levels: 5" in config
+    assert train.main(["--resume", str(run), "--total-steps", "300", *common]) == 0
+    evals = json.loads((run / "summary.json").read_text())["evals"]
+    assert [("test_return_mean" in e) for e in evals] == [False, True, True]
+    out = tmp_path / "report.json"
+    assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["train_levels"] == [0, 1] and report["n_train_levels"] == 5
+
+
+def test_context_on_a_plain_dataset_is_one_line(tmp_path, capsys):
+    from datagen import generate
+
+    plain = generate.make("hopper-random-v5", size=300, seed=0, root=tmp_path)
+    code = train.main(["--agent", "td3_bc", "--dataset", str(plain), "--context", "mass",
+                       "--run-dir", str(tmp_path / "run"), "--progress", "off"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "was not made across levels" in err[0]

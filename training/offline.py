@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from envs.datasets.dataset import check_against_env
 from envs.datasets.loading import dataset_env_id
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
 from envs.datasets.weighting import sampling_stats, transition_probabilities
+from envs.levels import LevelSpec, spec_of
 from training.trainer import Trainer
 
 
@@ -37,9 +39,39 @@ class OfflineTrainer(Trainer):
                 check_env_id(run_cfg.env)
             except ValueError as exc:
                 raise UserError(f"dataset {run_cfg.dataset}: {exc}") from None
+        self.level_spec = self.dataset_levels()
         env = make_env(run_cfg.env, bins=run_cfg.bins)
         check_against_env(self.data, env.observation_space, env.action_space, self.source)
         return env.observation_space, env.action_space
+
+    def levels_of(self, run_cfg) -> None:
+        """Offline, the levels are the dataset's (dataset_levels), read with the data."""
+        return None
+
+    def dataset_levels(self) -> LevelSpec | None:
+        """The spec of a dataset made across levels (its metadata), written into the run
+        config so that the run folder, evaluate.py and resumes know the levels."""
+        text, cfg = self.data.metadata.get("levels"), self.run_cfg
+        if text is None:
+            if cfg.context:
+                raise UserError(f"{self.source} was not made across levels: offline runs "
+                                "take the dataset's levels, --context does not apply")  # fmt: skip
+            return None
+        if self.data.levels is None:
+            raise UserError(f"{self.source}: metadata names levels but infos/level is missing")
+        try:
+            spec = LevelSpec.from_dict(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{self.source}: metadata/levels is not a level spec ({exc})") \
+                from None  # fmt: skip
+        if cfg.context and spec_of(cfg) != spec:  # a resume repeats the dataset's own
+            raise UserError(f"--context {cfg.context} differs from the levels {self.source} "
+                            "was made on; offline runs take the dataset's")  # fmt: skip
+        cfg.context = ",".join(spec.context)
+        cfg.context_range = ",".join(f"{n}={lo}:{hi}" for n, (lo, hi) in
+                                     zip(spec.context, spec.ranges))  # fmt: skip
+        cfg.train_levels, cfg.start_level = spec.train_levels, spec.start_level
+        return spec
 
     def build_buffer(self, obs_space, act_space) -> None:
         run_cfg = self.run_cfg

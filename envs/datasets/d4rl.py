@@ -1,7 +1,9 @@
 """D4RL's HDF5 layout: reader (default and `compat` modes), name lookup and atomic writer.
 
 Layout (flat, one row per transition): `observations, actions, rewards, terminals, timeouts`
-(required), `next_observations`, `infos/qpos`, `infos/qvel` (optional) and `metadata/*`.
+(required), `next_observations`, `infos/qpos`, `infos/qvel` (optional) and `metadata/*`;
+ogzoo datasets made across MuJoCo levels add `infos/level` (integer level ids, envs/levels.py)
+and the level spec as JSON in `metadata/levels`.
 ogzoo's own files are this layout with every optional key present; `write_d4rl` stores
 metadata as attributes of the `metadata` group (typed scalars and strings, invisible to tools
 that load every dataset of a file as data). Real D4RL files keep metadata as small datasets
@@ -75,6 +77,8 @@ def read_d4rl(name_or_path: str | os.PathLike[str], compat: bool = False) -> Dat
         sim, nq = _read_sim_state(f, path) if "infos/qpos" in f or "infos/qvel" in f else (None, 0)
         if sim is not None:
             arrays["infos/qpos"] = sim
+        if "infos/level" in f:  # ogzoo datasets made across levels (envs/levels.py)
+            arrays["infos/level"] = read_array(f, "infos/level", path)
         metadata = _read_metadata(f)
     check_lengths(arrays, path)
     if len(arrays["observations"]) == 0:
@@ -92,6 +96,11 @@ def read_d4rl(name_or_path: str | os.PathLike[str], compat: bool = False) -> Dat
     terminals = arrays.pop("terminals").astype(bool).reshape(-1)
     timeouts = arrays.pop("timeouts").astype(bool).reshape(-1)
     next_obs = arrays.pop("next_observations", None)
+    levels = arrays.pop("infos/level", None)
+    if levels is not None:
+        if not np.issubdtype(levels.dtype, np.integer) or levels.ndim != 1:
+            raise DatasetError(path, f"infos/level must be 1-D integer level ids, got "
+                               f"{levels.dtype} {levels.shape}")  # fmt: skip
     keep = None
     if next_obs is None:
         next_obs = np.empty_like(obs)
@@ -112,6 +121,7 @@ def read_d4rl(name_or_path: str | os.PathLike[str], compat: bool = False) -> Dat
         obs, next_obs, actions, rewards = obs[keep], next_obs[keep], actions[keep], rewards[keep]
         terminals, timeouts = terminals[keep], timeouts[keep]
         sim = None if sim is None else sim[keep]
+        levels = None if levels is None else levels[keep]
 
     qpos, qvel = (None, None) if sim is None else split_sim_state(sim, nq)
     dataset = Dataset(
@@ -124,6 +134,7 @@ def read_d4rl(name_or_path: str | os.PathLike[str], compat: bool = False) -> Dat
         qpos=qpos,
         qvel=qvel,
         metadata=metadata,
+        levels=levels,
     )
     return dataset.check(path)
 
@@ -146,6 +157,8 @@ def write_d4rl(path: str | os.PathLike[str], dataset: Dataset) -> None:
             if dataset.qpos is not None and dataset.qvel is not None:
                 f.create_dataset("infos/qpos", data=dataset.qpos)
                 f.create_dataset("infos/qvel", data=dataset.qvel)
+            if dataset.levels is not None:
+                f.create_dataset("infos/level", data=dataset.levels)
             _write_metadata(f.create_group("metadata"), dataset.metadata)
         with open(tmp, "rb") as fh:  # on disk before the rename makes it visible
             os.fsync(fh.fileno())

@@ -50,6 +50,7 @@ class Dataset:
     qpos: np.ndarray | None = None  # N x nq float64, MuJoCo state before the action
     qvel: np.ndarray | None = None  # N x nv float64
     metadata: dict[str, Any] = field(default_factory=dict)
+    levels: np.ndarray | None = None  # N int64: the level each transition was played in
 
     def __post_init__(self) -> None:
         # asarray with the target dtype is free when the dtype already matches (the usual case).
@@ -63,6 +64,8 @@ class Dataset:
             self.qpos = np.asarray(self.qpos, dtype=np.float64)
         if self.qvel is not None:
             self.qvel = np.asarray(self.qvel, dtype=np.float64)
+        if self.levels is not None:
+            self.levels = np.asarray(self.levels, dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.observations.shape[0])
@@ -81,6 +84,8 @@ class Dataset:
             raise DatasetError(source, "has only one of qpos and qvel")
         if self.qpos is not None:
             arrays.update(qpos=self.qpos, qvel=self.qvel)
+        if self.levels is not None:
+            arrays["levels"] = self.levels
         check_lengths(arrays, source)
         if len(self) == 0:
             raise DatasetError(source, "holds no transitions")
@@ -126,9 +131,11 @@ class Dataset:
         (no second copy in memory): neither should be modified afterwards."""
         truncated = self.timeouts.copy()
         truncated[-1] |= not self.terminals[-1]  # the dataset's end cuts its last episode
-        extras = None
+        extras = {}
         if self.qpos is not None and self.qvel is not None:
-            extras = {"sim_state": sim_state(self.qpos, self.qvel)}
+            extras["sim_state"] = sim_state(self.qpos, self.qvel)
+        if self.levels is not None:  # envs/levels.py: states are restored in their level
+            extras["level"] = self.levels
         return ReplayBuffer.from_arrays(
             self.observations,
             self.actions,
@@ -136,7 +143,7 @@ class Dataset:
             self.next_observations,
             self.terminals,
             truncated,
-            extras=extras,
+            extras=extras or None,
             seed=seed,
             copy=False,
         )
