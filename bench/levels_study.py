@@ -4,7 +4,9 @@
     python bench/levels_study.py --seeds 0 1 --table-only  # from docs/levels.csv alone
 
 Each preset (mass and friction scales per level, log-uniform in 0.5-2; 1 or 20 training
-levels; 200k env steps) runs for every seed (resumable, bench/jobs.py). A finished run then
+levels; 200k env steps) runs for every seed (resumable, bench/jobs.py); the offline one
+(TD3+BC, 200k updates) on hopper-medium-v5 made across the same 20 training levels
+(DATASET, generated here when missing). A finished run then
 gets its final report, `evaluate.py RUN --episodes 20 --bias --bias-states 50` (written once,
 beside the run as levels-report.json): 20 episodes on training levels, 20 interpolation levels
 (held out, same ranges) and 20 extrapolation levels (every scale outside its range by up to
@@ -34,7 +36,11 @@ PRESETS = [
     "configs/td3/hopper-levels-20.yaml",
     "configs/sac/hopper-cpu-levels-1.yaml",
     "configs/sac/hopper-cpu-levels-20.yaml",
+    "configs/td3_bc/hopper-medium-levels-20.yaml",  # offline, on DATASET below
 ]
+# The offline preset's data: hopper-medium-v5 played by the shipped medium policy across the
+# same 20 training levels (python -m datagen make ... --context mass,friction --train-levels 20)
+DATASET = ["hopper-medium-v5", "--context", "mass,friction", "--train-levels", "20"]
 SIDES = ("train", "test", "extrapolation")
 SIDE_NAMES = {"train": "training levels", "test": "interpolation (held out)",
               "extrapolation": "extrapolation (held out)"}  # fmt: skip
@@ -47,6 +53,19 @@ CSV_FIELDS = ["preset", "seed", "agent", "train_levels", "env_steps",
               "wall_time_s"]  # fmt: skip
 RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"), ints=("seed", "train_levels", "env_steps"),
                    what="a levels-study", texts=("agent", "bias_target"))  # fmt: skip
+
+
+def dataset_path() -> Path:
+    """DATASET's file, made (deterministically, about 20 minutes) when it is missing."""
+    from datagen.generate import level_tag
+    from envs.datasets.names import path_of
+    from envs.levels import LevelSpec
+
+    spec = LevelSpec.parse(DATASET[2], "", int(DATASET[4]), 0)
+    path = path_of(DATASET[0]).with_name(f"{DATASET[0]}-{level_tag(spec)}.hdf5")
+    if not path.is_file():
+        subprocess.run([sys.executable, "-m", "datagen", "make", *DATASET], cwd=REPO, check=True)
+    return path
 
 
 def run_dir(out: Path, preset: str, seed: int) -> Path:
@@ -71,21 +90,23 @@ def row(summary: dict, report: dict, preset: str, seed: int) -> dict:
     bias = report["bias"]
     return {
         "preset": preset, "seed": seed, "agent": summary["agent"],
-        "train_levels": report["n_train_levels"], "env_steps": summary["env_steps"],
+        "train_levels": report["n_train_levels"],
         **{f"{side}_return": report[f"{side}_return_mean"] for side in SIDES},
         "gap": report["gap"], "gap_extrapolation": report["gap_extrapolation"],
         **{f"{side}_bias": bias[side]["bias_normalized_mean"] for side in SIDES},
         "bias_target": bias["train"]["bias_target"],
         "gen_share": summary.get("gen_time_s", 0.0) / summary["wall_time_s"],
+        # offline: the clock is the gradient update (env_steps stays 0)
+        "env_steps": summary["env_steps"] or summary["gradient_updates"],
         "wall_time_s": summary["wall_time_s"],
     }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| preset | seeds | env steps | training-level return | interpolation return "
-             "| extrapolation return | gap (interp.) | gap (extrap.) | normalized bias: "
-             "training levels | interpolation | extrapolation | truth | held-out eval share "
-             "of wall time |",
+    lines = ["| preset | seeds | env steps (offline: updates) | training-level return "
+             "| interpolation return | extrapolation return | gap (interp.) | gap (extrap.) "
+             "| normalized bias: training levels | interpolation | extrapolation | truth "
+             "| held-out eval share of wall time |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
         group = seeds_of(rows, preset=preset)
@@ -157,7 +178,9 @@ def main() -> int:
             for s in args.seeds]  # fmt: skip
     finished = []
     if not args.table_only:
-        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
+        offline = ["--dataset", str(dataset_path())] if any("td3_bc" in p for p, _ in grid) else []
+        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split(),
+                                      *(offline if "td3_bc" in p else [])])
                 for p, s in grid]  # fmt: skip
         run_all(jobs, args.jobs)
         for p, s in grid:
