@@ -9,6 +9,9 @@ skipping runs that finished and resuming runs that were interrupted. Each finish
 a row of docs/bias.csv, the record that outlives the run folders (rows from earlier sessions
 are kept; a run on disk replaces its own row), and docs/bias-hopper.md is drawn from every row.
 docs/bias-hopper.png is drawn by harness/plots.py from the run folders that are on disk.
+Below the table, its aggregates (bench/jobs.py Aggregates): IQM, mean and optimality gap of the
+final eval return as a D4RL-normalized score, with stratified-bootstrap intervals over the
+seeds (one task, Hopper), and their performance profiles in docs/bias-profiles.png.
 
 The table gives, per preset (mean +- std over seeds), the last bias measurement, both
 normalizations (ours: by |mean G|; REDQ's: per state by max(|G_i|, 10)) and the mean of the
@@ -25,7 +28,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
+from jobs import (  # noqa: E402
+    D4RL_NORMALIZATION,
+    REPO,
+    Aggregates,
+    RunRecord,
+    d4rl_fraction,
+    env_task,
+    finished_summary,
+    mean_std,
+    preset_name,
+    publish,
+    run_all,
+    seeds_of,
+)
 
 PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/tqc/hopper-cpu-bias-drop0.yaml",
@@ -91,6 +107,16 @@ def cell(group: list[dict], key: str, fmt: str) -> str:
     return mean_std([r[key] for r in group], fmt)
 
 
+AGGREGATES = Aggregates(
+    configuration=lambda r: preset_name(r["preset"]),
+    task=lambda r: env_task(r["preset"]),
+    measures={
+        "final eval return": lambda r: d4rl_fraction(r["final_return"], env_task(r["preset"]))
+    },
+    normalization=D4RL_NORMALIZATION,
+)
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| preset | seeds | env steps | eval return | truth G | normalized bias "
@@ -112,7 +138,7 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {preset} | {seeds} | {steps} | {cell(group, 'final_return', '.1f')} "
                      f"| {'soft' if soft else 'reward'} | " + " | ".join([*main, *det, alpha])
                      + " |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def main() -> int:
@@ -124,6 +150,7 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/bias", help="folder of the run folders")
     parser.add_argument("--csv", default="docs/bias.csv", help="per-run record")
     parser.add_argument("--table", default="docs/bias-hopper.md")
+    parser.add_argument("--profiles", default="docs/bias-profiles.png", help="profiles figure")
     parser.add_argument("--table-only", action="store_true", help="no training")
     args = parser.parse_args()
     out = REPO / args.out
@@ -136,6 +163,8 @@ def main() -> int:
     finished = [row(summary, p, s) for summary, p, s in done if summary is not None]
     if publish(RECORD, REPO / args.csv, finished, table, REPO / args.table):
         return 1
+    AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles,
+                    "Hopper-v5 final eval return (bench/bias_study.py)")  # fmt: skip
     folders = [str(run_dir(out, p, s)) for summary, p, s in done if summary is not None]
     if not folders:
         return 0

@@ -1,5 +1,7 @@
 """Run train.py jobs for the bench scripts: each in its own process and log, finished runs
-skipped, interrupted ones resumed, N at a time."""
+skipped, interrupted ones resumed, N at a time; keep their record (RunRecord, publish); and
+aggregate the record's normalized scores with confidence intervals (Aggregates, over
+harness/aggregates.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -133,3 +138,116 @@ def publish(record: RunRecord, csv_path: Path, finished: list[dict],
     table_path.write_text(text)
     print(text)
     return 0
+
+
+# ---- aggregates over runs x tasks (harness/aggregates.py) -----------------------------------
+D4RL_NORMALIZATION = (
+    "Normalization: D4RL's normalized score / 100 of the env "
+    "(envs/datasets/scores.py D4RL_REF_SCORES): 0 = D4RL's random policy, 1 = its expert."
+)
+
+
+def env_task(name: str) -> str:
+    """The D4RL task of an env id, dataset or preset path (envs.datasets.scores.d4rl_task:
+    configs/td3/hopper-bias.yaml -> hopper); imported here only when called, as it loads envs."""
+    from envs.datasets.scores import d4rl_task
+
+    return d4rl_task(name)
+
+
+def preset_name(preset: str) -> str:
+    """configs/td3/hopper-bias.yaml -> td3/hopper-bias (a note after the file name is kept)."""
+    return preset.removeprefix("configs/").replace(".yaml", "")
+
+
+def d4rl_fraction(value: float | None, task: str) -> float | None:
+    """A return as D4RL's normalized score / 100 for `task` (0 = random, 1 = expert)."""
+    from envs.datasets.scores import d4rl_normalized_score
+
+    return None if value is None else float(d4rl_normalized_score(value, task)) / 100
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """How a bench's rows become runs x tasks arrays of normalized scores, one per
+    configuration, and the "Aggregates" section (harness.aggregates.markdown_aggregates) and
+    performance-profile figure drawn from them. A run is a seed: rows of one configuration
+    with the same seed on different tasks are one run."""
+
+    configuration: Callable[[dict], str]  # a row's configuration (the aggregate's row)
+    task: Callable[[dict], str]  # a row's task (a column)
+    measures: dict[str, Callable[[dict], float | None]]  # title -> a row's normalized score
+    normalization: str  # the sentence that states how the scores were normalized
+    reps: int = 2000  # bootstrap resamples
+    seed: int = 0  # the bootstrap's seed
+
+    def scores(self, rows: list[dict], measure: str) -> dict[str, np.ndarray]:
+        """Per configuration (in order of first row) a seeds x tasks array of the measure, its
+        tasks in order of first row; NaN where a seed has no row on a task or no score."""
+        score = self.measures[measure]
+        cells: dict[str, dict[tuple, float]] = {}
+        for r in rows:
+            value = score(r)
+            cells.setdefault(self.configuration(r), {})[(r["seed"], self.task(r))] = (
+                np.nan if value is None else value
+            )
+        arrays = {}
+        for name, cell in cells.items():
+            seeds = sorted({seed for seed, _ in cell})
+            tasks = list(dict.fromkeys(task for _, task in cell))
+            arrays[name] = np.array([[cell.get((s, t), np.nan) for t in tasks] for s in seeds])
+        return arrays
+
+    def tasks(self, rows: list[dict]) -> dict[str, list[str]]:
+        """Per configuration its tasks, in order of first row."""
+        found: dict[str, dict[str, None]] = {}
+        for r in rows:
+            found.setdefault(self.configuration(r), {})[self.task(r)] = None
+        return {name: list(tasks) for name, tasks in found.items()}
+
+    def markdown(self, rows: list[dict]) -> str:
+        """The "Aggregates" section: which tasks, then one table per measure."""
+        from harness.aggregates import markdown_aggregates
+
+        tasks = self.tasks(rows)
+        sets = {tuple(t) for t in tasks.values()}
+        if len(sets) == 1:
+            which = f"Tasks: {', '.join(next(iter(sets)))} (every configuration)."
+        else:
+            each = "; ".join(f"{name}: {', '.join(t)}" for name, t in tasks.items())
+            which = f"Tasks (aggregates over different tasks do not compare directly): {each}."
+        lines = [
+            "",
+            "## Aggregates",
+            "",
+            "Over each configuration's runs (seeds) x tasks, from the rows above. " + which,
+        ]
+        for measure in self.measures:
+            table = markdown_aggregates(
+                self.scores(rows, measure), self.reps, self.seed, normalization=self.normalization
+            )
+            lines += ["", f"### {measure}", "", table.rstrip("\n")]
+        return "\n".join(lines) + "\n"
+
+    def plot(self, rows: list[dict], path: Path, title: str = "") -> bool:
+        """The performance profiles (one panel per measure) as a PNG at `path`, when there is
+        more than one configuration; whether it was drawn."""
+        from harness.aggregates import (
+            GAMMA,
+            complete_runs,
+            performance_profile,
+            plot_performance_profiles,
+        )
+
+        arrays = {m: self.scores(rows, m) for m in self.measures}
+        if max(len(a) for a in arrays.values()) < 2:
+            return False
+        values = [complete_runs(x)[0] for a in arrays.values() for x in a.values()]
+        values = np.concatenate([v.ravel() for v in values])
+        if values.size == 0:
+            return False
+        taus = np.linspace(min(0.0, values.min()), max(GAMMA, values.max()), 101)
+        panels = {m: performance_profile(a, taus, self.reps, self.seed) for m, a in arrays.items()}
+        plot_performance_profiles(path, taus, panels, title)
+        print(f"wrote {path}")
+        return True

@@ -17,7 +17,10 @@ same 20 held-out levels serve every run, whatever its training levels.
 Every finished run becomes a row of docs/levels.csv (earlier rows kept); the table
 docs/levels-table.md gives mean +- std over seeds per preset, and docs/levels.png draws the
 returns and biases per side. `gen_share` is the held-out evaluations' share of the run's wall
-time at the preset's gen_every (the issue's bar: at most 10%).
+time at the preset's gen_every (the issue's bar: at most 10%). Below the table, the aggregates
+(bench/jobs.py Aggregates) per preset over its seeds (one task, Hopper): IQM, mean and
+optimality gap of each side's return as a D4RL-normalized score, with stratified-bootstrap
+intervals; their performance profiles go to docs/levels-profiles.png.
 """
 
 from __future__ import annotations
@@ -29,7 +32,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
+from jobs import (  # noqa: E402
+    D4RL_NORMALIZATION,
+    REPO,
+    Aggregates,
+    RunRecord,
+    d4rl_fraction,
+    env_task,
+    finished_summary,
+    mean_std,
+    preset_name,
+    publish,
+    run_all,
+    seeds_of,
+)
 
 PRESETS = [
     "configs/td3/hopper-levels-1.yaml",
@@ -102,6 +118,19 @@ def row(summary: dict, report: dict, preset: str, seed: int) -> dict:
     }  # fmt: skip
 
 
+def side_score(side: str):
+    """A row's return on `side` as a D4RL-normalized score (the preset's env)."""
+    return lambda r: d4rl_fraction(r[f"{side}_return"], env_task(r["preset"]))
+
+
+AGGREGATES = Aggregates(
+    configuration=lambda r: preset_name(r["preset"]),
+    task=lambda r: env_task(r["preset"]),
+    measures={f"return on {SIDE_NAMES[side]}": side_score(side) for side in SIDES},
+    normalization=D4RL_NORMALIZATION,
+)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| preset | seeds | env steps (offline: updates) | training-level return "
              "| interpolation return | extrapolation return | gap (interp.) | gap (extrap.) "
@@ -122,7 +151,7 @@ def table(rows: list[dict]) -> str:
             + f" | {group[0]['bias_target']} | "
             f"{mean_std([100 * r['gen_share'] for r in group], '.1f')}% |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -170,6 +199,7 @@ def main() -> int:
     parser.add_argument("--csv", default="docs/levels.csv", help="per-run record")
     parser.add_argument("--table", default="docs/levels-table.md")
     parser.add_argument("--figure", default="docs/levels.png")
+    parser.add_argument("--profiles", default="docs/levels-profiles.png")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     args = parser.parse_args()
@@ -190,7 +220,10 @@ def main() -> int:
                 finished.append(row(summary, report, p, s))
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
     if code == 0:
-        plot(RECORD.read(REPO / args.csv), REPO / args.figure)
+        rows = RECORD.read(REPO / args.csv)
+        plot(rows, REPO / args.figure)
+        AGGREGATES.plot(rows, REPO / args.profiles,
+                        "Hopper-v5 levels: return per side (bench/levels_study.py)")  # fmt: skip
     return code
 
 

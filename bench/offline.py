@@ -13,7 +13,10 @@ Runs go to <out>/<agent>-<dataset>[-<sampler>]-s<seed>; finished runs are
 skipped and interrupted ones resumed (bench/jobs.py). The table (markdown) gives, per
 agent x dataset x sampler, the normalized score mean +- std over seeds at the last
 evaluation and at the best one (the dataset's own references; D4RL-constant scores in the
-CSV), beside the dataset's own mean normalized score; the CSV has one row per run.
+CSV), beside the dataset's own mean normalized score; the CSV has one row per run. Below it,
+the aggregates (bench/jobs.py Aggregates) per agent and sampler over its datasets and seeds:
+IQM, mean and optimality gap of the last normalized score / 100, with stratified-bootstrap
+intervals; their performance profiles go to docs/offline-profiles.png.
 
 The CSV is the record that outlives the run folders: rows already in it are kept (a finished
 run on disk replaces its own row), and the table is drawn from every row, so runs made on
@@ -29,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
+from jobs import REPO, Aggregates, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 from core.errors import UserError  # noqa: E402
@@ -42,6 +45,17 @@ CSV_FIELDS = ["agent", "dataset", "sampler", "seed", "gradient_updates", "last_s
 KEY = ("agent", "dataset", "sampler", "seed")
 RECORD = RunRecord(CSV_FIELDS, KEY, ints=("seed", "gradient_updates", "best_at"),
                    what="an offline-benchmark")  # fmt: skip
+
+
+AGGREGATES = Aggregates(
+    configuration=lambda r: f"{r['agent']} ({r['sampler']})",
+    task=lambda r: r["dataset"],
+    measures={"last score": lambda r: None if r["last_score"] is None else r["last_score"] / 100},
+    normalization="Normalization: the last evaluation's normalized score / 100, with the "
+    "dataset's own references (its metadata's ref_min_score / ref_max_score, measured returns "
+    "of a uniform-random policy and of the expert on the same env version): 0 = random, "
+    "1 = expert.",
+)
 
 
 def run_name(agent: str, dataset: str, sampler: str, seed: int) -> str:
@@ -103,7 +117,7 @@ def table(rows: list[dict]) -> str:
             f"{mean_std([r['last_score'] for r in group])} | "
             f"{mean_std([r['best_score'] for r in group])} | {own_score} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def main() -> int:
@@ -116,6 +130,7 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/offline", help="folder of the run folders")
     parser.add_argument("--table", default="docs/offline-table.md", help="markdown table out")
     parser.add_argument("--csv", default="docs/offline.csv", help="per-run CSV out")
+    parser.add_argument("--profiles", default="docs/offline-profiles.png", help="figure out")
     parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     parser.add_argument("--table-only", action="store_true", help="no training, just the table")
     args = parser.parse_args()
@@ -146,6 +161,7 @@ def main() -> int:
     (REPO / args.table).write_text(table(rows))
     RECORD.write(csv_path, rows)
     print((REPO / args.table).read_text())
+    AGGREGATES.plot(rows, REPO / args.profiles, "Offline: last normalized score (bench/offline.py)")
     return 0
 
 

@@ -22,7 +22,9 @@ Both evaluate every --eval-every env steps with --eval-episodes deterministic ep
 same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100000 + k), as
 train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
 per evaluation step); the markdown table gives per side and algo the final return (mean +- std
-over seeds) and every seed's curve.
+over seeds) and every seed's curve, then the aggregates (bench/jobs.py Aggregates) of the final
+return as a D4RL-normalized score over the seeds (one task), with stratified-bootstrap
+intervals; their performance profiles go to docs/peer-learning-profiles.png.
 """
 
 from __future__ import annotations
@@ -41,11 +43,29 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, seeds_of, train_or_resume  # noqa: E402
+from jobs import (  # noqa: E402
+    D4RL_NORMALIZATION,
+    REPO,
+    Aggregates,
+    RunRecord,
+    d4rl_fraction,
+    finished_summary,
+    mean_std,
+    publish,
+    seeds_of,
+    train_or_resume,
+)
 
 ALGOS = ("tqc", "sac")
 SIDES = ("ours", "sb3")
 BASE_FIELDS = ["side", "algo", "seed", "env_steps", "final_return", "best_return", "wall_time_s"]
+ENV = "HalfCheetah-v5"  # peer_update_check.ENV (not imported here: it loads torch and train.py)
+AGGREGATES = Aggregates(
+    configuration=lambda r: f"{r['algo']} {r['side']}",
+    task=lambda r: ENV,
+    measures={"final eval return": lambda r: d4rl_fraction(r["final_return"], ENV)},
+    normalization=D4RL_NORMALIZATION,
+)
 
 
 def return_field(step: int) -> str:
@@ -117,7 +137,7 @@ def table(rows: list[dict], command: str) -> str:
             cells = [r.get(return_field(s)) for s in steps]
             text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
             lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 # ---- ours -----------------------------------------------------------------------------------
@@ -238,6 +258,7 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/peer", help="folder of the run folders")
     parser.add_argument("--csv", default="docs/peer-learning.csv", help="per-run record")
     parser.add_argument("--table", default="docs/peer-learning.md")
+    parser.add_argument("--profiles", default="docs/peer-learning-profiles.png")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--ours-args", default="", help="extra train.py arguments, one string")
     parser.add_argument("--side-name", default="ours", help="our side's name in the record")
@@ -273,7 +294,11 @@ def main() -> int:
     csv_path, table_path = REPO / args.csv, REPO / args.table
     rec = record(csv_steps(csv_path) + eval_steps(finished))
     command = "python bench/peer_learning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    return publish(rec, csv_path, finished, lambda rows: table(rows, command), table_path)
+    code = publish(rec, csv_path, finished, lambda rows: table(rows, command), table_path)
+    if code == 0:
+        AGGREGATES.plot(rec.read(csv_path), REPO / args.profiles,
+                        "HalfCheetah-v5 final eval return (bench/peer_learning.py)")  # fmt: skip
+    return code
 
 
 if __name__ == "__main__":

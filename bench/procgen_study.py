@@ -20,7 +20,11 @@ time, and the curve as one text column: "STEP TRAIN TEST" (normalized) per evalu
 separated by "; ". docs/procgen-study.md, drawn from every row, gives per (game, levels) the
 mean +- std over seeds at the end, and per game the issue's bar: with the smallest level
 count the policy scores higher on its training levels than on held-out ones, and with the
-largest count the gap is smaller than with the smallest, per seed and in the mean.
+largest count the gap is smaller than with the smallest, per seed and in the mean; then the
+aggregates (bench/jobs.py Aggregates) per level count over its games and seeds: IQM, mean and
+optimality gap of the held-out and the training-level normalized scores, with
+stratified-bootstrap intervals; their performance profiles go to
+docs/procgen-study-profiles.png.
 
 Default game: coinrun. CoinRun is the game of the train-vs-test-with-N-levels experiment that
 Procgen grew out of (Cobbe et al. 2019, "Quantifying Generalization in Reinforcement
@@ -51,7 +55,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
+from jobs import (  # noqa: E402
+    REPO,
+    Aggregates,
+    RunRecord,
+    finished_summary,
+    mean_std,
+    publish,
+    run_all,
+    seeds_of,
+)
 
 GAME = "coinrun"  # module doc: why
 CSV_FIELDS = ["game", "levels", "seed", "env_steps", "train_return", "train_normalized",
@@ -60,6 +73,18 @@ CSV_FIELDS = ["game", "levels", "seed", "env_steps", "train_return", "train_norm
 RECORD = RunRecord(CSV_FIELDS, ("game", "levels", "seed"),
                    ints=("levels", "seed", "env_steps", "best_test_at"),
                    what="a Procgen-study", texts=("curve",))  # fmt: skip
+
+
+AGGREGATES = Aggregates(
+    configuration=lambda r: f"{r['levels']} training levels",
+    task=lambda r: r["game"],
+    measures={
+        "held-out normalized": lambda r: r["test_normalized"],
+        "train normalized": lambda r: r["train_normalized"],
+    },
+    normalization="Normalization: train-procgen's easy-mode range of each game "
+    "(harness/generalization.py normalized_score): 0 = R_min, 1 = R_max; at the last evaluation.",
+)
 
 
 def run_dir(out: Path, game: str, levels: int, seed: int) -> Path:
@@ -181,7 +206,7 @@ def table(rows: list[dict]) -> str:
         points = ", ".join(f"{step:,}: {train:.3f} / {test:.3f}"
                            for step, train, test in parse_curve(r["curve"]))  # fmt: skip
         lines.append(f"- {r['game']}, {r['levels']} levels, seed {r['seed']}: {points}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def main() -> int:
@@ -199,6 +224,7 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/procgen", help="folder of the run folders")
     parser.add_argument("--table", default="docs/procgen-study.md")
     parser.add_argument("--csv", default="docs/procgen-study.csv", help="per-run record")
+    parser.add_argument("--profiles", default="docs/procgen-study-profiles.png")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="",
                         help='train.py arguments, one string: "--set num_steps=64"')  # fmt: skip
@@ -212,7 +238,11 @@ def main() -> int:
                  for n, s in grid], args.jobs)  # fmt: skip
     summaries = [(finished_summary(run_dir(out, args.game, n, s)), n, s) for n, s in grid]
     finished = [row(summary, args.game, n, s) for summary, n, s in summaries if summary]
-    return publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    if code == 0:
+        AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles,
+                        "PPO on Procgen (easy), normalized (bench/procgen_study.py)")  # fmt: skip
+    return code
 
 
 if __name__ == "__main__":

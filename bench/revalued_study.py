@@ -15,7 +15,11 @@ own row); the table (docs/revalued-table.md), drawn from every row, gives per pr
 eval return, the mean of the last 10 evaluations and the best (mean +- std over seeds), the
 first evaluation >= 1500 (issue 7's Hopper bar), the last bias measurement (normalized), the
 mean of all the run's bias measurements (a single late one swings with the policy of that
-moment) and REValueD's last spread of the members' targets.
+moment) and REValueD's last spread of the members' targets. Below it, the aggregates
+(bench/jobs.py Aggregates) of each method over its tasks (Hopper and Walker2d) and seeds: IQM,
+mean and optimality gap of the final eval return and of the mean of the last 10 evals, as
+D4RL-normalized scores, with stratified-bootstrap intervals; their performance profiles go to
+docs/revalued-profiles.png.
 """
 
 from __future__ import annotations
@@ -25,7 +29,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, finished_summary, mean_std, publish, run_all, seeds_of  # noqa: E402
+from jobs import (  # noqa: E402
+    D4RL_NORMALIZATION,
+    REPO,
+    Aggregates,
+    RunRecord,
+    d4rl_fraction,
+    env_task,
+    finished_summary,
+    mean_std,
+    preset_name,
+    publish,
+    run_all,
+    seeds_of,
+)
 
 PRESETS = [
     "configs/revalued/hopper-cpu.yaml",
@@ -70,6 +87,27 @@ def row(summary: dict, preset: str, seed: int) -> dict:
     }  # fmt: skip
 
 
+def method(preset: str) -> str:
+    """The preset without its env, the method compared across envs (a note kept):
+    configs/revalued/walker2d-cpu-decqn.yaml -> revalued/*-cpu-decqn."""
+    name = preset_name(preset)
+    folder, _, stem = name.rpartition("/")
+    return f"{folder}/*{stem.removeprefix(env_task(preset))}"
+
+
+AGGREGATES = Aggregates(
+    configuration=lambda r: method(r["preset"]),
+    task=lambda r: env_task(r["preset"]),
+    measures={
+        "final eval return": lambda r: d4rl_fraction(r["final_return"], env_task(r["preset"])),
+        f"mean of the last {LAST_N} evals": lambda r: d4rl_fraction(
+            r["last10_return"], env_task(r["preset"])
+        ),
+    },
+    normalization=D4RL_NORMALIZATION,
+)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| preset | seeds | env steps | final eval | mean of the last 10 evals | best eval "
              "| first eval >= 1500 at | normalized bias (last) "
@@ -94,7 +132,7 @@ def table(rows: list[dict]) -> str:
             f"{mean_std([r['bias_normalized_all'] for r in group], '+.3f')} | "
             f"{mean_std(spread, '.3f')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def main() -> int:
@@ -106,6 +144,7 @@ def main() -> int:
     parser.add_argument("--out", default="bench/out/revalued", help="folder of the run folders")
     parser.add_argument("--table", default="docs/revalued-table.md")
     parser.add_argument("--csv", default="docs/revalued.csv", help="per-run record")
+    parser.add_argument("--profiles", default="docs/revalued-profiles.png", help="figure")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     args = parser.parse_args()
@@ -118,7 +157,11 @@ def main() -> int:
         run_all(jobs, args.jobs)
     summaries = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in grid]
     finished = [row(summary, p, s) for summary, p, s in summaries if summary is not None]
-    return publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    if code == 0:
+        title = "REValueD vs DecQN, Hopper-v5 and Walker2d-v5 (bench/revalued_study.py)"
+        AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles, title)
+    return code
 
 
 if __name__ == "__main__":

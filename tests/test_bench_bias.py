@@ -60,3 +60,6 @@ def test_record_round_trip_and_table(tmp_path):
     assert (
         lines[3].startswith(f"| {TD3} | 0 |") and "| same | same | same | same | n/a |" in lines[3]
     )
+    # the aggregates: final returns 900 and 1100 as D4RL Hopper scores (x + 20.27) / 3254.57
+    assert "## Aggregates" in lines
+    assert any(x.startswith("| tqc/hopper-cpu-bias-drop2 | 2 x 1 | 0.313 [") for x in lines)

@@ -50,3 +50,8 @@ def test_record_round_trip_and_table_means_over_seeds(tmp_path):
     assert cells[1] == "0, 1" and cells[3] == "2500.0 +- 500.0"  # training-level return
     assert cells[6] == "1500.0 +- 500.0"  # gap to interpolation levels
     assert cells[-1] == "3.0 +- 1.0%" and cells[-2] == "reward"
+    # the aggregates per side: training-level returns 3000 and 2000 as D4RL Hopper scores
+    # (x + 20.27) / 3254.57 -> 0.928, 0.621
+    text = study.table(back)
+    assert "| td3/hopper-levels-20 | 2 x 1 | 0.774 [" in text
+    assert "### return on interpolation (held out)" in text

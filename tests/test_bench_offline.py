@@ -44,6 +44,8 @@ def test_table_gives_mean_and_population_std_over_seeds():
     line = bench.table(rows).splitlines()[2]
     # last: mean 20, pstd 10; best: 20 +- 0; own score from the rows
     assert line == "| td3_bc | h | uniform | 2 | 300,000 | 20.0 +- 10.0 | 20.0 +- 0.0 | 26.4 |"
+    # the aggregates: last scores / 100 (0.1, 0.3), per agent and sampler over datasets
+    assert "| td3_bc (uniform) | 2 x 1 | 0.200 [" in bench.table(rows)
 
 
 def test_a_csv_of_something_else_is_refused(tmp_path):

@@ -60,6 +60,15 @@ def test_table_gives_mean_std_over_seeds_and_each_curve():
     assert lines.index("| tqc | sb3 | 0 | 40.0 | 50.0 |") < lines.index(
         "| sac | sb3 | 0 | 5.0 |  |"
     )
+    # the aggregates: finals 30 and 10 as D4RL HalfCheetah scores (x + 280.18) / 12415.18
+    assert any(x.startswith("| tqc ours | 2 x 1 | 0.024 [") for x in lines)
+    assert any(x.startswith("| sac sb3 | 1 x 1 | 0.023 [") for x in lines)
+
+
+def test_the_aggregates_env_is_the_one_both_sides_run():
+    import peer_update_check as check
+
+    assert bench.ENV == check.ENV
 
 
 def test_our_side_takes_sb3s_warmup_and_the_bench_schedule():

@@ -89,6 +89,10 @@ def test_table_and_a_bar_that_holds():
             "(+0.100 vs +0.300, seeds 0, 1)") in lines  # fmt: skip
     assert any("**bar holds**" in line for line in lines)
     assert "- coinrun, 10 levels, seed 0: 1,000: 0.800 / 0.400" in lines
+    # the aggregates per level count: held-out (0.4, 0.4) and (0.5, 0.4), train (0.5, 0.6)
+    assert "| 10 training levels | 2 x 1 | 0.400 [0.400, 0.400] |" in " ".join(lines)
+    assert any(x.startswith("| 200 training levels | 2 x 1 | 0.450 [") for x in lines)
+    assert any(x.startswith("| 200 training levels | 2 x 1 | 0.550 [") for x in lines)
 
 
 def test_bar_fails_when_one_seed_s_gap_grows_with_more_levels():

@@ -55,6 +55,11 @@ def test_record_round_trip_and_table_over_seeds(tmp_path):
                     "| 1600.0 +- 400.0 "
                     "| never, 20,000 | +0.200 +- 0.100 | +0.300 +- 0.000 "
                     "| 0.375 +- 0.125 |")  # fmt: skip
+    # the aggregates per method across envs: finals 2000 and 1000 as D4RL Hopper scores
+    # (x + 20.27) / 3254.57 -> 0.621, 0.313
+    text = study.table(back)
+    assert "| revalued/*-cpu | 2 x 1 | 0.467 [" in text
+    assert "### final eval return" in text and "### mean of the last 10 evals" in text
 
 
 def test_a_csv_of_something_else_is_refused(tmp_path):
