@@ -22,17 +22,17 @@ agents, the deterministic reward-only measurement on the same checkpoints beside
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import (  # noqa: E402
+from jobs import (
     D4RL_NORMALIZATION,
     REPO,
     Aggregates,
     RunRecord,
+    chosen,
     d4rl_fraction,
     env_task,
     finished_summary,
@@ -41,6 +41,7 @@ from jobs import (  # noqa: E402
     publish,
     run_all,
     seeds_of,
+    study_parser,
 )
 
 PRESETS = [  # the soft agents first: issue 18 re-measures them
@@ -142,23 +143,13 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in PRESETS]
-    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
-    parser.add_argument("--out", default="bench/out/bias", help="folder of the run folders")
-    parser.add_argument("--csv", default="docs/bias.csv", help="per-run record")
-    parser.add_argument("--table", default="docs/bias-hopper.md")
-    parser.add_argument("--profiles", default="docs/bias-profiles.png", help="profiles figure")
-    parser.add_argument("--table-only", action="store_true", help="no training")
+    parser = study_parser(__doc__, PRESETS, "bias", "docs/bias-hopper.md")
     args = parser.parse_args()
     out = REPO / args.out
-    chosen = [p for p, name in zip(PRESETS, names) if name in args.presets]
-    jobs = [(p, s) for p in chosen for s in args.seeds]
+    jobs = chosen(args, PRESETS)
     if not args.table_only:
-        run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s)]) for p, s in jobs],
-                args.jobs)  # fmt: skip
+        run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
+                 for p, s in jobs], args.jobs)  # fmt: skip
     done = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in jobs]
     finished = [row(summary, p, s) for summary, p, s in done if summary is not None]
     if publish(RECORD, REPO / args.csv, finished, table, REPO / args.table):

@@ -5,6 +5,7 @@ harness/aggregates.py)."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -61,6 +62,39 @@ def run_all(jobs: Iterable[tuple[Path, list[str]]], processes: int,
         futures = [(folder, pool.submit(train_or_resume, folder, argv)) for folder, argv in jobs]
         for folder, future in futures:
             report(folder, future.result())
+
+
+def study_parser(doc: str, presets: list[str], name: str, table: str,
+                 names: list[str] | None = None) -> argparse.ArgumentParser:  # fmt: skip
+    """The command line every presets x seeds study shares: --presets (default all; named by
+    `names`, else folder/stem), --seeds, --jobs, --out (bench/out/NAME), --csv (docs/NAME.csv),
+    --table, --profiles (docs/NAME-profiles.png), --table-only and --train-args. A study adds
+    its own arguments before parsing; `chosen(args, presets, names)` gives its grid."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    names = names or preset_names(presets)
+    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
+    parser.add_argument("--out", default=f"bench/out/{name}", help="folder of the run folders")
+    parser.add_argument("--csv", default=f"docs/{name}.csv", help="per-run record")
+    parser.add_argument("--table", default=table)
+    parser.add_argument("--profiles", default=f"docs/{name}-profiles.png",
+                        help="performance profiles figure")  # fmt: skip
+    parser.add_argument("--table-only", action="store_true", help="no training")
+    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
+    return parser
+
+
+def preset_names(presets: list[str]) -> list[str]:
+    """'configs/td3/hopper.yaml' -> 'td3/hopper'."""
+    return [f"{Path(p).parent.name}/{Path(p).stem}" for p in presets]
+
+
+def chosen(args: argparse.Namespace, presets: list[str],
+           names: list[str] | None = None) -> list[tuple[str, int]]:  # fmt: skip
+    """(preset, seed) for every preset named in --presets and every seed."""
+    names = names or preset_names(presets)
+    return [(p, s) for p, n in zip(presets, names) if n in args.presets for s in args.seeds]
 
 
 def seeds_of(rows: list[dict], **match) -> list[dict]:

@@ -25,18 +25,18 @@ intervals; their performance profiles go to docs/levels-profiles.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import (  # noqa: E402
+from jobs import (
     D4RL_NORMALIZATION,
     REPO,
     Aggregates,
     RunRecord,
+    chosen,
     d4rl_fraction,
     env_task,
     finished_summary,
@@ -45,6 +45,7 @@ from jobs import (  # noqa: E402
     publish,
     run_all,
     seeds_of,
+    study_parser,
 )
 
 PRESETS = [
@@ -190,22 +191,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [f"{Path(p).parent.name}/{Path(p).stem}" for p in PRESETS]
-    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
-    parser.add_argument("--out", default="bench/out/levels", help="folder of the run folders")
-    parser.add_argument("--csv", default="docs/levels.csv", help="per-run record")
-    parser.add_argument("--table", default="docs/levels-table.md")
+    parser = study_parser(__doc__, PRESETS, "levels", "docs/levels-table.md")
     parser.add_argument("--figure", default="docs/levels.png")
-    parser.add_argument("--profiles", default="docs/levels-profiles.png")
-    parser.add_argument("--table-only", action="store_true")
-    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
     args = parser.parse_args()
     out = REPO / args.out
-    grid = [(p, s) for p, name in zip(PRESETS, names) if name in args.presets
-            for s in args.seeds]  # fmt: skip
+    grid = chosen(args, PRESETS)
     finished = []
     if not args.table_only:
         offline = ["--dataset", str(dataset_path())] if any("td3_bc" in p for p, _ in grid) else []

@@ -24,16 +24,16 @@ docs/revalued-profiles.png.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import (  # noqa: E402
+from jobs import (
     D4RL_NORMALIZATION,
     REPO,
     Aggregates,
     RunRecord,
+    chosen,
     d4rl_fraction,
     env_task,
     finished_summary,
@@ -42,6 +42,7 @@ from jobs import (  # noqa: E402
     publish,
     run_all,
     seeds_of,
+    study_parser,
 )
 
 PRESETS = [
@@ -136,20 +137,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = [Path(p).stem for p in PRESETS]
-    parser.add_argument("--presets", nargs="+", default=names, choices=names, help="default: all")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
-    parser.add_argument("--out", default="bench/out/revalued", help="folder of the run folders")
-    parser.add_argument("--table", default="docs/revalued-table.md")
-    parser.add_argument("--csv", default="docs/revalued.csv", help="per-run record")
-    parser.add_argument("--profiles", default="docs/revalued-profiles.png", help="figure")
-    parser.add_argument("--table-only", action="store_true")
-    parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
+    parser = study_parser(__doc__, PRESETS, "revalued", "docs/revalued-table.md", names)
     args = parser.parse_args()
     out = REPO / args.out
-    grid = [(p, s) for p in PRESETS if Path(p).stem in args.presets for s in args.seeds]
+    grid = chosen(args, PRESETS, names)
     if not args.table_only:
         jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), "--bias-every", "50000",
                                         *args.train_args.split()])
