@@ -111,14 +111,21 @@ def test_mujoco_state_restore_reproduces_the_next_observation():
     assert get_sim_state(make_env("Pendulum-v1")) is None
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
 @pytest.mark.parametrize(
     "preset",
-    sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")),
+    sorted(str(p) for p in CONFIGS.rglob("*.yaml") if p.parent.name != "sweeps"),
 )
 def test_every_preset_resolves_and_builds_its_agent(preset):
     import train
 
-    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
+    argv = ["--config", preset]
+    if "\ndataset:" not in Path(preset).read_text() and "td3_bc" in preset:
+        # the levels study's offline preset: bench/levels_study.py passes its dataset
+        argv += ["--dataset", "hopper-medium-v5"]
+    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(argv))
     if is_procgen_id(run_cfg.env):  # every game's spaces, known without procgen itself
         obs_space, act_space = procgen_spaces()
         obs = obs_space.sample()
@@ -130,6 +137,21 @@ def test_every_preset_resolves_and_builds_its_agent(preset):
     assert agent.act(obs[None], deterministic=True).shape == (1, *act_space.shape)
     if "-cpu" in Path(preset).stem:  # the shrunk presets say so in their first line
         assert Path(preset).read_text().startswith("# -cpu PRESET")
+
+
+@pytest.mark.parametrize("spec", sorted(str(p) for p in (CONFIGS / "sweeps").glob("*.yaml")))
+def test_every_sweep_spec_loads_and_its_points_resolve(spec):
+    """configs/sweeps/ holds harness.sweep specs: each point's train.py arguments resolve."""
+    import train
+    from harness.sweep import load_spec
+
+    sweep = load_spec(spec)
+    for point in sweep.points()[:: max(1, len(sweep.points()) // 4)]:
+        args = train.build_parser().parse_args([*sweep.argv(point), "--device", "cpu"])
+        run_cfg, agent_cfg = train.resolve_config(args)
+        values = dict(point.values)
+        assert run_cfg.utd == float(values["utd"]) and run_cfg.seed == point.seed
+        assert agent_cfg.batch_size == values.get("batch_size", agent_cfg.batch_size)
 
 
 def test_describe_indents_every_line_of_a_multi_line_field_doc():
