@@ -6,7 +6,7 @@
 Each preset (mass and friction scales per level, log-uniform in 0.5-2; 1 or 20 training
 levels; 200k env steps) runs for every seed (resumable, bench/jobs.py); the offline one
 (TD3+BC, 200k updates) on hopper-medium-v5 made across the same 20 training levels
-(DATASET, generated here when missing). A finished run then
+(DATASET, made here when missing). A finished run then
 gets its final report, `evaluate.py RUN --episodes 20 --bias --bias-states 50` (written once,
 beside the run as levels-report.json): 20 episodes on training levels, 20 interpolation levels
 (held out, same ranges) and 20 extrapolation levels (every scale outside its range by up to
@@ -55,9 +55,9 @@ PRESETS = [
     "configs/sac/hopper-cpu-levels-20.yaml",
     "configs/td3_bc/hopper-medium-levels-20.yaml",  # offline, on DATASET below
 ]
-# The offline preset's data: hopper-medium-v5 played by the shipped medium policy across the
-# same 20 training levels (python -m datagen make ... --context mass,friction --train-levels 20)
-DATASET = ["hopper-medium-v5", "--context", "mass,friction", "--train-levels", "20"]
+# The offline preset's data (its `dataset`): hopper-medium-v5 played by the shipped medium
+# policy across the same 20 training levels (envs/datasets/names.py: the levels tag)
+DATASET = "hopper-medium-v5-levels20-mass-friction"
 SIDES = ("train", "test", "extrapolation")
 SIDE_NAMES = {"train": "training levels", "test": "interpolation (held out)",
               "extrapolation": "extrapolation (held out)"}  # fmt: skip
@@ -72,17 +72,13 @@ RECORD = RunRecord(CSV_FIELDS, ("preset", "seed"), ints=("seed", "train_levels",
                    what="a levels-study", texts=("agent", "bias_target"))  # fmt: skip
 
 
-def dataset_path() -> Path:
-    """DATASET's file, made (deterministically, about 20 minutes) when it is missing."""
-    from datagen.generate import level_tag
+def make_dataset() -> None:
+    """DATASET, made once (deterministically, about 40 minutes here) before the offline runs
+    start, so that two of them do not both make it on first use."""
     from envs.datasets.names import path_of
-    from envs.levels import LevelSpec
 
-    spec = LevelSpec.parse(DATASET[2], "", int(DATASET[4]), 0)
-    path = path_of(DATASET[0]).with_name(f"{DATASET[0]}-{level_tag(spec)}.hdf5")
-    if not path.is_file():
-        subprocess.run([sys.executable, "-m", "datagen", "make", *DATASET], cwd=REPO, check=True)
-    return path
+    if not path_of(DATASET).is_file():
+        subprocess.run([sys.executable, "-m", "datagen", "make", DATASET], cwd=REPO, check=True)
 
 
 def run_dir(out: Path, preset: str, seed: int) -> Path:
@@ -198,9 +194,9 @@ def main() -> int:
     grid = chosen(args, PRESETS)
     finished = []
     if not args.table_only:
-        offline = ["--dataset", str(dataset_path())] if any("td3_bc" in p for p, _ in grid) else []
-        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split(),
-                                      *(offline if "td3_bc" in p else [])])
+        if any("td3_bc" in p for p, _ in grid):
+            make_dataset()
+        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
                 for p, s in grid]  # fmt: skip
         run_all(jobs, args.jobs)
         for p, s in grid:

@@ -36,8 +36,8 @@ from core.progress import Progress
 from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, policy_path
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
-from envs.datasets.names import parse_name, path_of
-from envs.levels import DEFAULT_RANGE, LevelSpec
+from envs.datasets.names import level_tag, parse_name, path_of, split_levels
+from envs.levels import LevelSpec
 from harness.evaluation import evaluate_policy
 
 POLICY_FREE = {"random"}  # kinds that need no shipped policy
@@ -119,16 +119,6 @@ def concat(*parts: Dataset) -> Dataset:
     return data
 
 
-def level_tag(spec: LevelSpec) -> str:
-    """What a dataset made across levels adds to its file name, e.g. levels20-mass-friction."""
-    tag = f"levels{spec.train_levels or 'all'}-{'-'.join(spec.context)}"
-    if spec.start_level:
-        tag += f"-from{spec.start_level}"
-    if any(r != DEFAULT_RANGE for r in spec.ranges):
-        tag += "-range" + "_".join(f"{low:g}:{high:g}" for low, high in spec.ranges)
-    return tag
-
-
 def make(
     name: str, size: int = DEFAULT_SIZE, seed: int = 0, root: Path | None = None,
     policies: Path | None = None, levels: LevelSpec | None = None,
@@ -142,8 +132,13 @@ def make(
     policy's return, ref_max = the expert policy's (measured when it was exported).
     `levels`: every episode plays a training level of that spec (envs/levels.py), the level
     of each transition is stored, the spec goes into the metadata, and the file is
-    `<name>-<level_tag>.hdf5` (the references stay the nominal env's).
+    `<name>-<level_tag>.hdf5` (the references stay the nominal env's); a name with that tag
+    (envs/datasets/names.py) makes the same file.
     """
+    base, tagged = split_levels(name)  # hopper-medium-v5-levels20-mass-friction
+    if tagged is not None and levels is not None and tagged != levels:
+        raise UserError(f"dataset {name} names other levels than the ones given")
+    name, levels = base, levels or tagged
     env_id, kind = parse_name(name)
     task = name.split("-")[0]
     if size < 1:

@@ -121,11 +121,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_every_preset_resolves_and_builds_its_agent(preset):
     import train
 
-    argv = ["--config", preset]
-    if "\ndataset:" not in Path(preset).read_text() and "td3_bc" in preset:
-        # the levels study's offline preset: bench/levels_study.py passes its dataset
-        argv += ["--dataset", "hopper-medium-v5"]
-    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(argv))
+    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
     if is_procgen_id(run_cfg.env):  # every game's spaces, known without procgen itself
         obs_space, act_space = procgen_spaces()
         obs = obs_space.sample()

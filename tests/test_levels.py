@@ -282,6 +282,20 @@ def level_dataset(tmp_path_factory) -> Path:
                          root=tmp_path_factory.mktemp("data"), levels=spec)  # fmt: skip
 
 
+def test_a_levels_tag_in_a_dataset_name_is_its_spec(tmp_path):
+    from datagen import generate
+    from envs.datasets.names import is_ogzoo_name, level_tag, split_levels
+
+    spec = LevelSpec.parse("friction,mass", "mass=0.8:1.25", 7, 3)
+    name = f"hopper-random-v5-{level_tag(spec)}"
+    assert name == "hopper-random-v5-levels7-mass-friction-from3-range0.8:1.25_0.5:2"
+    assert split_levels(name) == ("hopper-random-v5", spec) and is_ogzoo_name(name)
+    assert split_levels("hopper-random-v5") == ("hopper-random-v5", None)
+    assert not is_ogzoo_name("hopper-random-v5-levels7-wind")
+    path = generate.make(name, size=50, seed=0, root=tmp_path)  # the name alone makes it
+    assert path == tmp_path / f"{name}.hdf5"
+
+
 def test_a_dataset_made_across_levels_stores_each_transitions_level(level_dataset):
     from envs.datasets.d4rl import read_d4rl
 
