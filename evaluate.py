@@ -4,7 +4,8 @@
     python evaluate.py runs/hopper-s0/checkpoints/latest.pt --env Hopper-v5 --seed 3 --json out.json
     python evaluate.py runs/hopper-s0 --bias --json bias.json   # + overestimation bias
 
-Runs deterministic episodes (episode k starts from reset(seed + k)), prints a table and, with
+Runs deterministic episodes, up to 10 at a time in a vector env (episode k starts from
+reset(seed + k); harness.evaluation.evaluate_vector), prints a table and, with
 --json, writes {return_mean, return_std, returns, lengths, ...}. A run folder uses
 checkpoints/final.pt when training finished, else checkpoints/latest.pt.
 
@@ -32,12 +33,12 @@ from core import config as cfglib
 from core.domains import SEED_LIMIT, first_nonfinite
 from core.errors import UserError
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
-from envs import make_env
+from envs import VecEnv, make_env
 from envs.datasets.loading import load_dataset
 from envs.levels import spec_of
 from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
-from harness.evaluation import evaluate_policy
+from harness.evaluation import EVAL_ENVS, evaluate_vector
 from training.levels import LevelEvaluation, level_bias_meter, levels_bias
 from training.procgen import procgen_report
 
@@ -192,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.generalization:
             raise UserError(f"--generalization needs an env with levels (procgen:GAME, or a run "
                             f"trained with --context), not {env_id}")  # fmt: skip
-        result = evaluate_policy(agent, env, args.episodes, args.seed)
+        episodes = VecEnv(env_id, min(args.episodes, EVAL_ENVS), 0, bins_of(ckpt))
+        try:
+            result = evaluate_vector(agent, episodes, args.episodes, args.seed)
+        finally:
+            episodes.close()
         bias = None
         if args.bias:
             states = bias_states(source, ckpt, env_id, env, args.bias_states, args.seed)

@@ -1,13 +1,32 @@
-"""Deterministic policy evaluation: the one function used during training and on checkpoints."""
+"""Deterministic policy evaluation: the functions used during training and on checkpoints.
+
+- `evaluate_vector(agent, vec_env, K, seed)`: K episodes played together in a vector env of n
+  envs, one policy batch per step (what training and evaluate.py use). Env i is reset with
+  seed + i and counts its first q_i episodes, q_i = K // n plus one for the first K % n envs:
+  with n = K (the loops use n = min(K, 10)) episode k starts from reset(seed + k), the start
+  states of the one-env protocol below; with n < K an env's later episodes start from its own
+  RNG after that reset. Which episodes count is fixed before any is played, never by how long
+  they last (the first K to finish would favour short ones: early falls). The batched forward
+  can round differently from a batch of one, so a chaotic task's returns may differ from
+  `evaluate_policy`'s in the last digits and, through the dynamics, beyond: the same policy
+  measured on the same starts, not the same numbers.
+- `evaluate_policy(agent, env, K, seed)`: the one-env protocol, episode k from
+  env.reset(seed + k) (dataset generation and the peer comparisons use it).
+- `run_side`: the vector loop both the evaluation and the generalization report
+  (harness/generalization.py) play their episodes with.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from core import stop
+
+EVAL_ENVS = 10  # envs a vector evaluation steps together (at most; fewer for fewer episodes)
 
 
 class Actor(Protocol):
@@ -40,4 +59,65 @@ def evaluate_policy(
         "lengths": lengths,
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
+    }
+
+
+def quotas(episodes: int, num_envs: int) -> np.ndarray:
+    """Episodes each env contributes: K spread over N envs, the first K % N get one more."""
+    base, extra = divmod(episodes, num_envs)
+    return base + (np.arange(num_envs) < extra).astype(np.int64)
+
+
+def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None) -> dict[str, Any]:
+    """K episodes of the deterministic policy on `env`, reset with `seed` (module doc: env i
+    counts its first q_i episodes). Returns the returns, lengths and levels (None when the env
+    does not report them) in env order, and the vector steps taken."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    n = env.num_envs
+    want = quotas(episodes, n)
+    got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
+    has_levels = getattr(env, "finished_levels", None) is not None
+    start = time.perf_counter()
+    obs = env.reset(seed)
+    steps = 0
+    while any(len(got[i]) < want[i] for i in range(n)):
+        stop.check()  # K episodes of up to a level timeout each: Ctrl-C is heard here
+        if max_steps is not None and steps >= max_steps:
+            done = sum(map(len, got))
+            raise RuntimeError(
+                f"{done} of {episodes} episodes finished in {max_steps} vector steps"
+            )
+        result = env.step(np.asarray(agent.act(obs, deterministic=True)))
+        steps += 1
+        obs = result.obs
+        ended = np.flatnonzero(np.asarray(result.terminated) | np.asarray(result.truncated))
+        if len(ended) != len(result.finished):
+            raise ValueError(
+                f"the vector env reported {len(result.finished)} finished episodes for "
+                f"{len(ended)} ended envs"
+            )
+        levels = list(env.finished_levels) if has_levels else [None] * len(ended)
+        for i, (ret, length), level in zip(ended, result.finished, levels):
+            if len(got[i]) < want[i]:
+                got[i].append((float(ret), int(length), None if level is None else int(level)))
+    counted = [episode for per_env in got for episode in per_env]
+    return {
+        "returns": [r for r, _, _ in counted],
+        "lengths": [length for _, length, _ in counted],
+        "levels": [level for _, _, level in counted] if has_levels else None,
+        "steps": steps,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def evaluate_vector(agent: Actor, env, episodes: int, seed: int) -> dict:
+    """K = `episodes` deterministic episodes in the vector env `env` reset with `seed` (module
+    doc). Returns {'returns', 'lengths', 'return_mean', 'return_std'} like evaluate_policy."""
+    out = run_side(agent, env, episodes, seed)
+    return {
+        "returns": out["returns"],
+        "lengths": out["lengths"],
+        "return_mean": float(np.mean(out["returns"])),
+        "return_std": float(np.std(out["returns"])),
     }

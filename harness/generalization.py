@@ -39,13 +39,14 @@ optionally `finished_levels` (the level of each finished episode) and `split` (t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from core import stop
+from harness.evaluation import quotas, run_side
+
+__all__ = ["generalization_report", "normalized_score", "quotas", "run_side", "score_range"]
 
 # train-procgen constants.py: [R_min, R_max] per game and distribution mode (module doc)
 GAME_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -110,55 +111,6 @@ def normalized_score(returns, game: str, mode: str = "easy"):
     low, high = score_range(game, mode)
     values = (np.asarray(returns, dtype=np.float64) - low) / (high - low)
     return float(values) if values.ndim == 0 else values
-
-
-def quotas(episodes: int, num_envs: int) -> np.ndarray:
-    """Episodes each env contributes: K spread over N envs, the first K % N get one more."""
-    base, extra = divmod(episodes, num_envs)
-    return base + (np.arange(num_envs) < extra).astype(np.int64)
-
-
-def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None) -> dict[str, Any]:
-    """K episodes of the deterministic policy on `env`, reset with `seed` (module doc: env i
-    counts its first q_i episodes). Returns the returns, lengths and levels (None when the env
-    does not report them) in env order, and the vector steps taken."""
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    n = env.num_envs
-    want = quotas(episodes, n)
-    got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
-    has_levels = getattr(env, "finished_levels", None) is not None
-    start = time.perf_counter()
-    obs = env.reset(seed)
-    steps = 0
-    while any(len(got[i]) < want[i] for i in range(n)):
-        stop.check()  # K episodes of up to a level timeout each: Ctrl-C is heard here
-        if max_steps is not None and steps >= max_steps:
-            done = sum(map(len, got))
-            raise RuntimeError(
-                f"{done} of {episodes} episodes finished in {max_steps} vector steps"
-            )
-        result = env.step(np.asarray(agent.act(obs, deterministic=True)))
-        steps += 1
-        obs = result.obs
-        ended = np.flatnonzero(np.asarray(result.terminated) | np.asarray(result.truncated))
-        if len(ended) != len(result.finished):
-            raise ValueError(
-                f"the vector env reported {len(result.finished)} finished episodes for "
-                f"{len(ended)} ended envs"
-            )
-        levels = list(env.finished_levels) if has_levels else [None] * len(ended)
-        for i, (ret, length), level in zip(ended, result.finished, levels):
-            if len(got[i]) < want[i]:
-                got[i].append((float(ret), int(length), None if level is None else int(level)))
-    counted = [episode for per_env in got for episode in per_env]
-    return {
-        "returns": [r for r, _, _ in counted],
-        "lengths": [length for _, length, _ in counted],
-        "levels": [level for _, _, level in counted] if has_levels else None,
-        "steps": steps,
-        "seconds": time.perf_counter() - start,
-    }
 
 
 def _split(env) -> list[int] | None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import harness.generalization as gen
+from core import stop as core_stop
 from envs import LevelSplit, StepResult
 from harness.generalization import generalization_report, normalized_score, quotas, score_range
 
@@ -180,7 +181,7 @@ def test_identical_sides_give_no_gap():
 
 def test_stop_is_checked_once_per_vector_step(monkeypatch):
     checks = []
-    monkeypatch.setattr(gen.stop, "check", lambda: checks.append(1))
+    monkeypatch.setattr(core_stop, "check", lambda: checks.append(1))
     report, _, _ = report_for(TRAIN, TEST)
     assert len(checks) == report["train_steps"] + report["test_steps"] == 13
 
@@ -248,3 +249,22 @@ def test_procgen_coinrun_train_and_held_out_levels():
     assert report["train_normalized"] == pytest.approx((report["train_return_mean"] - 5) / 5)
     assert report["gap"] == pytest.approx(report["train_normalized"] - report["test_normalized"])
     assert report["gap_of"] == "normalized" and report["mode"] == "easy"
+
+
+def test_vector_evaluation_plays_the_one_env_protocols_starts():
+    """With as many envs as episodes, episode k starts from reset(seed + k) as in the one-env
+    protocol; a per-row policy (no batched rounding) then gives the same returns exactly."""
+    from envs import VecEnv, make_env
+    from harness.evaluation import evaluate_policy, evaluate_vector
+
+    class RowPolicy:  # each row's action from that row alone
+        def act(self, obs, deterministic):
+            return np.clip(-2.0 * obs[:, 2:3], -1.0, 1.0).astype(np.float32)
+
+    one = evaluate_policy(RowPolicy(), make_env("Pendulum-v1"), 5, seed=40)
+    vec = VecEnv("Pendulum-v1", 5, 0)
+    together = evaluate_vector(RowPolicy(), vec, 5, seed=40)
+    assert together["returns"] == one["returns"] and together["lengths"] == [200] * 5
+    more = evaluate_vector(RowPolicy(), VecEnv("Pendulum-v1", 3, 0), 7, seed=40)
+    assert len(more["returns"]) == 7 and more["returns"][0] == one["returns"][0]
+    assert more == evaluate_vector(RowPolicy(), VecEnv("Pendulum-v1", 3, 0), 7, seed=40)

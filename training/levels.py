@@ -19,9 +19,9 @@ import numpy as np
 from envs import VecEnv, make_env
 from envs.levels import LevelSpec
 from harness.bias import BiasMeter, states_from_policy
-from harness.generalization import generalization_report, run_side
+from harness.evaluation import EVAL_ENVS, run_side
+from harness.generalization import generalization_report
 
-EVAL_ENVS = 10  # envs stepped together when a side's episodes are played
 SIDES = {"train": "train", "test": "interpolation", "extrapolation": "extrapolation"}
 
 

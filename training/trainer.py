@@ -32,11 +32,11 @@ from core.runs import (
     space_signature,
     write_json,
 )
-from envs import make_env
+from envs import VecEnv, make_env
 from envs.levels import LevelSpec, spec_of
 from envs.procgen import is_procgen_id
 from harness.bias import start_states, states_from_buffer
-from harness.evaluation import evaluate_policy
+from harness.evaluation import EVAL_ENVS, evaluate_vector
 from training.levels import LevelEvaluation, level_bias_meter
 from training.procgen import procgen_report
 
@@ -107,6 +107,7 @@ class Trainer:
         self.bias_meter = level_bias_meter(run_cfg.env, run_cfg.bins, self.level_spec,
                                            agent_cfg.gamma, run_cfg.bias_rollouts)  # fmt: skip
         self.level_eval = None
+        self.eval_vec: VecEnv | None = None  # the plain evaluations' vector env
         if self.level_spec is not None:
             self.level_eval = LevelEvaluation(run_cfg.env, run_cfg.bins, self.level_spec,
                                               run_cfg.eval_episodes)  # fmt: skip
@@ -274,7 +275,8 @@ class Trainer:
 
     def run_evaluation(self) -> dict:
         """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): deterministic
-        episodes, episode k from reset(seed + EVAL_SEED_OFFSET + k). On Procgen the
+        episodes played together (harness.evaluation.evaluate_vector), episode k from
+        reset(seed + EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. On Procgen the
         generalization report: eval_episodes on training levels and as many held out;
         return_mean is the training levels' (what stop_at_return and best.pt go by)."""
         cfg = self.run_cfg
@@ -289,12 +291,11 @@ class Trainer:
                     **{key: float(report[key]) for key in keys}}  # fmt: skip
         if self.level_eval is not None:
             return self.level_evaluation()
-        result = evaluate_policy(
-            self.agent,
-            self.eval_env,
-            self.run_cfg.eval_episodes,
-            self.run_cfg.seed + EVAL_SEED_OFFSET,
-        )
+        if self.eval_vec is None:  # made once, kept for the run's evaluations
+            n = min(cfg.eval_episodes, EVAL_ENVS)
+            self.eval_vec = VecEnv(cfg.env, n, 0, cfg.bins)
+        result = evaluate_vector(self.agent, self.eval_vec, cfg.eval_episodes,
+                                 cfg.seed + EVAL_SEED_OFFSET)  # fmt: skip
         return {"return_mean": result["return_mean"], "return_std": result["return_std"],
                 "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
 
@@ -438,6 +439,8 @@ class Trainer:
             self.close()
             if self.level_eval is not None:
                 self.level_eval.close()
+            if self.eval_vec is not None:
+                self.eval_vec.close()
         if not finished:
             print(
                 f"interrupted at step {c[self.clock]}; checkpoint saved "
