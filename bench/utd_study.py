@@ -30,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = {  # name: threshold J
-    "pendulum-sac": -250.0,
+    "pendulum-sac": -400.0,
     "invpendulum-sac": 950.0,
     "invpendulum-td3": 950.0,
 }
