@@ -61,6 +61,15 @@ def scalar_tags(prefix: str, result: dict) -> list[tuple[str, float]]:
     return tags
 
 
+def report_entry(report: dict, keys: tuple[str, ...]) -> dict:
+    """An evaluation entry from a generalization report: the training levels' return (what
+    stop_at_return and best.pt go by) and the named held-out numbers."""
+    return {"return_mean": report["train_return_mean"],
+            "return_std": report["train_return_std"],
+            "length_mean": report["train_length_mean"],
+            **{key: float(report[key]) for key in keys}}  # fmt: skip
+
+
 class Trainer:
     """One run folder's life cycle: the agent, counters, evaluations, bias measurements,
     checkpoints (resume, best policy, divergence guard), logging and the stop-aware loop.
@@ -283,12 +292,8 @@ class Trainer:
         if is_procgen_id(cfg.env):
             report = procgen_report(self.agent, cfg, cfg.eval_episodes,
                                     cfg.seed + EVAL_SEED_OFFSET)  # fmt: skip
-            keys = ("train_normalized", "test_return_mean", "test_return_std",
-                    "test_normalized", "gap")  # fmt: skip
-            return {"return_mean": report["train_return_mean"],
-                    "return_std": report["train_return_std"],
-                    "length_mean": report["train_length_mean"],
-                    **{key: float(report[key]) for key in keys}}  # fmt: skip
+            return report_entry(report, ("train_normalized", "test_return_mean",
+                                         "test_return_std", "test_normalized", "gap"))  # fmt: skip
         if self.level_eval is not None:
             return self.level_evaluation()
         if self.eval_vec is None:  # made once, kept for the run's evaluations
@@ -312,12 +317,9 @@ class Trainer:
         report = self.level_eval.report(self.agent, seed)
         # what the held-out sides cost the run (issue 21's bar: at most 10% of its wall time)
         self.counters["gen_time_s"] += report["test_seconds"] + report["extrapolation_seconds"]
-        keys = ["test_return_mean", "test_return_std", "extrapolation_return_mean",
-                "extrapolation_return_std", "gap", "gap_extrapolation"]  # fmt: skip
-        return {"return_mean": report["train_return_mean"],
-                "return_std": report["train_return_std"],
-                "length_mean": report["train_length_mean"],
-                **{key: float(report[key]) for key in keys}}  # fmt: skip
+        return report_entry(report, ("test_return_mean", "test_return_std",
+                                     "extrapolation_return_mean", "extrapolation_return_std",
+                                     "gap", "gap_extrapolation"))  # fmt: skip
 
     def evaluate(self, writer) -> dict:
         result = self.run_evaluation()
