@@ -178,9 +178,14 @@ class LevelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> LevelSpec:
-        ranges = ",".join(f"{n}={lo}:{hi}" for n, (lo, hi) in zip(data["context"], data["ranges"]))
+        ranges = range_text(data["context"], data["ranges"])
         return cls.parse(",".join(data["context"]), ranges, int(data["train_levels"]),
                          int(data["start_level"]), float(data["extrapolation_factor"]))  # fmt: skip
+
+
+def range_text(context, ranges) -> str:
+    """The --context-range text naming every parameter's range: 'mass=0.5:2.0,friction=...'."""
+    return ",".join(f"{name}={low}:{high}" for name, (low, high) in zip(context, ranges))
 
 
 def spec_of(run_cfg) -> LevelSpec | None:

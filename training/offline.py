@@ -15,7 +15,7 @@ from envs.datasets.dataset import check_against_env
 from envs.datasets.loading import dataset_env_id
 from envs.datasets.scores import d4rl_normalized_score, normalized_score
 from envs.datasets.weighting import sampling_stats, transition_probabilities
-from envs.levels import LevelSpec, spec_of
+from envs.levels import LevelSpec, range_text, spec_of
 from training.trainer import Trainer
 
 
@@ -68,8 +68,7 @@ class OfflineTrainer(Trainer):
             raise UserError(f"--context {cfg.context} differs from the levels {self.source} "
                             "was made on; offline runs take the dataset's")  # fmt: skip
         cfg.context = ",".join(spec.context)
-        cfg.context_range = ",".join(f"{n}={lo}:{hi}" for n, (lo, hi) in
-                                     zip(spec.context, spec.ranges))  # fmt: skip
+        cfg.context_range = range_text(spec.context, spec.ranges)
         cfg.train_levels, cfg.start_level = spec.train_levels, spec.start_level
         return spec
 
