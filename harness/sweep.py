@@ -205,6 +205,10 @@ def check_spec(spec: Spec, path: str | Path) -> None:
             if key in seen:
                 raise UserError(f"{path}: '{key}' is set in both {seen[key]} and {where}")
             seen[key] = where
+    if spec.run.keys() - RUN_KEYS:
+        bad = sorted(spec.run.keys() - RUN_KEYS)[0]
+        raise UserError(f"{path}: run key {quote(bad)} is not a run setting; agent settings "
+                        "go under 'set'")  # fmt: skip
     for agent in spec.agents:
         try:
             module = get_agent_module(agent)
@@ -215,10 +219,6 @@ def check_spec(spec: Spec, path: str | Path) -> None:
             if key not in RUN_KEYS and key not in agent_keys:
                 raise UserError(f"{path}: {quote(key)} is neither a run setting nor a {agent} "
                                 "setting (train.py --help, --show-config)")  # fmt: skip
-        if spec.run.keys() - RUN_KEYS:
-            bad = sorted(spec.run.keys() - RUN_KEYS)[0]
-            raise UserError(f"{path}: run key {quote(bad)} is not a run setting; agent "
-                            "settings go under 'set'")  # fmt: skip
     for key, law in spec.co_scale.items():
         if not isinstance(law, dict) or {"base", "exponent"} - set(law) or set(law) - {
             "base", "exponent", "reference_utd"}:  # fmt: skip
