@@ -41,7 +41,9 @@ def train_or_resume(folder: Path, argv: list[str]) -> int:
     run already finished, --resume when it was interrupted. Returns train.py's exit code."""
     if finished(folder):
         return 0
-    if (folder / "checkpoints" / "latest.pt").is_file():
+    # A folder with a config was started: train.py --resume continues it from its latest
+    # checkpoint, or trains it again from step 0 when it was killed before the first one.
+    if (folder / "config.yaml").is_file():
         argv = ["--resume", str(folder)]
     else:
         argv = [*argv, "--run-dir", str(folder)]
