@@ -101,14 +101,21 @@ class OffPolicyTrainer(Trainer):
 
     def learn(self) -> None:
         """Spend the update credit: utd gradient updates per env step, fractions carried over."""
-        c, cfg = self.counters, self.agent_cfg
-        if c["env_steps"] < cfg.learning_starts or len(self.buffer) < cfg.batch_size:
+        if not self.add_update_credit():
             return
-        c["update_credit"] += self.run_cfg.utd * self.run_cfg.num_envs
+        c = self.counters
         while c["update_credit"] >= 1.0:
             stop.check()  # a large utd makes this loop long; stopping between updates is safe
             self.update_once()
             c["update_credit"] -= 1.0
+
+    def add_update_credit(self) -> bool:
+        """After the warm-up, credit this step's updates (utd per env step); False before."""
+        c, cfg = self.counters, self.agent_cfg
+        if c["env_steps"] < cfg.learning_starts or len(self.buffer) < cfg.batch_size:
+            return False
+        c["update_credit"] += self.run_cfg.utd * self.run_cfg.num_envs
+        return True
 
     def begin(self, writer) -> None:
         """Fresh episodes, seeded apart from the earlier sessions' (a resume restarts them)."""

@@ -122,6 +122,7 @@ class Trainer:
                                               run_cfg.eval_episodes)  # fmt: skip
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.saved_at: int | None = None  # the clock at the last checkpoint written
+        self.label = ""  # what starts this run's printed lines ("s3 " for a seed of a group)
 
     # ---- the hooks each loop fills in -----------------------------------------------------
     def open_data(self) -> tuple[gym.Space, gym.Space]:
@@ -188,7 +189,7 @@ class Trainer:
             "run_config": cfglib.to_dict(self.run_cfg),
             "agent_config": cfglib.to_dict(self.agent_cfg),
             "spaces": self.spaces,
-            "agent_state": self.agent.state_dict(),
+            "agent_state": self.agent_state(),
             "counters": dict(self.counters),
             "evals": list(self.evals),
             "biases": list(self.biases),
@@ -368,15 +369,22 @@ class Trainer:
         return entry
 
     def update_once(self) -> None:
-        cfg = self.agent_cfg
-        batch = self.buffer.sample(
-            cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma, device=self.device
-        )
         # Merge: an update may report only some metrics (TD3's actor loss comes every
         # policy_delay updates); keep the latest of each.
+        batch = self.sample_batch()
         with self.autocast:
             self.last_metrics.update(self.agent.update(batch))
         self.counters["gradient_updates"] += 1
+
+    def sample_batch(self):
+        """The next minibatch from the buffer (its own RNG)."""
+        cfg = self.agent_cfg
+        return self.buffer.sample(cfg.batch_size, n_step=self.n_step, gamma=cfg.gamma,
+                                  device=self.device)  # fmt: skip
+
+    def agent_state(self) -> dict:
+        """What a checkpoint keeps of the agent."""
+        return self.agent.state_dict()
 
     def scores(self, return_mean: float) -> dict[str, float]:
         """Normalized scores of an evaluation (offline runs; none online)."""
@@ -405,22 +413,7 @@ class Trainer:
         """Run to total_steps, checkpointing every checkpoint_every steps or checkpoint_seconds
         of wall time. Ctrl-C or SIGTERM stops at the next safe point and saves (a second one
         while saving is ignored); exits 130 then. A diverged run raises Diverged unsaved."""
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
-        run_cfg, c = self.run_cfg, self.counters
-        writer = SummaryWriter(str(self.run_dir))
-        hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
-        bar = tqdm(
-            total=run_cfg.total_steps, initial=c[self.clock], dynamic_ncols=True, disable=hide,
-            unit="step" if self.clock == "env_steps" else "update",
-        )  # fmt: skip
-        self.started, self.wall_before = time.perf_counter(), c["wall_time_s"]
-        self.begin(writer)
-        if c[self.clock] < run_cfg.total_steps:
-            # A finished run resumed to a larger budget is unfinished again until it ends: its
-            # old final.pt would tell benches (bench/jobs.py) that it finished.
-            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
+        writer, bar = self.open_session()
         finished = False
         try:
             # Signals only set a flag inside: the loop stops between steps, so a checkpoint
@@ -431,26 +424,64 @@ class Trainer:
                     finished = True
                 except KeyboardInterrupt:
                     pass
-                bar.close()
-                c["wall_time_s"] = self.wall_time()
-                self.save("final.pt" if finished else "latest.pt")
-                write_json(self.run_dir / "summary.json", self.summary())
+                self.end_session(finished)
         finally:
-            bar.close()
-            writer.close()
-            self.close()
-            if self.level_eval is not None:
-                self.level_eval.close()
-            if self.eval_vec is not None:
-                self.eval_vec.close()
+            self.close_session()
         if not finished:
-            print(
-                f"interrupted at step {c[self.clock]}; checkpoint saved "
-                f"({self.run_dir / 'checkpoints' / 'latest.pt'}). "
-                f"Continue with: python train.py --resume {self.run_dir}",
-                file=sys.stderr,
-            )
+            self.say_interrupted()
             raise SystemExit(130)
+
+    # The pieces of train(), which a driver of several runs in lockstep (training/seeds.py)
+    # calls for each of its runs.
+    def open_session(self, show_bar: bool = True):
+        """(TensorBoard writer, progress bar) of this session; begin() called."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        run_cfg, c = self.run_cfg, self.counters
+        self.writer = SummaryWriter(str(self.run_dir))
+        hide = {"auto": None, "on": False, "off": True}[self.progress_mode]
+        self.bar = tqdm(
+            total=run_cfg.total_steps, initial=c[self.clock], dynamic_ncols=True,
+            disable=hide if show_bar else True,
+            unit="step" if self.clock == "env_steps" else "update",
+        )  # fmt: skip
+        self.started, self.wall_before = time.perf_counter(), c["wall_time_s"]
+        self.begin(self.writer)
+        if c[self.clock] < run_cfg.total_steps:
+            # A finished run resumed to a larger budget is unfinished again until it ends: its
+            # old final.pt would tell benches (bench/jobs.py) that it finished.
+            (self.run_dir / "checkpoints" / "final.pt").unlink(missing_ok=True)
+        return self.writer, self.bar
+
+    def end_session(self, finished: bool) -> None:
+        """The session's last checkpoint (final.pt when the budget was reached) and summary."""
+        self.bar.close()
+        self.counters["wall_time_s"] = self.wall_time()
+        self.save("final.pt" if finished else "latest.pt")
+        write_json(self.run_dir / "summary.json", self.summary())
+
+    def close_session(self) -> None:
+        """Release the writer, the envs and the evaluation envs (also after an error)."""
+        self.bar.close()
+        self.writer.close()
+        self.close()
+        if self.level_eval is not None:
+            self.level_eval.close()
+        if self.eval_vec is not None:
+            self.eval_vec.close()
+
+    def say_interrupted(self) -> None:
+        print(
+            f"interrupted at step {self.counters[self.clock]}; checkpoint saved "
+            f"({self.run_dir / 'checkpoints' / 'latest.pt'}). "
+            f"Continue with: python train.py --resume {self.resume_target()}",
+            file=sys.stderr,
+        )
+
+    def resume_target(self) -> Path:
+        """The folder `train.py --resume` takes to continue this run."""
+        return self.run_dir
 
     def wall_time(self) -> float:
         """Seconds this run has trained, over every session of it."""
@@ -458,56 +489,69 @@ class Trainer:
 
     def loop(self, writer, bar) -> None:
         """Steps until the budget or stop_at_return; KeyboardInterrupt on a stop request."""
-        run_cfg, c, clock = self.run_cfg, self.counters, self.clock
-
-        def after(every: int) -> int:  # the next multiple of `every` past the current step
-            return (c[clock] // every + 1) * every
-
-        next_eval, next_ckpt = after(run_cfg.eval_every), after(run_cfg.checkpoint_every)
-        next_log = after(run_cfg.log_every)
-        next_bias = after(run_cfg.bias_every) if run_cfg.bias_every else None
-        last_log = (time.perf_counter(), c["env_steps"], c["gradient_updates"])
-        last_ckpt = time.perf_counter()
-        while c[clock] < run_cfg.total_steps:
+        self.start_schedule()
+        while self.counters[self.clock] < self.run_cfg.total_steps:
             stop.check()
             bar.update(self.advance(writer))
-            if c[clock] >= next_log:
-                next_log += run_cfg.log_every
-                last_log = self.log_training(writer, last_log)
-            reached = False
-            if c[clock] >= next_eval or c[clock] >= run_cfg.total_steps:
-                next_eval += run_cfg.eval_every
-                c["wall_time_s"] = self.wall_time()
-                entry = self.evaluate(writer)
-                bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
-                reached = entry["return_mean"] >= run_cfg.stop_at_return
-                if bar.disable:  # no bar: one line per evaluation instead
-                    score = f", score {entry['score']:.1f}" if "score" in entry else ""
-                    print(
-                        f"step {c[clock]}: eval return {entry['return_mean']:.1f} "
-                        f"+- {entry['return_std']:.1f}{score}, updates "
-                        f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
-                        flush=True,
-                    )
-            if next_bias is not None and c[clock] >= next_bias:
-                next_bias += run_cfg.bias_every
-                entry = self.measure_bias(writer)
-                if bar.disable:
-                    print(
-                        f"step {c[clock]}: bias {entry['bias_mean']:+.2f} "
-                        f"(normalized {entry['bias_normalized_mean']:+.3f}), "
-                        f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
-                        f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
-                        flush=True,
-                    )
-            seconds = run_cfg.checkpoint_seconds
-            due = c[clock] >= next_ckpt or (seconds and time.perf_counter() - last_ckpt >= seconds)
-            if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
-                next_ckpt = after(run_cfg.checkpoint_every)
-                c["wall_time_s"] = self.wall_time()
-                self.save()
-                last_ckpt = time.perf_counter()
-            if reached:
-                print(f"step {c[clock]}: eval return reached stop_at_return "
-                      f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
+            if self.after_advance(writer, bar):
                 return
+
+    def start_schedule(self) -> None:
+        """The clock marks of the next log, evaluation, checkpoint and bias measurement."""
+        run_cfg, c = self.run_cfg, self.counters
+        self.next_eval, self.next_ckpt = self.after(run_cfg.eval_every), self.after(
+            run_cfg.checkpoint_every)  # fmt: skip
+        self.next_log = self.after(run_cfg.log_every)
+        self.next_bias = self.after(run_cfg.bias_every) if run_cfg.bias_every else None
+        self.last_log = (time.perf_counter(), c["env_steps"], c["gradient_updates"])
+        self.last_ckpt = time.perf_counter()
+
+    def after(self, every: int) -> int:
+        """The next multiple of `every` past the current step."""
+        return (self.counters[self.clock] // every + 1) * every
+
+    def after_advance(self, writer, bar) -> bool:
+        """Logging, evaluation, bias measurement and checkpoint when due, after one advance;
+        True when the evaluation reached stop_at_return (the run then stops)."""
+        run_cfg, c, clock = self.run_cfg, self.counters, self.clock
+        if c[clock] >= self.next_log:
+            self.next_log += run_cfg.log_every
+            self.last_log = self.log_training(writer, self.last_log)
+        reached = False
+        if c[clock] >= self.next_eval or c[clock] >= run_cfg.total_steps:
+            self.next_eval += run_cfg.eval_every
+            c["wall_time_s"] = self.wall_time()
+            entry = self.evaluate(writer)
+            bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
+            reached = entry["return_mean"] >= run_cfg.stop_at_return
+            if bar.disable:  # no bar: one line per evaluation instead
+                score = f", score {entry['score']:.1f}" if "score" in entry else ""
+                print(
+                    f"{self.label}step {c[clock]}: eval return {entry['return_mean']:.1f} "
+                    f"+- {entry['return_std']:.1f}{score}, updates "
+                    f"{c['gradient_updates']}, {c['wall_time_s']:.0f}s",
+                    flush=True,
+                )
+        if self.next_bias is not None and c[clock] >= self.next_bias:
+            self.next_bias += run_cfg.bias_every
+            entry = self.measure_bias(writer)
+            if bar.disable:
+                print(
+                    f"{self.label}step {c[clock]}: bias {entry['bias_mean']:+.2f} "
+                    f"(normalized {entry['bias_normalized_mean']:+.3f}), "
+                    f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
+                    f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
+                    flush=True,
+                )
+        seconds = run_cfg.checkpoint_seconds
+        due = c[clock] >= self.next_ckpt or (
+            seconds and time.perf_counter() - self.last_ckpt >= seconds)  # fmt: skip
+        if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
+            self.next_ckpt = self.after(run_cfg.checkpoint_every)
+            c["wall_time_s"] = self.wall_time()
+            self.save()
+            self.last_ckpt = time.perf_counter()
+        if reached:
+            print(f"{self.label}step {c[clock]}: eval return reached stop_at_return "
+                  f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
+        return reached
