@@ -7,6 +7,8 @@
     python train.py --config configs/td3/hopper.yaml --set actor_lr=1e-4 --set policy_delay=3
     python train.py --resume runs/hopper-s0            # continue a killed or interrupted run
     python train.py --agent td3 --show-config          # every hyperparameter, default and meaning
+    python train.py --config configs/td3/hopper.yaml --seeds 0 1 2 3 4 --threads 2 \
+        --run-dir runs/hopper                          # 5 seeds in one process: runs/hopper/s0..s4
 
 Precedence: dataclass defaults < --config preset < command-line flags and --set overrides.
 This file parses, resolves and checks the config, prepares the run folder (new, resumed, or
@@ -20,12 +22,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from agents import get_agent_module
+from agents import AGENTS, get_agent_module
 from agents.nets import resolve_device
 from core import config as cfglib
 from core.domains import check_domains
@@ -43,6 +46,7 @@ from training import (
     Trainer,
     trainer_class,
 )
+from training.seeds import ENGINES, RngStreams, SeedGroup, SeedMember
 
 RUN_FLAGS = [f.name for f in dataclasses.fields(cfglib.RunConfig)]
 __all__ = ["DIVERGED_EXIT", "Diverged", "OfflineTrainer", "OffPolicyTrainer", "Trainer", "main"]
@@ -97,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its latest checkpoint; only --total-steps, "
         "--device and --threads may be given with it (default: none)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="train these seeds in one process, in lockstep, their updates batched "
+        "(training/seeds.py); seed S's run folder is RUN_DIR/s<S> (default: one run, --seed)",
+    )
+    parser.add_argument(
+        "--num-seeds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="the same as --seeds SEED .. SEED+K-1 (default: one run)",
     )
     parser.add_argument(
         "--show-config",
@@ -193,6 +213,9 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if is_procgen_id(run_cfg.env) and run_cfg.bias_every:
         raise UserError("--bias-every on Procgen: its states are not stored with the replay "
                         "buffer yet, so the bias harness cannot restore them")  # fmt: skip
+    if run_cfg.seed_engine not in ENGINES:
+        raise UserError(f"seed_engine must be one of {', '.join(ENGINES)}, got "
+                        f"'{run_cfg.seed_engine}'")  # fmt: skip
     if run_cfg.precision not in ("fp32", "bf16"):
         raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
     if run_cfg.bins < 0 or run_cfg.bins == 1:
@@ -237,6 +260,127 @@ def prepare_new_run(args: argparse.Namespace) -> Trainer:
     warn_if_nothing_learns(run_cfg, agent_cfg)
     trainer.fit()  # SPOT's VAE pretraining can take a while: the folder is announced first
     return trainer
+
+
+GROUP_FILE = "seeds.json"  # in a group's folder: the seeds whose runs are its s<S> folders
+
+
+def seeds_of(args: argparse.Namespace) -> list[int] | None:
+    """The seeds of --seeds / --num-seeds, checked; None for an ordinary run."""
+    if args.seeds is None and args.num_seeds is None:
+        return None
+    if args.seeds is not None and (args.num_seeds is not None or args.seed is not None):
+        raise UserError("give the seeds one way: --seeds S1 S2 .., or --num-seeds K with "
+                        "--seed S")  # fmt: skip
+    if args.resume:
+        raise UserError("--resume takes the seeds from the group folder; drop --seeds / "
+                        "--num-seeds")  # fmt: skip
+    if args.num_seeds is not None:
+        if args.num_seeds < 1:
+            raise UserError(f"--num-seeds must be >= 1, got {args.num_seeds}")
+        first = args.seed or 0
+        return list(range(first, first + args.num_seeds))
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise UserError(f"--seeds must be distinct and >= 0, got {args.seeds}")
+    return list(args.seeds)
+
+
+def check_group(run_cfg: cfglib.RunConfig) -> Any:
+    """The agent module, if its runs can share one process; UserError naming why not."""
+    module = agent_module(run_cfg.agent)
+    if run_cfg.dataset or getattr(module, "ON_POLICY", False) or is_procgen_id(run_cfg.env):
+        raise UserError(
+            "several seeds in one process: online off-policy agents on Gymnasium "
+            f"envs (not {run_cfg.agent} on {run_cfg.dataset or run_cfg.env})"
+        )
+    stacked = run_cfg.seed_engine == "stacked" or (
+        run_cfg.seed_engine == "auto" and resolve_device(run_cfg.device).type == "cuda"
+    )
+    if stacked and not getattr(module, "SEED_AXIS", None):
+        able = sorted(name for name in AGENTS if getattr(agent_module(name), "SEED_AXIS", None))
+        raise UserError(f"--seed-engine stacked: {', '.join(able)} (not {run_cfg.agent}); "
+                        "--seed-engine threads runs any online off-policy agent")  # fmt: skip
+    if run_cfg.stop_at_return != float("inf"):
+        raise UserError("--stop-at-return would stop the seeds apart; the seeds of one "
+                        "process run to --total-steps")  # fmt: skip
+    return module
+
+
+def prepare_new_group(args: argparse.Namespace, seeds: list[int]) -> SeedGroup:
+    """K new runs of one config, RUN_DIR/s<S> each, trained in lockstep."""
+    run_cfg, agent_cfg = resolve_config(args)
+    module = check_group(run_cfg)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{run_cfg.agent}-{run_cfg.env}-seeds{seeds[0]}-{seeds[-1]}-{stamp}"
+    root = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise UserError(f"run folder {root} already exists; continue it with --resume {root} "
+                        "or choose another --run-dir")  # fmt: skip
+    streams, members = RngStreams(), []
+    for seed in seeds:  # each built as its own process would build it
+        cfg = dataclasses.replace(run_cfg, seed=seed)
+        members.append(SeedMember(cfg, agent_cfg, root / f"s{seed}", "off"))
+        streams.capture()
+    make_run_dir(root)
+    (root / GROUP_FILE).write_text(json.dumps({"seeds": seeds}) + "\n")
+    for member in members:
+        make_run_dir(member.run_dir)
+        write_run_config(member.run_dir, member.run_cfg, agent_cfg)
+    print(f"run folders: {root}/s{{{','.join(map(str, seeds))}}}", flush=True)
+    warn_if_nothing_learns(run_cfg, agent_cfg)
+    return group_of(members, streams, module)
+
+
+def group_of(members: list[SeedMember], streams: RngStreams, module) -> SeedGroup:
+    try:
+        return SeedGroup(members, streams, module)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
+    """A group folder's runs, resumed together from checkpoints of one step (or all trained
+    again from step 0 when none was written yet)."""
+    try:
+        seeds = [int(s) for s in json.loads((root / GROUP_FILE).read_text())["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{root / GROUP_FILE} is unreadable or has no seed list") from None
+    folders = [root / f"s{seed}" for seed in seeds]
+    latest = [folder / "checkpoints" / "latest.pt" for folder in folders]
+    have = [path.is_file() for path in latest]
+    if any(have) and not all(have):
+        missing = [str(f) for f, h in zip(folders, have) if not h]
+        raise UserError(f"{', '.join(missing)} wrote no checkpoint yet while the other seeds "
+                        "did: resume each alone (train.py --resume FOLDER)")  # fmt: skip
+    streams, members = RngStreams(), []
+    changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
+               if getattr(args, k) is not None}  # fmt: skip
+    steps = set()
+    for folder, path in zip(folders, latest):
+        if not all(have):  # killed before the first checkpoint: train every seed again
+            trainer = restart(folder, args, SeedMember, quiet=True)
+        else:
+            ckpt = load_checkpoint(path, resume=True)
+            run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
+            remove_temporaries(folder)
+            trainer = SeedMember(run_cfg, agent_cfg, folder, "off")
+            trainer.restore(ckpt)  # its random state becomes the seed's stream below
+            if changes:
+                write_run_config(folder, run_cfg, agent_cfg)
+        members.append(trainer)
+        streams.capture()
+        steps.add(trainer.counters[trainer.clock])
+    if len(steps) > 1:
+        raise UserError(f"the seeds of {root} stopped at different steps ({sorted(steps)}): "
+                        "resume each alone (train.py --resume FOLDER)")  # fmt: skip
+    first = members[0]
+    if all((f / "checkpoints" / "final.pt").is_file() for f in folders) and (
+        first.run_cfg.total_steps <= first.counters[first.clock]
+    ):  # fmt: skip
+        raise Finished(f"runs {root}/s* finished at {first.counters[first.clock]:,} env steps; "
+                       "nothing to do (give --total-steps N to train them further)")  # fmt: skip
+    print(f"run folders: {root}/s{{{','.join(map(str, seeds))}}}", flush=True)
+    return group_of(members, streams, check_group(first.run_cfg))
 
 
 def make_run_dir(run_dir: Path) -> None:
@@ -306,7 +450,7 @@ def configs_of(run: dict, agent: dict, changes: dict) -> tuple[cfglib.RunConfig,
     return run_cfg, agent_cfg
 
 
-def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
+def restart(run_dir: Path, args: argparse.Namespace, cls=None, quiet: bool = False) -> Trainer:
     """A run folder with a config but no checkpoint (killed within its first checkpoint
     interval): nothing to resume, so train it again from step 0 with its config.yaml, after
     removing what the first attempt left (TensorBoard events, summary, best.pt)."""
@@ -315,7 +459,7 @@ def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
     changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
                if getattr(args, k) is not None}  # fmt: skip
     run_cfg, agent_cfg = configs_of(config, agent, changes)
-    trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
+    trainer = (cls or trainer_class(run_cfg))(run_cfg, agent_cfg, run_dir, args.progress)
     stale = [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json",
              *(run_dir / "checkpoints").glob("*")]  # fmt: skip
     for path in stale:
@@ -324,7 +468,8 @@ def restart(run_dir: Path, args: argparse.Namespace) -> Trainer:
     print(f"{run_dir} has no checkpoint yet (stopped before its first one): training it again "
           "from step 0 with its config.yaml", flush=True)  # fmt: skip
     write_run_config(run_dir, run_cfg, agent_cfg)
-    print(f"run folder: {run_dir}", flush=True)
+    if not quiet:
+        print(f"run folder: {run_dir}", flush=True)
     trainer.fit()
     return trainer
 
@@ -347,7 +492,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run_cfg.agent} hyperparameters (override with --set KEY=VALUE):")
             print(cfglib.describe(agent_cfg))
             return 0
-        trainer = prepare_resume(args) if args.resume else prepare_new_run(args)
+        seeds = seeds_of(args)
+        if args.resume and (Path(args.resume) / GROUP_FILE).is_file():
+            trainer = prepare_group_resume(Path(args.resume), args)
+        elif args.resume:
+            trainer = prepare_resume(args)
+        elif seeds is not None and len(seeds) > 1:
+            trainer = prepare_new_group(args, seeds)
+        else:
+            if seeds is not None:  # one seed: the ordinary run, in RUN_DIR/s<S> when given
+                args.seed = seeds[0]
+                args.run_dir = args.run_dir and str(Path(args.run_dir) / f"s{seeds[0]}")
+            trainer = prepare_new_run(args)
         trainer.train()
     except Finished as exc:
         print(exc)
@@ -362,14 +518,17 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted before training started; no checkpoint was written",
               file=sys.stderr)  # fmt: skip
         return 130
-    summary = trainer.summary()
-    print(
-        f"done: {summary['env_steps']} env steps, {summary['gradient_updates']} updates, "
-        f"last eval {summary['eval_return_mean']:.1f}, best {summary['best_eval_return_mean']:.1f}"
-        f", {summary['wall_time_s']:.0f}s"
-    )
-    print(f"run folder: {trainer.run_dir}")
-    print(f"watch it:   tensorboard --logdir {trainer.run_dir.parent}")
+    runs = trainer.members if isinstance(trainer, SeedGroup) else [trainer]
+    for run in runs:
+        summary = run.summary()
+        print(
+            f"{run.label}done: {summary['env_steps']} env steps, {summary['gradient_updates']} "
+            f"updates, last eval {summary['eval_return_mean']:.1f}, best "
+            f"{summary['best_eval_return_mean']:.1f}, {summary['wall_time_s']:.0f}s"
+        )
+    print(f"run folder{'s' if len(runs) > 1 else ''}: "
+          f"{', '.join(str(run.run_dir) for run in runs)}")  # fmt: skip
+    print(f"watch it:   tensorboard --logdir {runs[0].run_dir.parent}")
     return 0
 
 

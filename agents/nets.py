@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -110,6 +112,41 @@ class EnsembleMLP(nn.Module):
             for layer, lin in zip(self.layers, linears, strict=True):
                 layer.weight[member].copy_(lin.weight.T)
                 layer.bias[member, 0].copy_(lin.bias)
+
+
+# ---- what an update of several seeds reroutes (training/seeds.py) --------------------------
+# An agent draws every random number of its losses with `normal_like` and steps every optimizer
+# with `optimize`. Alone, these are torch.randn_like and a plain step. When one process updates
+# several seeds, a noise source set for the running thread hands each seed noise from its own
+# stream (its generator, or noise drawn from it beforehand for a seed-stacked update under
+# torch.func.vmap), and a seed-stacked loss holds one value per seed.
+_local = threading.local()
+
+
+@contextmanager
+def noise_from(source):
+    """Inside, normal_like(t) returns source(t) on this thread."""
+    previous = getattr(_local, "source", None)
+    _local.source = source
+    try:
+        yield
+    finally:
+        _local.source = previous
+
+
+def normal_like(t: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise shaped like t (torch.randn_like, unless rerouted: above)."""
+    source = getattr(_local, "source", None)
+    return torch.randn_like(t) if source is None else source(t)
+
+
+def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, inputs=None) -> None:
+    """zero_grad, backward (into `inputs` only, when given), step. A seed-stacked loss holds
+    one loss per seed; no parameter is shared between seeds, so the gradient of their sum is
+    each seed's own."""
+    opt.zero_grad(set_to_none=True)
+    loss.sum().backward(inputs=inputs)
+    opt.step()
 
 
 @torch.no_grad()

@@ -333,8 +333,11 @@ class Agent:
             "net": self.net.state_dict(),
             "opt": self.opt.state_dict(),
             # Python floats: numpy scalars would not load with torch.load(weights_only=True).
-            "reward_rms": {"mean": float(self.ret_mean), "var": float(self.ret_var),
-                           "count": float(self.ret_count)},  # fmt: skip
+            "reward_rms": {
+                "mean": float(self.ret_mean),
+                "var": float(self.ret_var),
+                "count": float(self.ret_count),
+            },  # fmt: skip
             "updates": self.updates,
         }
 

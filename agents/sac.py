@@ -54,7 +54,20 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import RunningNorm, actor_net, critic_ensemble, normalize_batch, soft_update
+from agents.nets import (
+    RunningNorm,
+    actor_net,
+    critic_ensemble,
+    normal_like,
+    normalize_batch,
+    optimize,
+    soft_update,
+)
+
+# The methods `update` calls for its tensor maths: a seed-stacked update (training/seeds.py)
+# runs them under torch.func.vmap, one slice per seed; the rest of `update` only steps
+# optimizers and target networks, and reads per-seed numbers elementwise.
+SEED_AXIS = ("prepare", "critic_loss", "actor_loss", "temperature_loss")
 
 
 @dataclass
@@ -169,7 +182,7 @@ class TanhGaussianActor(nn.Module):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(action B x A, log pi(action | obs) B), reparameterised."""
         mean, log_std = self(obs)
-        u = mean + log_std.exp() * torch.randn_like(mean)
+        u = mean + log_std.exp() * normal_like(mean)
         return torch.tanh(u), tanh_log_prob(u, mean, log_std, self.log_prob_epsilon)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
@@ -289,26 +302,24 @@ class Agent:
         loss = (self.temperature.alpha() * log_prob - self.policy_q(obs, actions)).mean()
         return loss, log_prob
 
+    def temperature_loss(self, log_prob: torch.Tensor) -> torch.Tensor:
+        return self.temperature.loss(log_prob)
+
+    def prepare(self, batch: Batch) -> Batch:
+        """The batch the losses see: observations normalized (SimBa), else unchanged."""
+        return normalize_batch(self.obs_norm, batch)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature update, then the target critics' Polyak step."""
         self.updates += 1
-        batch = normalize_batch(self.obs_norm, batch)  # the losses see normalized observations
+        batch = self.prepare(batch)
         critic_loss, q_mean = self.critic_loss(batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-
+        optimize(self.critic_opt, critic_loss)
         actor_loss, log_prob = self.actor_loss(batch.obs)
-        self.actor_opt.zero_grad(set_to_none=True)
         # Only the actor's parameters need gradients: skips the critics' weight gradients.
-        actor_loss.backward(inputs=self._actor_params)
-        self.actor_opt.step()
-
-        temperature_loss = self.temperature.loss(log_prob)
-        self.temperature_opt.zero_grad(set_to_none=True)
-        temperature_loss.backward()
-        self.temperature_opt.step()
-
+        optimize(self.actor_opt, actor_loss, inputs=self._actor_params)
+        temperature_loss = self.temperature_loss(log_prob)
+        optimize(self.temperature_opt, temperature_loss)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         return {
             "loss/critic": critic_loss.detach(),
@@ -316,7 +327,7 @@ class Agent:
             "loss/temperature": temperature_loss.detach(),
             "q/mean": q_mean,
             "policy/alpha": self.temperature.alpha(),
-            "policy/entropy": -log_prob.detach().mean(),
+            "policy/entropy": -log_prob.detach().mean(-1),
         }
 
     # ---- measurement --------------------------------------------------------------------

@@ -34,7 +34,20 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import RunningNorm, actor_net, critic_ensemble, normalize_batch, soft_update
+from agents.nets import (
+    RunningNorm,
+    actor_net,
+    critic_ensemble,
+    normal_like,
+    normalize_batch,
+    optimize,
+    soft_update,
+)
+
+# The methods `update` calls for its tensor maths: a seed-stacked update (training/seeds.py)
+# runs them under torch.func.vmap, one slice per seed; the rest of `update` only steps
+# optimizers and target networks.
+SEED_AXIS = ("prepare", "_critic_loss", "_actor_loss")
 
 
 @dataclass
@@ -130,7 +143,7 @@ class Agent:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         actions = self.actor(self.normalize(obs_t))
         if not deterministic:
-            noise = torch.randn_like(actions) * self.cfg.exploration_noise
+            noise = normal_like(actions) * self.cfg.exploration_noise
             actions = (actions + noise).clamp(-1.0, 1.0)
         return actions.cpu().numpy()
 
@@ -139,7 +152,7 @@ class Agent:
     def compute_target(self, batch: Batch) -> torch.Tensor:
         """TD target y (B), with target policy smoothing and the min over target critics."""
         next_actions = self.actor_target(batch.next_obs)  # B x A
-        noise = (torch.randn_like(next_actions) * self.cfg.policy_noise).clamp(
+        noise = (normal_like(next_actions) * self.cfg.policy_noise).clamp(
             -self.cfg.noise_clip, self.cfg.noise_clip
         )
         next_actions = (next_actions + noise).clamp(-1.0, 1.0)
@@ -164,22 +177,22 @@ class Agent:
         """Q1(s, a) for the actor's gradient, shape B."""
         return self.critic(torch.cat([obs, actions], -1), members=slice(0, 1))[0, :, 0]
 
+    def prepare(self, batch: Batch) -> Batch:
+        """The batch the losses see: observations normalized (SimBa), else unchanged."""
+        return normalize_batch(self.obs_norm, batch)
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic update; every `policy_delay` calls also an actor and target update."""
         self.updates += 1
-        batch = normalize_batch(self.obs_norm, batch)  # the losses see normalized observations
+        batch = self.prepare(batch)
         critic_loss, q_mean = self._critic_loss(batch)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        optimize(self.critic_opt, critic_loss)
         metrics = {"loss/critic": critic_loss.detach(), "q/mean": q_mean}
 
         if self.updates % self.cfg.policy_delay == 0:
             actor_loss, extra = self._actor_loss(batch)
-            self.actor_opt.zero_grad(set_to_none=True)
             # Only the actor's parameters need gradients: skips the critic's weight gradients.
-            actor_loss.backward(inputs=self._actor_params)
-            self.actor_opt.step()
+            optimize(self.actor_opt, actor_loss, inputs=self._actor_params)
             soft_update(self.actor_target, self.actor, self.cfg.tau)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             metrics["loss/actor"] = actor_loss.detach()

@@ -41,6 +41,8 @@ from agents import sac
 from agents.buffer import Batch
 from agents.nets import critic_ensemble
 
+SEED_AXIS = sac.SEED_AXIS  # SAC's update and losses, TQC's critic pieces (training/seeds.py)
+
 
 @dataclass
 class Config(sac.Config):
@@ -88,8 +90,12 @@ class QuantileHuberLoss(torch.autograd.Function):
     The targets get no gradient (TQC's are computed under no_grad).
     """
 
+    # torch.func.vmap derives the batched rule (a seed-stacked update, training/seeds.py), so
+    # forward takes no ctx: it returns the loss and its gradient, which setup_context keeps.
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, quantiles: torch.Tensor, target: torch.Tensor, kappa: float = 1.0):
+    def forward(quantiles: torch.Tensor, target: torch.Tensor, kappa: float = 1.0):
         m = quantiles.shape[-1]
         taus = (torch.arange(m, device=quantiles.device, dtype=quantiles.dtype) + 0.5) / m
         u = target[None, :, None, :] - quantiles[..., None]  # E x B x M x K
@@ -98,13 +104,17 @@ class QuantileHuberLoss(torch.autograd.Function):
         clipped = abs_u.clamp(max=kappa)
         # huber(u) = c * (|u| - c / 2) with c = min(|u|, kappa): u^2 / 2 inside, linear outside.
         loss = (weight * clipped * (abs_u - 0.5 * clipped)).mean()
-        if ctx.needs_input_grad[0]:
-            grad = (weight * u.clamp_(-kappa, kappa)).sum(-1).mul_(-1.0 / u.numel())
-            ctx.save_for_backward(grad)
-        return loss
+        grad = (weight * u.clamp(-kappa, kappa)).sum(-1).mul_(-1.0 / u.numel())
+        return loss, grad
 
     @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
+    def setup_context(ctx, inputs, output):
+        grad = output[1]
+        ctx.mark_non_differentiable(grad)
+        ctx.save_for_backward(grad)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor, _):
         (grad,) = ctx.saved_tensors
         return grad * grad_output, None, None
 
@@ -113,7 +123,7 @@ def quantile_huber_loss(
     quantiles: torch.Tensor, target: torch.Tensor, kappa: float = 1.0
 ) -> torch.Tensor:
     """Mean quantile Huber loss of quantiles (E x B x M) against target atoms (B x K)."""
-    return QuantileHuberLoss.apply(quantiles, target.detach(), kappa)
+    return QuantileHuberLoss.apply(quantiles, target.detach(), kappa)[0]
 
 
 def truncated_atoms(atoms: torch.Tensor, drop: int) -> torch.Tensor:

@@ -103,7 +103,12 @@ class RunConfig:
     device: str = "auto"
     """cpu, cuda or auto (cuda when available)."""
     threads: int = 1
-    """torch CPU threads; 1 is fastest on a busy 2-core machine for these network sizes."""
+    """torch CPU threads; 1 is fastest on a busy 2-core machine for these network sizes. With
+    several seeds in one process (train.py --seeds) and the threads engine: worker threads."""
+    seed_engine: str = "auto"
+    """Several seeds in one process (train.py --seeds): threads (each seed's own update, the
+    seeds spread over --threads workers), stacked (one update of networks stacked along a seed
+    axis, under torch.func.vmap), or auto: stacked on CUDA, threads on the CPU."""
     precision: str = "fp32"
     """fp32, or bf16: updates run their matmuls in bfloat16 autocast (weights, optimizer state
     and Q-value outputs stay fp32). Not the papers'; measured no faster on a 2-core CPU."""

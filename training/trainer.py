@@ -91,6 +91,7 @@ class Trainer:
         obs_space, act_space = self.open_data()
         self.eval_env = self.make_eval_env()
         self.spaces = space_signature(obs_space, act_space)
+        self.observation_space, self.action_space = obs_space, act_space
         try:
             self.agent = self.module.Agent(agent_cfg, obs_space, act_space, self.device)
         except ValueError as exc:

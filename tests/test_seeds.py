@@ -1,0 +1,273 @@
+"""Several seeds in one process (training/seeds.py) against single-seed runs.
+
+- The stacked update: K agents updated together on the same batches as K agents updated
+  alone agree within 1e-5 relative after 100 updates (TD3, SimBa SAC, TQC), and every seed's
+  random stream ends where its single-seed stream ends (the same draws, in the same order).
+- End to end (tiny Pendulum runs through train.main): the threads engine gives each seed the
+  run its own process gives, bit for bit (weights, optimizer moments, replay, RNG, evaluations);
+  the stacked engine gives bit-identical warm-up data and buffer sampling streams and weights
+  within a tolerance; one seed is the ordinary single-seed run; a group resumes as its seeds
+  resume alone; bad input is one error line and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import train
+from agents import sac, td3, tqc
+from agents.buffer import Batch
+from training.seeds import RngStreams, SeedStack, stack_batches
+
+K = 3
+OBS, ACT = 11, 3
+CONFIGS = {
+    "td3": (td3, dict(actor_hidden=[32, 32], critic_hidden=[32, 32])),
+    "sac-simba": (sac, dict(actor_hidden=[16], critic_hidden=[32])),
+    "tqc": (tqc, dict(actor_hidden=[32, 32], critic_hidden=[32, 32], n_critics=2,
+                      n_quantiles=5, drop_per_net=1)),
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as train.py's default: two are far slower beside other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def agents_and_streams(module, cfg) -> tuple[list, RngStreams]:
+    """K agents built as K processes with seeds 0..K-1 would build them, and their streams."""
+    streams, agents = RngStreams(), []
+    obs_space, act_space = gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (ACT,))
+    for k in range(K):
+        torch.manual_seed(k)
+        agents.append(module.Agent(cfg, obs_space, act_space))
+        streams.capture()
+    return agents, streams
+
+
+def batches(updates: int, size: int = 32) -> list[list[Batch]]:
+    g = torch.Generator().manual_seed(123)
+
+    def one() -> Batch:
+        return Batch(
+            obs=torch.randn(size, OBS, generator=g),
+            actions=torch.rand(size, ACT, generator=g) * 2 - 1,
+            rewards=torch.randn(size, generator=g),
+            next_obs=torch.randn(size, OBS, generator=g),
+            terminated=(torch.rand(size, generator=g) < 0.1).float(),
+            truncated=torch.zeros(size),
+            discounts=torch.full((size,), 0.99),
+            extras={},
+            indices=torch.zeros(size, dtype=torch.long),
+        )
+
+    return [[one() for _ in range(K)] for _ in range(updates)]
+
+
+def float_tensors(state, path=""):
+    """(path, tensor) of every floating tensor in a nested state dict."""
+    if isinstance(state, dict):
+        for key, value in state.items():
+            yield from float_tensors(value, f"{path}/{key}")
+    elif isinstance(state, torch.Tensor) and state.is_floating_point():
+        yield path, state
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_stacked_update_matches_each_seed_updated_alone(name):
+    module, overrides = CONFIGS[name]
+    cfg = module.Config(**overrides)
+    data = batches(100)
+    observations = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32)
+    alone, alone_streams = agents_and_streams(module, cfg)
+    for k, agent in enumerate(alone):
+        with alone_streams.use(k):  # seed k's global stream, as in its own process
+            for step in data:
+                agent.observe(observations)  # SimBa's running statistics move too
+                agent.update(step[k])
+    together, streams = agents_and_streams(module, cfg)
+    with torch.random.fork_rng():
+        template = module.Agent(cfg, gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (ACT,)))
+    stack = SeedStack(template, together, streams, module.SEED_AXIS)
+    for step in data:
+        for agent in together:
+            agent.observe(observations)
+        metrics = template.update(stack_batches(step))
+    assert metrics["loss/critic"].shape == (K,)  # one loss per seed
+    for k in range(K):
+        stack.export(k)
+        mine, theirs = dict(float_tensors(together[k].state_dict())), dict(
+            float_tensors(alone[k].state_dict()))  # fmt: skip
+        assert mine.keys() == theirs.keys() and together[k].updates == alone[k].updates == 100
+        for path, ref in theirs.items():
+            scale = ref.abs().max().clamp(min=1e-12)
+            assert float((mine[path] - ref).abs().max() / scale) < 1e-5, path
+        # the same draws in the same order: the streams end in the same state
+        assert torch.equal(streams.torch[k].get_state(), alone_streams.torch[k].get_state())
+    # seed k's tensors are views of the stacked storage: agent k acts with what was trained
+    weight = next(together[1].critic.parameters())
+    assert weight.data_ptr() == next(template.critic.parameters())[1].data_ptr()
+
+
+def test_streams_swap_the_global_state_per_seed():
+    streams = RngStreams()
+    for seed in (5, 6):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        streams.capture()
+    torch.manual_seed(5)
+    np.random.seed(5)
+    first = torch.rand(3), np.random.rand(2), torch.rand(2)
+    torch.manual_seed(6)
+    second = torch.rand(3)
+    with streams.use(0):
+        a = torch.rand(3), np.random.rand(2)
+    with streams.use(1):
+        b = torch.rand(3)
+    with streams.use(0):  # continues seed 5's stream where it stopped
+        c = torch.rand(2)
+    assert torch.equal(a[0], first[0]) and np.array_equal(a[1], first[1])
+    assert torch.equal(b, second) and torch.equal(c, first[2])
+
+
+# ---- end to end ---------------------------------------------------------------------------
+def tiny(*extra: str, total: int = 400) -> list[str]:
+    return ["--agent", "td3", "--env", "Pendulum-v1", "--total-steps", str(total),
+            "--eval-every", "200", "--eval-episodes", "1", "--checkpoint-every", "200",
+            "--device", "cpu", "--set", "learning_starts=200", "--set", "batch_size=32",
+            "--set", "actor_hidden=[32,32]", "--set", "critic_hidden=[32,32]",
+            "--set", "buffer_size=5000", "--progress", "off", *extra]  # fmt: skip
+
+
+def load(folder: Path, name: str = "final.pt") -> tuple[dict, dict]:
+    ckpt = torch.load(folder / "checkpoints" / name, weights_only=False)
+    replay = torch.load(folder / "checkpoints" / ckpt["replay_file"], weights_only=False)
+    return ckpt, replay
+
+
+def summary(folder: Path) -> dict:
+    data = json.loads((folder / "summary.json").read_text())
+    return {k: v for k, v in data.items() if k not in ("wall_time_s", "last_update_metrics")}
+
+
+def assert_same_run(a: Path, b: Path, exact: bool = True) -> None:
+    (ca, ra), (cb, rb) = load(a), load(b)
+    assert ca["counters"]["gradient_updates"] == cb["counters"]["gradient_updates"] > 0
+    assert ra["rng_state"] == rb["rng_state"]  # the buffer drew the same sampling stream
+    assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])  # and torch the same draws
+    warm = 200  # uniform-random warm-up: the same transitions bit for bit
+    for key, value in ra["storage"].items():
+        assert torch.equal(value[:warm], rb["storage"][key][:warm]), key
+    pairs = list(zip(float_tensors(ca["agent_state"]), float_tensors(cb["agent_state"])))
+    assert pairs
+    for (path, x), (_, y) in pairs:
+        if exact:
+            assert torch.equal(x, y), path
+        else:
+            assert float((x - y).abs().max()) <= 1e-3 * float(x.abs().max()) + 1e-6, path
+    if exact:
+        for key, value in ra["storage"].items():
+            assert torch.equal(value, rb["storage"][key]), key
+        assert summary(a)["evals"] == summary(b)["evals"]
+
+
+@pytest.fixture(scope="module")
+def singles(tmp_path_factory):
+    root = tmp_path_factory.mktemp("singles")
+    for seed in (0, 1):
+        assert train.main(tiny("--seed", str(seed), "--run-dir", str(root / f"s{seed}"))) == 0
+    return root
+
+
+def test_threads_engine_gives_each_seed_its_single_seed_run_bit_for_bit(tmp_path, singles):
+    group = tmp_path / "group"
+    argv = tiny("--seeds", "0", "1", "--seed-engine", "threads", "--threads", "2",
+                "--run-dir", str(group))  # fmt: skip
+    assert train.main(argv) == 0
+    assert json.loads((group / "seeds.json").read_text()) == {"seeds": [0, 1]}
+    for seed in (0, 1):
+        assert_same_run(singles / f"s{seed}", group / f"s{seed}")
+        assert (group / f"s{seed}" / "config.yaml").is_file()
+        assert list((group / f"s{seed}").glob("events.out.tfevents.*"))
+
+
+def test_stacked_engine_matches_single_seed_runs(tmp_path, singles):
+    group = tmp_path / "group"
+    assert train.main(tiny("--seeds", "0", "1", "--seed-engine", "stacked",
+                           "--run-dir", str(group))) == 0  # fmt: skip
+    for seed in (0, 1):
+        assert_same_run(singles / f"s{seed}", group / f"s{seed}", exact=False)
+        # a seed's checkpoint holds its own tensors, not the whole stacked storage
+        ckpt, _ = load(group / f"s{seed}")
+        weight = ckpt["agent_state"]["critic"]["layers.0.weight"]
+        assert weight.untyped_storage().nbytes() == weight.numel() * 4
+
+
+def test_one_seed_is_the_ordinary_run(tmp_path, singles):
+    assert train.main(tiny("--seeds", "1", "--run-dir", str(tmp_path / "one"))) == 0
+    assert not (tmp_path / "one" / "seeds.json").exists()
+    assert_same_run(singles / "s1", tmp_path / "one" / "s1")
+
+
+def test_a_group_resumes_as_its_seeds_resume_alone(tmp_path):
+    group, alone = tmp_path / "group", tmp_path / "alone"
+    assert train.main(tiny("--seeds", "0", "1", "--seed-engine", "threads",
+                           "--run-dir", str(group), total=300)) == 0  # fmt: skip
+    for seed in (0, 1):
+        assert train.main(tiny("--seed", str(seed), "--run-dir", str(alone / f"s{seed}"),
+                               total=300)) == 0  # fmt: skip
+    assert train.main(["--resume", str(group), "--total-steps", "500"]) == 0
+    for seed in (0, 1):
+        assert train.main(["--resume", str(alone / f"s{seed}"), "--total-steps", "500"]) == 0
+        assert_same_run(alone / f"s{seed}", group / f"s{seed}")
+        assert load(group / f"s{seed}")[0]["counters"]["resumes"] == 1
+    # finished: nothing to do
+    assert train.main(["--resume", str(group)]) == 0
+
+
+def test_a_group_whose_seeds_stopped_apart_is_refused(tmp_path, capsys):
+    group = tmp_path / "group"
+    assert train.main(tiny("--seeds", "0", "1", "--run-dir", str(group), total=300)) == 0
+    assert train.main(["--resume", str(group / "s1"), "--total-steps", "400"]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(group), "--total-steps", "600"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different steps" in err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seeds", "0", "0"], "distinct"),
+        (["--seeds", "0", "1", "--seed", "3"], "one way"),
+        (["--num-seeds", "0"], ">= 1"),
+        (["--seeds", "0", "1", "--stop-at-return", "-100"], "stop-at-return"),
+        (["--seeds", "0", "1", "--seed-engine", "warp"], "seed_engine"),
+        (["--seeds", "0", "1", "--agent", "revalued", "--bins", "3", "--seed-engine",
+          "stacked"], "stacked"),
+        (["--seeds", "0", "1", "--agent", "ppo"], "off-policy"),
+    ],
+)  # fmt: skip
+def test_bad_seed_groups_are_one_error_line_and_write_nothing(tmp_path, capsys, extra, message):
+    agent = extra[extra.index("--agent") + 1] if "--agent" in extra else "td3"
+    base = tiny() if agent == "td3" else ["--env", "Pendulum-v1", "--total-steps", "400"]
+    argv = [*base, *extra, "--run-dir", str(tmp_path / "g")]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not (tmp_path / "g").exists()
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
