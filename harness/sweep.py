@@ -17,12 +17,16 @@ SPEC (YAML):
     config: configs/sac/pendulum.yaml    # optional: a preset under all of the above
     co_scale:                            # optional: Rybkin et al.'s co-scaling with the UTD
       batch_size: {base: 256, exponent: -0.2, reference_utd: 1}
+    seeds_in_one_process: true           # optional: a point's seeds train in one process
 
 A point is (agent, env, seed, one value per grid key); its run folder is
 DIR/runs/<agent>-<env>-<key><value>...-s<seed>, an ordinary run that evaluate.py, the plots and
-the UTD analysis read. `co_scale` sets key = base * (utd / reference_utd)^exponent at each
-point (rounded for integer keys), the paper's batch size and learning rate falling as power
-laws of the UTD; a co-scaled key cannot also be a grid key.
+the UTD analysis read. With `seeds_in_one_process`, the seeds of a grid point are one job,
+`train.py --seeds ...` (training/seeds.py: the seeds in lockstep, their updates batched), and
+the run of seed S is DIR/runs/<agent>-<env>-<key><value>.../s<S>. `co_scale` sets
+key = base * (utd / reference_utd)^exponent at each point (rounded for integer keys), the
+paper's batch size and learning rate falling as power laws of the UTD; a co-scaled key cannot
+also be a grid key.
 
 Resume: the same command again skips finished runs (checkpoints/final.pt), resumes
 interrupted ones (train.py --resume, from their last checkpoint, or from step 0 when none was
@@ -69,7 +73,8 @@ from core.errors import UserError, quote
 from core.runs import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_KEYS = {"agent", "env", "seeds", "total_steps", "grid", "set", "run", "config", "co_scale"}
+SPEC_KEYS = {"agent", "env", "seeds", "total_steps", "grid", "set", "run", "config", "co_scale",
+             "seeds_in_one_process"}  # fmt: skip
 RUN_KEYS = {f.name for f in dataclasses.fields(cfglib.RunConfig)}
 # Keys a point fixes itself: not to be set through `run`, `grid` or `co_scale`.
 OWN_KEYS = {"agent", "env", "seed", "total_steps"}
@@ -90,9 +95,14 @@ class Point:
     values: tuple[tuple[str, Any], ...]  # (key, value) of every grid and co-scaled key
 
     @property
-    def name(self) -> str:
+    def base(self) -> str:
+        """The grid point's name, the same for all its seeds."""
         parts = [self.agent, self.env, *(f"{k}{_text(v)}" for k, v in self.values)]
-        return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts)) + f"-s{self.seed}"
+        return re.sub(r"[^A-Za-z0-9_.+-]", "_", "-".join(parts))
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}-s{self.seed}"
 
 
 def _text(value: Any) -> str:
@@ -112,6 +122,7 @@ class Spec:
     run: dict[str, Any]
     config: str | None
     co_scale: dict[str, dict[str, float]]
+    seeds_in_one_process: bool = False
 
     def points(self) -> list[Point]:
         keys = list(self.grid)
@@ -127,10 +138,29 @@ class Spec:
             out.append(Point(agent, env, int(seed), tuple(values.items())))
         return out
 
-    def argv(self, point: Point) -> list[str]:
-        """train.py's arguments for `point` (without --run-dir)."""
+    def folder(self, out: Path, point: Point) -> Path:
+        """The run folder of `point` under the sweep's DIR."""
+        if self.seeds_in_one_process:
+            return out / "runs" / point.base / f"s{point.seed}"
+        return out / "runs" / point.name
+
+    def jobs(self, out: Path) -> list[tuple[Path, list[str]]]:
+        """(folder, train.py arguments without --run-dir) of every job: one per point, or
+        one per grid point with all its seeds (seeds_in_one_process)."""
+        if not self.seeds_in_one_process:
+            return [(self.folder(out, p), self.argv(p)) for p in self.points()]
+        groups: dict[str, list[Point]] = {}
+        for point in self.points():
+            groups.setdefault(point.base, []).append(point)
+        return [(out / "runs" / base, self.argv(points[0], [p.seed for p in points]))
+                for base, points in groups.items()]  # fmt: skip
+
+    def argv(self, point: Point, seeds: list[int] | None = None) -> list[str]:
+        """train.py's arguments for `point`, or for its grid point with `seeds` in one process
+        (without --run-dir)."""
         argv = ["--config", self.config] if self.config else []
-        argv += ["--agent", point.agent, "--env", point.env, "--seed", str(point.seed),
+        which = ["--seeds", *map(str, seeds)] if seeds else ["--seed", str(point.seed)]
+        argv += ["--agent", point.agent, "--env", point.env, *which,
                  "--total-steps", str(self.total_steps)]  # fmt: skip
         values = {**self.run, **self.set, **dict(point.values)}
         for key, value in values.items():
@@ -183,12 +213,15 @@ def load_spec(path: str | Path) -> Spec:
         total_steps=data["total_steps"],
         grid={key: _as_list(values, f"grid.{key}") for key, values in grid.items()},
         set=fixed_set, run=run, config=data.get("config"), co_scale=co_scale,
+        seeds_in_one_process=data.get("seeds_in_one_process", False),
     )  # fmt: skip
     check_spec(spec, path)
     return spec
 
 
 def check_spec(spec: Spec, path: str | Path) -> None:
+    if not isinstance(spec.seeds_in_one_process, bool):
+        raise UserError(f"{path}: seeds_in_one_process must be true or false")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in spec.seeds):
         raise UserError(f"{path}: seeds must be integers >= 0, got {quote(spec.seeds)}")
     steps = spec.total_steps
@@ -237,7 +270,12 @@ def check_spec(spec: Spec, path: str | Path) -> None:
 
 # ---- running ------------------------------------------------------------------------------
 def finished(folder: Path) -> bool:
-    """train.py writes checkpoints/final.pt only when the run reached its budget."""
+    """train.py writes checkpoints/final.pt only when the run reached its budget; a group of
+    seeds (seeds.json) finished when every seed's run did."""
+    group = folder / "seeds.json"
+    if group.is_file():
+        seeds = json.loads(group.read_text())["seeds"]
+        return all(finished(folder / f"s{seed}") for seed in seeds)
     return (folder / "checkpoints" / "final.pt").is_file()
 
 
@@ -247,7 +285,7 @@ def run_point(folder: str, argv: list[str]) -> int:
     path = Path(folder)
     if finished(path):
         return 0
-    if (path / "config.yaml").is_file():
+    if (path / "config.yaml").is_file() or (path / "seeds.json").is_file():
         argv = ["--resume", str(path)]
     else:
         argv = [*argv, "--run-dir", str(path)]
@@ -322,7 +360,8 @@ def collect(spec: Spec, out: Path, codes: dict[Path, int]) -> list[dict]:
     grid_keys = [k for k in [*spec.grid, *spec.co_scale] if k != "utd"]
     rows, evals, biases = [], [], []
     for point in spec.points():
-        folder = out / "runs" / point.name
+        folder = spec.folder(out, point)
+        job = folder.parent if spec.seeds_in_one_process else folder
         values = dict(point.values)
         utd = values.get("utd", spec.run.get("utd", 1.0))
         row = {"agent": point.agent, "env": point.env, "seed": point.seed, "utd": utd,
@@ -331,7 +370,7 @@ def collect(spec: Spec, out: Path, codes: dict[Path, int]) -> list[dict]:
                "run_dir": folder.relative_to(out).as_posix()}  # fmt: skip
         summary_path = folder / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-        code = codes.get(folder, 0)
+        code = codes.get(job, 0)  # the exit code of the process that trained it
         row["status"] = ("finished" if finished(folder) else
                          f"failed (exit {code})" if code else "unfinished")  # fmt: skip
         if summary is not None:
@@ -373,14 +412,13 @@ def sweep(
         raise UserError(f"unknown backend {quote(backend)} (local or ray)")
     if jobs < 1 or cpus <= 0 or gpus < 0:
         raise UserError("--jobs must be >= 1, --cpus-per-run > 0 and --gpus-per-run >= 0")
-    todo = []
-    for point in spec.points():
-        folder = out / "runs" / point.name
-        argv = spec.argv(point)
+    todo = spec.jobs(out)
+    for folder, argv in todo:
         check_arguments(folder, argv)
-        todo.append((folder, argv))
-    print(f"sweep: {len(todo)} runs under {out}, {sum(finished(f) for f, _ in todo)} already "
-          f"finished, backend {backend}", flush=True)  # fmt: skip
+    runs = len(spec.points())
+    print(f"sweep: {runs} runs in {len(todo)} processes under {out}, "
+          f"{sum(finished(f) for f, _ in todo)} processes already finished, backend {backend}",
+          flush=True)  # fmt: skip
 
     def report(folder: Path, code: int) -> None:
         print(f"{folder.name}: {'done' if code == 0 else f'exit {code} (see {folder}.log)'}",

@@ -81,6 +81,27 @@ def test_local_and_ray_backends_write_the_same_rows(tmp_path):
     assert float(result[1]["bias_normalized_last"]) == summary["bias"][-1]["bias_normalized_mean"]
 
 
+def test_seeds_in_one_process_write_the_rows_of_one_process_per_seed(tmp_path):
+    """A grid point's seeds as one train.py --seeds process (the threads engine: each seed's
+    run bit for bit): the same rows as one process per seed, run_dir apart."""
+    run = {"eval_every": 150, "eval_episodes": 1, "seed_engine": "threads"}
+    apart = sweep.load_spec(write_spec(tmp_path / "a.yaml", seeds=[0, 1], run=run))
+    together = sweep.load_spec(write_spec(tmp_path / "t.yaml", seeds=[0, 1], run=run,
+                                          seeds_in_one_process=True))  # fmt: skip
+    assert len(together.jobs(tmp_path)) == 2 and len(apart.jobs(tmp_path)) == 4
+    assert "--seeds" in together.jobs(tmp_path)[0][1]
+    sweep.sweep(apart, tmp_path / "apart", "local", jobs=2)
+    rows_together = sweep.sweep(together, tmp_path / "together", "local", jobs=2)
+    assert [r["run_dir"] for r in rows_together] == [
+        f"runs/td3-Pendulum-v1-utd{u}/s{s}" for u in ("0.5", "2") for s in (0, 1)]  # fmt: skip
+    drop = ("wall_time_s", "run_dir")
+    for name in ("results.csv", "evals.csv"):
+        assert rows(tmp_path / "apart" / name, drop) == rows(tmp_path / "together" / name, drop)
+    # finished: a second command skips every group
+    assert sweep.main([str(tmp_path / "t.yaml"), "--out", str(tmp_path / "together")]) == 0
+    assert sweep.finished(tmp_path / "together" / "runs" / "td3-Pendulum-v1-utd2")
+
+
 def test_a_killed_sweep_resumes_its_runs_and_skips_finished_ones(tmp_path):
     spec_path = write_spec(tmp_path / "s.yaml", total_steps=3000, grid={"utd": [1]},
                            run={"eval_every": 1000, "eval_episodes": 1,
