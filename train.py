@@ -295,7 +295,7 @@ def check_group(run_cfg: cfglib.RunConfig) -> Any:
         )
     stacked = run_cfg.seed_engine == "stacked" or (
         run_cfg.seed_engine == "auto" and resolve_device(run_cfg.device).type == "cuda"
-    )
+    )  # auto on CUDA is stacked or nothing: the threads engine runs on the CPU
     if stacked and not getattr(module, "SEED_AXIS", None):
         able = sorted(name for name in AGENTS if getattr(agent_module(name), "SEED_AXIS", None))
         raise UserError(f"--seed-engine stacked: {', '.join(able)} (not {run_cfg.agent}); "

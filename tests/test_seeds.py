@@ -202,6 +202,24 @@ def test_threads_engine_gives_each_seed_its_single_seed_run_bit_for_bit(tmp_path
         assert list((group / f"s{seed}").glob("events.out.tfevents.*"))
 
 
+def test_an_agent_without_a_seed_axis_runs_on_threads_bit_for_bit(tmp_path):
+    """REValueD lists no SEED_AXIS: auto picks the threads engine (its exploration draws come
+    from each agent's own generator)."""
+    argv = ["--agent", "revalued", "--env", "Pendulum-v1", "--bins", "3", "--total-steps", "300",
+            "--eval-every", "300", "--eval-episodes", "1", "--device", "cpu",
+            "--set", "learning_starts=150", "--set", "batch_size=32", "--set", "hidden=[32]",
+            "--set", "n_members=2", "--set", "buffer_size=2000", "--progress", "off"]  # fmt: skip
+    assert train.main([*argv, "--seeds", "0", "1", "--run-dir", str(tmp_path / "g")]) == 0
+    for seed in (0, 1):
+        assert train.main([*argv, "--seed", str(seed), "--run-dir", str(tmp_path / f"{seed}")]) == 0
+        a, b = load(tmp_path / f"{seed}")[0], load(tmp_path / "g" / f"s{seed}")[0]
+        assert a["agent_state"]["rng"] == b["agent_state"]["rng"]  # exploration draws
+        for (path, x), (_, y) in zip(
+            float_tensors(a["agent_state"]), float_tensors(b["agent_state"])
+        ):
+            assert torch.equal(x, y), path
+
+
 def test_stacked_engine_matches_single_seed_runs(tmp_path, singles):
     group = tmp_path / "group"
     assert train.main(tiny("--seeds", "0", "1", "--seed-engine", "stacked",

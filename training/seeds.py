@@ -10,12 +10,13 @@ as a single-seed run. Random numbers: `RngStreams` keeps each seed's global rand
 its loss noise (agents.nets.normal_like) from its own torch generator: each seed consumes
 exactly the stream its own process would.
 
-Two engines make the updates (`--seed-engine`):
-- `threads` (the default on CPU): each seed's own `update`, the seeds spread over `--threads`
-  worker threads with one torch thread each. Bit-identical to single-seed runs. On a CPU the
-  update is FLOP-bound, so batching saves little (docs/throughput.md); the gain is the second
-  core, which one single-seed process cannot use well.
-- `stacked` (the default on CUDA, where one small update is launch-bound): `SeedStack` keeps
+Two engines make the updates (`--seed-engine`; auto: stacked where the agent lists its
+SEED_AXIS, else threads):
+- `threads`: each seed's own `update`, the seeds spread over `--threads` worker threads with
+  one torch thread each. Bit-identical to single-seed runs, any online off-policy agent, CPU.
+- `stacked`: one update for all seeds (on a GPU one small update is launch-bound, so K seeds
+  cost about one; on this CPU the update is FLOP-bound and the gain is using both cores well,
+  docs/throughput.md). `SeedStack` keeps
   the K agents' parameters, buffers and optimizer moments in stacked tensors (seed axis
   first); agent k's tensors are views of slice k. A template agent of the same class holds the
   stacked tensors and runs its own `update` once for all seeds: the methods its module lists
@@ -275,7 +276,7 @@ class SeedGroup:
             member.label = f"s{member.run_cfg.seed} "
         engine = first.run_cfg.seed_engine
         if engine == "auto":
-            engine = "stacked" if first.device.type == "cuda" else "threads"
+            engine = "stacked" if getattr(module, "SEED_AXIS", None) else "threads"
         self.engine = engine
         if engine == "stacked":
             # The template is built from a throwaway stream: the seeds' own are untouched.
