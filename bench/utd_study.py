@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = {  # name: threshold J
     "pendulum-sac": -400.0,
-    "invpendulum-sac": 950.0,
-    "invpendulum-td3": 950.0,
+    "reacher-sac": -10.0,
+    "reacher-td3": -10.0,
 }
 CSVS = ("results.csv", "evals.csv", "bias.csv")
 ANALYSIS = ["--window", "3", "--reps", "2000", "--seed", "0", "--fit-below", "8"]

@@ -292,8 +292,10 @@ class SeedGroup:
             self.workers = max(1, first.run_cfg.threads)
             torch.set_num_threads(1)
             # OpenMP's thread count is per thread: each worker sets its own.
-            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="seed",
-                                           initializer=torch.set_num_threads, initargs=(1,))  # fmt: skip
+            self.pool = ThreadPoolExecutor(
+                self.workers, thread_name_prefix="seed", initializer=torch.set_num_threads,
+                initargs=(1,),
+            )  # fmt: skip
 
     def each(self):
         """(k, member) with seed k's random stream in place."""
