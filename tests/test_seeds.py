@@ -289,3 +289,43 @@ def test_bad_seed_groups_are_one_error_line_and_write_nothing(tmp_path, capsys, 
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_ctrl_c_saves_every_seed_at_one_step_and_the_group_resumes(tmp_path, capsys):
+    import signal
+
+    root = tmp_path / "group"
+    args = train.build_parser().parse_args(tiny("--seeds", "0", "1", "--run-dir", str(root)))
+    group = train.prepare_new_group(args, [0, 1])
+    template, calls = group.stack.template, []
+    real_update = template.update
+
+    def update(batch):
+        calls.append(1)
+        metrics = real_update(batch)
+        if len(calls) == 50:
+            signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, arriving as update() returns
+        return metrics
+
+    template.update = update
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            group.train()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert exc.value.code == 130
+    assert f"--resume {root}" in capsys.readouterr().err
+    steps = set()
+    for seed in (0, 1):
+        ckpt, _ = load(root / f"s{seed}", "latest.pt")
+        # every seed took the 50 updates, and its checkpoint holds its own Adam moments
+        assert ckpt["agent_state"]["updates"] == ckpt["counters"]["gradient_updates"] == 50
+        assert float(ckpt["agent_state"]["critic_opt"]["state"][0]["step"]) == 50
+        steps.add(ckpt["counters"]["env_steps"])
+    assert len(steps) == 1
+    assert train.main(["--resume", str(root)]) == 0
+    for seed in (0, 1):
+        ckpt, _ = load(root / f"s{seed}")
+        assert ckpt["counters"]["env_steps"] == 400 and ckpt["counters"]["resumes"] == 1
+        assert ckpt["agent_state"]["updates"] == ckpt["counters"]["gradient_updates"] == 201
