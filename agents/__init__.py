@@ -6,6 +6,14 @@ state_dict / load_state_dict (see ../shared/DESIGN.md, "The agent contract"), an
 `observe(obs)`, which the training loop calls with every observation the training envs return
 (running observation statistics are updated there, never from replayed batches).
 
+Randomness and optimizer steps inside `update` go through agents/nets.py: every random number
+of a loss from `normal_like`, every step through `optimize`, so that several seeds in one
+process (training/seeds.py) can give each seed its own stream. A module that also lists
+`SEED_AXIS` (the methods `update` calls for its tensor maths, e.g. TD3's `prepare`,
+`_critic_loss`, `_actor_loss`) can be updated for K seeds at once under torch.func.vmap: those
+methods must be pure functions of the agent's modules and their arguments, and the rest of
+`update` may only step optimizers, Polyak-average, and combine their outputs elementwise.
+
 Offline agents set `OFFLINE = True` (train.py then requires --dataset) and may define
 `fit_dataset(observations, actions, cache_dir)`, called once with the whole dataset before
 training (cache_dir: a folder beside the dataset for models fitted to it, e.g. SPOT's VAE).
