@@ -329,3 +329,23 @@ def test_ctrl_c_saves_every_seed_at_one_step_and_the_group_resumes(tmp_path, cap
         ckpt, _ = load(root / f"s{seed}")
         assert ckpt["counters"]["env_steps"] == 400 and ckpt["counters"]["resumes"] == 1
         assert ckpt["agent_state"]["updates"] == ckpt["counters"]["gradient_updates"] == 201
+
+
+def test_the_seeds_of_a_group_checkpoint_at_the_same_steps(tmp_path):
+    """A wall-clock checkpoint interval is decided once per step for the whole group, so the
+    seeds' latest checkpoints never fall on different steps (a kill would split them)."""
+    root = tmp_path / "group"
+    argv = tiny("--seeds", "0", "1", "--checkpoint-seconds", "0.3", "--checkpoint-every",
+                "100000", "--run-dir", str(root))  # fmt: skip
+    group = train.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
+    saved = {0: [], 1: []}
+    for k, member in enumerate(group.members):
+        real = member.save
+
+        def save(name="latest.pt", real=real, k=k, member=member):
+            saved[k].append(member.counters["env_steps"])
+            real(name)
+
+        member.save = save
+    group.train()
+    assert len(saved[0]) > 2 and saved[0] == saved[1]

@@ -336,8 +336,11 @@ class SeedGroup:
             for k, member in self.each():
                 member.obs = member.collect(member.obs, sessions[k][0])
             self.learn()
+            # One decision for all: the seeds' checkpoints stay at one step (a wall-clock
+            # interval could fall between two seeds' checks).
+            save = first.checkpoint_due()
             for k, member in self.each():
-                member.after_advance(*sessions[k])
+                member.after_advance(*sessions[k], save=save)
 
     def learn(self) -> None:
         """Every member's credited updates, made together (the members' credits are equal)."""

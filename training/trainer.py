@@ -507,13 +507,20 @@ class Trainer:
         self.last_log = (time.perf_counter(), c["env_steps"], c["gradient_updates"])
         self.last_ckpt = time.perf_counter()
 
+    def checkpoint_due(self) -> bool:
+        """Every checkpoint_every steps, and checkpoint_seconds of wall time after the last."""
+        seconds = self.run_cfg.checkpoint_seconds
+        return self.counters[self.clock] >= self.next_ckpt or bool(
+            seconds and time.perf_counter() - self.last_ckpt >= seconds)  # fmt: skip
+
     def after(self, every: int) -> int:
         """The next multiple of `every` past the current step."""
         return (self.counters[self.clock] // every + 1) * every
 
-    def after_advance(self, writer, bar) -> bool:
-        """Logging, evaluation, bias measurement and checkpoint when due, after one advance;
-        True when the evaluation reached stop_at_return (the run then stops)."""
+    def after_advance(self, writer, bar, save: bool | None = None) -> bool:
+        """Logging, evaluation, bias measurement and checkpoint when due (`save` decides the
+        checkpoint instead, for runs that must save together), after one advance; True when
+        the evaluation reached stop_at_return (the run then stops)."""
         run_cfg, c, clock = self.run_cfg, self.counters, self.clock
         if c[clock] >= self.next_log:
             self.next_log += run_cfg.log_every
@@ -544,9 +551,7 @@ class Trainer:
                     f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
                     flush=True,
                 )
-        seconds = run_cfg.checkpoint_seconds
-        due = c[clock] >= self.next_ckpt or (
-            seconds and time.perf_counter() - self.last_ckpt >= seconds)  # fmt: skip
+        due = self.checkpoint_due() if save is None else save
         if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
             self.next_ckpt = self.after(run_cfg.checkpoint_every)
             c["wall_time_s"] = self.wall_time()
