@@ -32,6 +32,7 @@ import yaml
 import evaluate
 import train
 from core.config import RunConfig
+from tests.interrupt import ctrl_c_after, exit_code_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -340,24 +341,9 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, capsys):
 
 def test_ctrl_c_during_update_saves_consistent_checkpoint(tmp_path, capsys):
     trainer = train.prepare_new_run(train.build_parser().parse_args(tiny_args(tmp_path / "run")))
-    real_update, calls = trainer.agent.update, []
-
-    def update(batch):
-        calls.append(1)
-        metrics = real_update(batch)
-        if len(calls) == 50:
-            signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, arriving as update() returns
-        return metrics
-
-    trainer.agent.update = update
-    # What a fresh `python train.py` has; train.py may install its own handler on top.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(SystemExit) as exc:
-            trainer.train()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert exc.value.code == 130
+    # a real Ctrl-C, arriving as the 50th update returns
+    trainer.agent.update = ctrl_c_after(50, trainer.agent.update)
+    assert exit_code_of(trainer.train) == 130
     assert "--resume" in capsys.readouterr().err
     ckpt = torch.load(
         trainer.run_dir / "checkpoints" / "latest.pt", map_location="cpu", weights_only=False

@@ -24,6 +24,7 @@ import torch
 import train
 from agents import sac, td3, tqc
 from agents.buffer import Batch
+from tests.interrupt import ctrl_c_after, exit_code_of
 from training.seeds import RngStreams, SeedStack, stack_batches
 
 K = 3
@@ -292,29 +293,13 @@ if __name__ == "__main__":
 
 
 def test_ctrl_c_saves_every_seed_at_one_step_and_the_group_resumes(tmp_path, capsys):
-    import signal
-
     root = tmp_path / "group"
     args = train.build_parser().parse_args(tiny("--seeds", "0", "1", "--run-dir", str(root)))
     group = train.prepare_new_group(args, [0, 1])
-    template, calls = group.stack.template, []
-    real_update = template.update
-
-    def update(batch):
-        calls.append(1)
-        metrics = real_update(batch)
-        if len(calls) == 50:
-            signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, arriving as update() returns
-        return metrics
-
-    template.update = update
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(SystemExit) as exc:
-            group.train()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert exc.value.code == 130
+    template = group.stack.template
+    # a real Ctrl-C, arriving as the 50th stacked update returns
+    template.update = ctrl_c_after(50, template.update)
+    assert exit_code_of(group.train) == 130
     assert f"--resume {root}" in capsys.readouterr().err
     steps = set()
     for seed in (0, 1):
