@@ -340,27 +340,37 @@ def group_of(members: list[SeedMember], streams: RngStreams, module) -> SeedGrou
 
 def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
     """A group folder's runs, resumed together from checkpoints of one step (or all trained
-    again from step 0 when none was written yet)."""
+    again from step 0 when none was written yet). A kill between two seeds' saves leaves them
+    one checkpoint apart; the seeds ahead then resume from the previous.pt they kept."""
     try:
         seeds = [int(s) for s in json.loads((root / GROUP_FILE).read_text())["seeds"]]
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{root / GROUP_FILE} is unreadable or has no seed list") from None
     folders = [root / f"s{seed}" for seed in seeds]
-    latest = [folder / "checkpoints" / "latest.pt" for folder in folders]
-    have = [path.is_file() for path in latest]
+    have = [(folder / "checkpoints" / "latest.pt").is_file() for folder in folders]
     if any(have) and not all(have):
         missing = [str(f) for f, h in zip(folders, have) if not h]
         raise UserError(f"{', '.join(missing)} wrote no checkpoint yet while the other seeds "
                         "did: resume each alone (train.py --resume FOLDER)")  # fmt: skip
+    ckpts = [load_checkpoint(f / "checkpoints" / "latest.pt", resume=True) for f in folders
+             ] if all(have) else [None] * len(folders)  # fmt: skip
+    if all(have):
+        common = min(c["counters"]["env_steps"] for c in ckpts)
+        for i, folder in enumerate(folders):
+            previous = folder / "checkpoints" / "previous.pt"
+            if ckpts[i]["counters"]["env_steps"] > common and previous.is_file():
+                ckpts[i] = load_checkpoint(previous, resume=True)
+        steps = sorted({c["counters"]["env_steps"] for c in ckpts})
+        if len(steps) > 1:
+            raise UserError(f"the seeds of {root} stopped at different steps ({steps}): "
+                            "resume each alone (train.py --resume FOLDER)")  # fmt: skip
     streams, members = RngStreams(), []
     changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
                if getattr(args, k) is not None}  # fmt: skip
-    steps = set()
-    for folder, path in zip(folders, latest):
-        if not all(have):  # killed before the first checkpoint: train every seed again
+    for folder, ckpt in zip(folders, ckpts):
+        if ckpt is None:  # killed before the first checkpoint: train every seed again
             trainer = restart(folder, args, SeedMember, quiet=True)
         else:
-            ckpt = load_checkpoint(path, resume=True)
             run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
             remove_temporaries(folder)
             trainer = SeedMember(run_cfg, agent_cfg, folder, "off")
@@ -369,10 +379,6 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
                 write_run_config(folder, run_cfg, agent_cfg)
         members.append(trainer)
         streams.capture()
-        steps.add(trainer.counters[trainer.clock])
-    if len(steps) > 1:
-        raise UserError(f"the seeds of {root} stopped at different steps ({sorted(steps)}): "
-                        "resume each alone (train.py --resume FOLDER)")  # fmt: skip
     first = members[0]
     if all((f / "checkpoints" / "final.pt").is_file() for f in folders) and (
         first.run_cfg.total_steps <= first.counters[first.clock]

@@ -334,3 +334,40 @@ def test_the_seeds_of_a_group_checkpoint_at_the_same_steps(tmp_path):
         member.save = save
     group.train()
     assert len(saved[0]) > 2 and saved[0] == saved[1]
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: nothing after it runs."""
+
+
+def test_a_kill_between_two_seeds_saves_resumes_from_their_common_step(tmp_path):
+    root = tmp_path / "group"
+    argv = tiny("--seeds", "0", "1", "--checkpoint-every", "100", "--run-dir", str(root))
+    group = train.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
+    second = group.members[1]
+    real = second.save
+
+    def save(name="latest.pt"):
+        if second.counters["env_steps"] == 300:
+            raise Killed  # seed 0 has saved step 300, seed 1 never will
+        real(name)
+
+    second.save = save
+    with pytest.raises(Killed):
+        group.train()
+    ahead, behind = root / "s0" / "checkpoints", root / "s1" / "checkpoints"
+    assert load(root / "s0", "latest.pt")[0]["counters"]["env_steps"] == 300
+    assert load(root / "s1", "latest.pt")[0]["counters"]["env_steps"] == 200
+    # seed 0 kept the checkpoint it replaced, with its replay file
+    previous = torch.load(ahead / "previous.pt", weights_only=False)
+    assert previous["counters"]["env_steps"] == 200 and (ahead / previous["replay_file"]).is_file()
+    assert not (behind / "previous.pt").exists()
+    assert train.main(["--resume", str(root)]) == 0
+    finals = [load(root / f"s{seed}")[0] for seed in (0, 1)]
+    for ckpt in finals:
+        assert ckpt["counters"]["env_steps"] == 400 and ckpt["counters"]["resumes"] == 1
+        # resumed from step 200: one evaluation per 200 steps, none repeated
+        assert [e["env_steps"] for e in ckpt["evals"]] == [200, 400]
+    assert finals[0]["counters"]["gradient_updates"] == finals[1]["counters"]["gradient_updates"]
+    for folder in (ahead, behind):  # the finished group keeps one checkpoint and replay each
+        assert not (folder / "previous.pt").exists() and len(list(folder.glob("replay-*"))) == 1

@@ -246,6 +246,7 @@ class SeedMember(OffPolicyTrainer):
 
     group: SeedGroup | None = None
     index = 0
+    keep_previous = True  # until every seed saved: a kill between two seeds' saves is resumable
 
     def agent_state(self) -> dict:
         stack = getattr(self.group, "stack", None)
@@ -318,6 +319,8 @@ class SeedGroup:
                     pass
                 for _, member in self.each():
                     member.end_session(finished)
+                for member in self.members:
+                    member.drop_previous()
         finally:
             for member in self.members:
                 member.close_session()
@@ -341,6 +344,9 @@ class SeedGroup:
             save = first.checkpoint_due()
             for k, member in self.each():
                 member.after_advance(*sessions[k], save=save)
+            if save:  # every seed saved this step: the previous checkpoints can go
+                for member in self.members:
+                    member.drop_previous()
 
     def learn(self) -> None:
         """Every member's credited updates, made together (the members' credits are equal)."""

@@ -9,6 +9,7 @@ and a failed write keeps the previous checkpoint. Ctrl-C and SIGTERM are heard b
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -77,6 +78,9 @@ class Trainer:
     and, where a resume needs more than the agent, `save_replay` / `restore_data`."""
 
     clock = "env_steps"  # what total_steps and the *_every intervals count
+    # Keep the replaced checkpoint as previous.pt until drop_previous() (a group of seeds,
+    # training/seeds.py, whose runs must be resumable from one common step).
+    keep_previous = False
     kind = "off_policy"  # the loop, recorded in checkpoints (core.runs.LOOP_RESUME_KEYS)
 
     def __init__(self, run_cfg: cfglib.RunConfig, agent_cfg: Any, run_dir: Path, progress: str):
@@ -124,6 +128,7 @@ class Trainer:
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.saved_at: int | None = None  # the clock at the last checkpoint written
         self.label = ""  # what starts this run's printed lines ("s3 " for a seed of a group)
+        self.replay_file: str | None = None  # the replay file of the last checkpoint
 
     # ---- the hooks each loop fills in -----------------------------------------------------
     def open_data(self) -> tuple[gym.Space, gym.Space]:
@@ -209,20 +214,38 @@ class Trainer:
         target = ckpt_dir  # what is being written, for the message if it fails
         try:
             ckpt_dir.mkdir(exist_ok=True)
+            latest = ckpt_dir / "latest.pt"
+            if self.keep_previous and latest.is_file():
+                # The checkpoint being replaced stays whole as previous.pt (a second name for
+                # the same file), its replay file with it, until drop_previous().
+                target = ckpt_dir / "previous.pt"
+                target.unlink(missing_ok=True)
+                os.link(latest, target)
             target = ckpt_dir / f"replay-{self.counters['env_steps']}.pt"
             replay_file = self.save_replay(ckpt_dir)
             ckpt = self.checkpoint(replay_file)
-            for target in dict.fromkeys([ckpt_dir / "latest.pt", ckpt_dir / name]):
+            for target in dict.fromkeys([latest, ckpt_dir / name]):
                 atomic_torch_save(ckpt, target)
-            for old in ckpt_dir.glob("replay-*.pt"):  # once the checkpoint no longer needs them
-                if old.name != replay_file:
-                    target = old
-                    old.unlink()
+            keep = {replay_file, self.replay_file if self.keep_previous else None}
+            self.replay_file = replay_file
+            self.remove_replays(keep)
         except OSError as exc:
             kept = (f"the last checkpoint (step {self.saved_at:,}) is kept" if self.saved_at
                     is not None else "no checkpoint was written before")  # fmt: skip
             raise UserError(f"cannot write {target}: {exc.strerror or exc}; {kept}") from None
         self.saved_at = self.counters[self.clock]
+
+    def remove_replays(self, keep: set) -> None:
+        """Delete the replay files no kept checkpoint needs."""
+        for old in (self.run_dir / "checkpoints").glob("replay-*.pt"):
+            if old.name not in keep:
+                old.unlink()
+
+    def drop_previous(self) -> None:
+        """Forget previous.pt and its replay file (keep_previous: once every run it is kept
+        for has saved too)."""
+        (self.run_dir / "checkpoints" / "previous.pt").unlink(missing_ok=True)
+        self.remove_replays({self.replay_file})
 
     def check_finite(self) -> None:
         """Diverged naming the first non-finite tensor of the agent's state (weights,
@@ -242,6 +265,7 @@ class Trainer:
         """Load a checkpoint validated by the caller; envs restart with fresh episodes."""
         check_spaces(ckpt, self.spaces, self.run_cfg.env, self.run_dir)
         self.restore_data(ckpt)
+        self.replay_file = ckpt.get("replay_file")
         self.agent.load_state_dict(ckpt["agent_state"])
         self.counters = dict(ckpt["counters"])
         self.saved_at = self.counters[self.clock]
