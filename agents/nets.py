@@ -140,13 +140,48 @@ def normal_like(t: torch.Tensor) -> torch.Tensor:
     return torch.randn_like(t) if source is None else source(t)
 
 
-def optimize(opt: torch.optim.Optimizer, loss: torch.Tensor, inputs=None) -> None:
-    """zero_grad, backward (into `inputs` only, when given), step. A seed-stacked loss holds
-    one loss per seed; no parameter is shared between seeds, so the gradient of their sum is
-    each seed's own."""
+@contextmanager
+def seed_axis():
+    """Inside, this thread's updates work on seed-stacked tensors (training/seeds.py): every
+    parameter's first dimension is the seed, so `optimize` clips each seed's gradient alone."""
+    previous = getattr(_local, "stacked", False)
+    _local.stacked = True
+    try:
+        yield
+    finally:
+        _local.stacked = previous
+
+
+def optimize(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, inputs=None, max_norm: float | None = None
+) -> torch.Tensor | None:
+    """zero_grad, backward (into `inputs` only, when given), optionally clip the gradient's
+    norm to `max_norm` (torch's clip_grad_norm_), step; returns the norm before clipping. A
+    seed-stacked loss holds one loss per seed; no parameter is shared between seeds, so the
+    gradient of their sum is each seed's own, and each seed's norm is its own."""
     opt.zero_grad(set_to_none=True)
     loss.sum().backward(inputs=inputs)
+    norm = None
+    if max_norm is not None:
+        params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if getattr(_local, "stacked", False):
+            norm = clip_per_seed([p.grad for p in params], max_norm)
+        else:
+            norm = nn.utils.clip_grad_norm_(params, max_norm)
     opt.step()
+    return norm
+
+
+@torch.no_grad()
+def clip_per_seed(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """clip_grad_norm_ for each seed of seed-stacked gradients: the 2-norm over every tensor's
+    slice k, and slice k scaled by min(1, max_norm / (norm + 1e-6)). Returns the K norms."""
+    per_tensor = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # tensors x K
+    norms = per_tensor.norm(dim=0)  # K
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norms
 
 
 @torch.no_grad()

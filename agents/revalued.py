@@ -68,7 +68,13 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import ImpalaCNN, check_encoder, critic_ensemble, soft_update
+from agents.nets import ImpalaCNN, check_encoder, critic_ensemble, optimize, soft_update
+
+# The method `update` calls for its tensor maths: a seed-stacked update (training/seeds.py)
+# runs it under torch.func.vmap, one slice per seed. SEED_SHARED: counters every seed has
+# equal in lockstep, which the stacked template copies from the seeds before its update.
+SEED_AXIS = ("losses",)
+SEED_SHARED = ("acting_steps",)
 
 
 @dataclass
@@ -247,11 +253,7 @@ class Agent:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         self.updates += 1
         loss, metrics = self.losses(batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = self.critic.parameters()
-        metrics["grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        self.opt.step()
+        metrics["grad_norm"] = optimize(self.opt, loss, max_norm=self.cfg.grad_clip)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         metrics["explore/epsilon"] = torch.tensor(self.epsilon())
         return metrics

@@ -107,9 +107,9 @@ class RunConfig:
     several seeds in one process (train.py --seeds) and the threads engine: worker threads."""
     seed_engine: str = "auto"
     """Several seeds in one process (train.py --seeds): stacked (one update of networks stacked
-    along a seed axis, under torch.func.vmap; TD3, SAC, TQC), threads (each seed's own update,
-    the seeds spread over --threads worker threads; CPU, any online off-policy agent), or auto:
-    stacked where the agent supports it, else threads."""
+    along a seed axis, under torch.func.vmap; TD3, SAC, TQC, REValueD), threads (each seed's
+    own update, the seeds spread over --threads worker threads; CPU, any online off-policy
+    agent), or auto: stacked where the agent supports it, else threads."""
     precision: str = "fp32"
     """fp32, or bf16: updates run their matmuls in bfloat16 autocast (weights, optimizer state
     and Q-value outputs stay fp32). Not the papers'; measured no faster on a 2-core CPU."""

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import train
-from agents import sac, td3, tqc
+from agents import revalued, sac, td3, tqc
 from agents.buffer import Batch
 from tests.interrupt import ctrl_c_after, exit_code_of
 from training.seeds import RngStreams, SeedStack, stack_batches
@@ -34,7 +34,16 @@ CONFIGS = {
     "sac-simba": (sac, dict(actor_hidden=[16], critic_hidden=[32])),
     "tqc": (tqc, dict(actor_hidden=[32, 32], critic_hidden=[32, 32], n_critics=2,
                       n_quantiles=5, drop_per_net=1)),
+    # small grad_clip: the per-seed clipping acts on every update
+    "revalued": (revalued, dict(hidden=[32], n_members=3, grad_clip=0.5)),
 }  # fmt: skip
+BINS = 3
+
+
+def spaces(module) -> tuple[gym.Space, gym.Space]:
+    if module is revalued:  # discretised actions: ACT dimensions of BINS bins
+        return gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.MultiDiscrete([BINS] * ACT)
+    return gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (ACT,))
 
 
 @pytest.fixture(autouse=True)
@@ -49,21 +58,24 @@ def one_thread():
 def agents_and_streams(module, cfg) -> tuple[list, RngStreams]:
     """K agents built as K processes with seeds 0..K-1 would build them, and their streams."""
     streams, agents = RngStreams(), []
-    obs_space, act_space = gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (ACT,))
     for k in range(K):
         torch.manual_seed(k)
-        agents.append(module.Agent(cfg, obs_space, act_space))
+        agents.append(module.Agent(cfg, *spaces(module)))
         streams.capture()
     return agents, streams
 
 
-def batches(updates: int, size: int = 32) -> list[list[Batch]]:
+def batches(updates: int, size: int = 32, discrete: bool = False) -> list[list[Batch]]:
     g = torch.Generator().manual_seed(123)
 
     def one() -> Batch:
+        if discrete:
+            actions = torch.randint(0, BINS, (size, ACT), generator=g)
+        else:
+            actions = torch.rand(size, ACT, generator=g) * 2 - 1
         return Batch(
             obs=torch.randn(size, OBS, generator=g),
-            actions=torch.rand(size, ACT, generator=g) * 2 - 1,
+            actions=actions,
             rewards=torch.randn(size, generator=g),
             next_obs=torch.randn(size, OBS, generator=g),
             terminated=(torch.rand(size, generator=g) < 0.1).float(),
@@ -89,23 +101,29 @@ def float_tensors(state, path=""):
 def test_stacked_update_matches_each_seed_updated_alone(name):
     module, overrides = CONFIGS[name]
     cfg = module.Config(**overrides)
-    data = batches(100)
+    data = batches(100, discrete=module is revalued)
     observations = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32)
     alone, alone_streams = agents_and_streams(module, cfg)
     for k, agent in enumerate(alone):
         with alone_streams.use(k):  # seed k's global stream, as in its own process
             for step in data:
-                agent.observe(observations)  # SimBa's running statistics move too
+                if hasattr(agent, "observe"):
+                    agent.observe(observations)  # SimBa's running statistics move too
                 agent.update(step[k])
     together, streams = agents_and_streams(module, cfg)
     with torch.random.fork_rng():
-        template = module.Agent(cfg, gym.spaces.Box(-1, 1, (OBS,)), gym.spaces.Box(-1, 1, (ACT,)))
-    stack = SeedStack(template, together, streams, module.SEED_AXIS)
+        template = module.Agent(cfg, *spaces(module))
+    stack = SeedStack(template, together, streams, module.SEED_AXIS,
+                      getattr(module, "SEED_SHARED", ()))  # fmt: skip
     for step in data:
         for agent in together:
-            agent.observe(observations)
+            if hasattr(agent, "observe"):
+                agent.observe(observations)
         metrics = template.update(stack_batches(step))
-    assert metrics["loss/critic"].shape == (K,)  # one loss per seed
+    loss = "loss/td" if module is revalued else "loss/critic"
+    assert metrics[loss].shape == (K,)  # one loss per seed
+    if module is revalued:  # each seed's gradient norm, clipped alone
+        assert metrics["grad_norm"].shape == (K,) and bool((metrics["grad_norm"] > 0.5).all())
     for k in range(K):
         stack.export(k)
         mine, theirs = dict(float_tensors(together[k].state_dict())), dict(
@@ -203,14 +221,15 @@ def test_threads_engine_gives_each_seed_its_single_seed_run_bit_for_bit(tmp_path
         assert list((group / f"s{seed}").glob("events.out.tfevents.*"))
 
 
-def test_an_agent_without_a_seed_axis_runs_on_threads_bit_for_bit(tmp_path):
-    """REValueD lists no SEED_AXIS: auto picks the threads engine (its exploration draws come
-    from each agent's own generator)."""
+def test_revalued_on_the_threads_engine_is_its_single_seed_runs_bit_for_bit(tmp_path):
+    """REValueD's exploration draws come from each agent's own generator: the threads engine
+    keeps them, and every tensor, bit for bit."""
     argv = ["--agent", "revalued", "--env", "Pendulum-v1", "--bins", "3", "--total-steps", "300",
             "--eval-every", "300", "--eval-episodes", "1", "--device", "cpu",
             "--set", "learning_starts=150", "--set", "batch_size=32", "--set", "hidden=[32]",
             "--set", "n_members=2", "--set", "buffer_size=2000", "--progress", "off"]  # fmt: skip
-    assert train.main([*argv, "--seeds", "0", "1", "--run-dir", str(tmp_path / "g")]) == 0
+    group = ["--seeds", "0", "1", "--seed-engine", "threads", "--run-dir", str(tmp_path / "g")]
+    assert train.main([*argv, *group]) == 0
     for seed in (0, 1):
         assert train.main([*argv, "--seed", str(seed), "--run-dir", str(tmp_path / f"{seed}")]) == 0
         a, b = load(tmp_path / f"{seed}")[0], load(tmp_path / "g" / f"s{seed}")[0]
@@ -273,8 +292,6 @@ def test_a_group_whose_seeds_stopped_apart_is_refused(tmp_path, capsys):
         (["--num-seeds", "0"], ">= 1"),
         (["--seeds", "0", "1", "--stop-at-return", "-100"], "stop-at-return"),
         (["--seeds", "0", "1", "--seed-engine", "warp"], "seed_engine"),
-        (["--seeds", "0", "1", "--agent", "revalued", "--bins", "3", "--seed-engine",
-          "stacked"], "stacked"),
         (["--seeds", "0", "1", "--agent", "ppo"], "off-policy"),
     ],
 )  # fmt: skip

@@ -16,13 +16,14 @@ SEED_AXIS, else threads):
   one torch thread each. Bit-identical to single-seed runs, any online off-policy agent, CPU.
 - `stacked`: one update for all seeds (on a GPU one small update is launch-bound, so K seeds
   cost about one; on this CPU the update is FLOP-bound and the gain is using both cores well,
-  docs/throughput.md). `SeedStack` keeps
-  the K agents' parameters, buffers and optimizer moments in stacked tensors (seed axis
-  first); agent k's tensors are views of slice k. A template agent of the same class holds the
-  stacked tensors and runs its own `update` once for all seeds: the methods its module lists
-  in SEED_AXIS (its losses) run under torch.func.vmap with functional_call, one slice per seed;
-  Adam, AdamW and the Polyak averages are elementwise, so one optimizer over stacked tensors is
-  K optimizers. Parameters agree with single-seed runs up to floating-point reassociation.
+  docs/throughput.md). `SeedStack` keeps the K agents' parameters, buffers and optimizer
+  moments in stacked tensors (seed axis first); agent k's tensors are views of slice k. A
+  template agent of the same class holds the stacked tensors and runs its own `update` once
+  for all seeds, inside agents.nets.seed_axis(): the methods its module lists in SEED_AXIS
+  (its losses) run under torch.func.vmap with functional_call, one slice per seed; Adam, AdamW
+  and the Polyak averages are elementwise, so one optimizer over stacked tensors is K
+  optimizers, and a clipped gradient is clipped per seed. Parameters agree with single-seed
+  runs up to floating-point reassociation.
 
 tests/test_seeds.py checks both against single-seed runs.
 """
@@ -133,7 +134,8 @@ class _Call(nn.Module):
 class SeedStack:
     """K agents of one class and config whose tensors live in stacked storage (module doc)."""
 
-    def __init__(self, template, agents: list, streams: RngStreams, seed_axis: tuple[str, ...]):
+    def __init__(self, template, agents: list, streams: RngStreams, seed_axis: tuple[str, ...],
+                 shared: tuple[str, ...] = ()):  # fmt: skip
         if not seed_axis:
             raise ValueError("this agent lists no SEED_AXIS methods")
         self.template, self.agents, self.streams = template, agents, streams
@@ -156,6 +158,16 @@ class SeedStack:
         self.noise_shapes: dict[str, list[tuple]] = {}
         for name in seed_axis:
             setattr(template, name, self.vmapped(name, getattr(template, name)))
+        self.shared = shared
+        update = template.update
+
+        def stacked_update(batch):
+            for name in self.shared:  # equal for every seed in lockstep
+                setattr(template, name, getattr(agents[0], name))
+            with nets.seed_axis():
+                return update(batch)
+
+        template.update = stacked_update
 
     # ---- optimizer moments --------------------------------------------------------------
     def optimizer_pairs(self, attr: str):
@@ -285,7 +297,8 @@ class SeedGroup:
                 template = module.Agent(first.agent_cfg, first.observation_space,
                                         first.action_space, first.device)  # fmt: skip
             self.stack = SeedStack(template, [m.agent for m in members], streams,
-                                   getattr(module, "SEED_AXIS", ()))  # fmt: skip
+                                   getattr(module, "SEED_AXIS", ()),
+                                   getattr(module, "SEED_SHARED", ()))  # fmt: skip
         else:
             if first.device.type != "cpu":
                 raise ValueError("--seed-engine threads runs on the CPU; on CUDA use stacked")
