@@ -306,10 +306,17 @@ def check_group(run_cfg: cfglib.RunConfig) -> Any:
     return module
 
 
+def check_group_agent(agent_cfg: Any) -> None:
+    if getattr(agent_cfg, "compile", False):
+        raise UserError("several seeds in one process update uncompiled: drop --set "
+                        "compile=true (or train the seeds one process each)")  # fmt: skip
+
+
 def prepare_new_group(args: argparse.Namespace, seeds: list[int]) -> SeedGroup:
     """K new runs of one config, RUN_DIR/s<S> each, trained in lockstep."""
     run_cfg, agent_cfg = resolve_config(args)
     module = check_group(run_cfg)
+    check_group_agent(agent_cfg)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = f"{run_cfg.agent}-{run_cfg.env}-seeds{seeds[0]}-{seeds[-1]}-{stamp}"
     root = Path(args.run_dir) if args.run_dir else Path("runs") / name

@@ -140,6 +140,13 @@ def normal_like(t: torch.Tensor) -> torch.Tensor:
     return torch.randn_like(t) if source is None else source(t)
 
 
+def compile_methods(agent, names: tuple[str, ...]) -> None:
+    """torch.compile each named method of `agent` (its losses: pure functions of tensors, so
+    the compiler can fuse them; the same mathematics, another random stream)."""
+    for name in names:
+        setattr(agent, name, torch.compile(getattr(agent, name)))
+
+
 @contextmanager
 def seed_axis():
     """Inside, this thread's updates work on seed-stacked tensors (training/seeds.py): every

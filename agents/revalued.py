@@ -68,7 +68,14 @@ import torch
 from torch import nn
 
 from agents.buffer import Batch
-from agents.nets import ImpalaCNN, check_encoder, critic_ensemble, optimize, soft_update
+from agents.nets import (
+    ImpalaCNN,
+    check_encoder,
+    compile_methods,
+    critic_ensemble,
+    optimize,
+    soft_update,
+)
 
 # The method `update` calls for its tensor maths: a seed-stacked update (training/seeds.py)
 # runs it under torch.func.vmap, one slice per seed. SEED_SHARED: counters every seed has
@@ -104,6 +111,8 @@ class Config:
     """Huber loss threshold."""
     grad_clip: float = 40.0
     """Gradient-norm clip of each update."""
+    compile: bool = False
+    """torch.compile the loss methods (speed only; same mathematics, another random stream)."""
     epsilon_start: float = 1.0
     """Exploration probability at the start of acting."""
     epsilon_end: float = 0.05
@@ -170,6 +179,8 @@ class Agent:
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.huber = nn.HuberLoss(reduction="none", delta=cfg.huber_delta)
         self.updates = 0
+        if cfg.compile:
+            compile_methods(self, SEED_AXIS)
         self.acting_steps = 0
         # Exploration draws, seeded from torch's generator (which the run's seed fixes).
         self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))

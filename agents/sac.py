@@ -57,6 +57,7 @@ from agents.buffer import Batch
 from agents.nets import (
     RunningNorm,
     actor_net,
+    compile_methods,
     critic_ensemble,
     normal_like,
     normalize_batch,
@@ -108,6 +109,8 @@ class Config:
     tau: float = 0.005
     """Polyak rate of the target critics (every update)."""
     learning_starts: int = 5_000
+    compile: bool = False
+    """torch.compile the loss methods (speed only; same mathematics, another random stream)."""
     """Env steps of uniform-random actions before the policy acts and updates begin."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity in transitions."""
@@ -255,6 +258,8 @@ class Agent:
         )
         self._actor_params = list(self.actor.parameters())
         self.updates = 0
+        if cfg.compile:
+            compile_methods(self, SEED_AXIS)
 
     # ---- the critic: the pieces TQC overrides ------------------------------------------
     def build_critic(self, in_dim: int) -> nn.Module:

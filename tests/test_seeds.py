@@ -293,6 +293,7 @@ def test_a_group_whose_seeds_stopped_apart_is_refused(tmp_path, capsys):
         (["--seeds", "0", "1", "--stop-at-return", "-100"], "stop-at-return"),
         (["--seeds", "0", "1", "--seed-engine", "warp"], "seed_engine"),
         (["--seeds", "0", "1", "--agent", "ppo"], "off-policy"),
+        (["--seeds", "0", "1", "--set", "compile=true"], "uncompiled"),
     ],
 )  # fmt: skip
 def test_bad_seed_groups_are_one_error_line_and_write_nothing(tmp_path, capsys, extra, message):
