@@ -109,11 +109,11 @@ class Config:
     tau: float = 0.005
     """Polyak rate of the target critics (every update)."""
     learning_starts: int = 5_000
-    compile: bool = False
-    """torch.compile the loss methods (speed only; same mathematics, another random stream)."""
     """Env steps of uniform-random actions before the policy acts and updates begin."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity in transitions."""
+    compile: bool = False
+    """torch.compile the loss methods (speed only; same mathematics, another random stream)."""
 
 
 # `train.py --arch NAME` (or arch in a preset) starts from these instead of the class defaults;
