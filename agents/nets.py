@@ -124,14 +124,19 @@ _local = threading.local()
 
 
 @contextmanager
-def noise_from(source):
-    """Inside, normal_like(t) returns source(t) on this thread."""
-    previous = getattr(_local, "source", None)
-    _local.source = source
+def _on_this_thread(name: str, value):
+    """Inside, this thread's setting `name` is `value`; the previous one comes back after."""
+    previous = getattr(_local, name, None)
+    setattr(_local, name, value)
     try:
         yield
     finally:
-        _local.source = previous
+        setattr(_local, name, previous)
+
+
+def noise_from(source):
+    """Inside, normal_like(t) returns source(t) on this thread."""
+    return _on_this_thread("source", source)
 
 
 def normal_like(t: torch.Tensor) -> torch.Tensor:
@@ -147,16 +152,10 @@ def compile_methods(agent, names: tuple[str, ...]) -> None:
         setattr(agent, name, torch.compile(getattr(agent, name)))
 
 
-@contextmanager
 def seed_axis():
     """Inside, this thread's updates work on seed-stacked tensors (training/seeds.py): every
     parameter's first dimension is the seed, so `optimize` clips each seed's gradient alone."""
-    previous = getattr(_local, "stacked", False)
-    _local.stacked = True
-    try:
-        yield
-    finally:
-        _local.stacked = previous
+    return _on_this_thread("stacked", True)
 
 
 def optimize(
