@@ -38,7 +38,9 @@ def plot_data_efficiency(
     per_sigma: PerSigma, boot: Bootstrap | None = None, title: str = "", out=None
 ) -> matplotlib.figure.Figure:
     """Each seed's steps to J (hollow grey where its sigma is left out of the fit), each fitted
-    sigma's mean, the fit D_J(sigma) with its bootstrap band and D_min; log-x."""
+    sigma's mean, the fit D_J(sigma) with its bootstrap band and D_min; log-x. The y-axis
+    shows the data and the fit over the measured sigmas (up to 1.5x their largest value): a
+    band that widens beyond them, as it does with few seeds, is cut at the top."""
     fig = matplotlib.figure.Figure(figsize=(6, 4.5), layout="constrained")
     ax = fig.subplots()
     fitted = set(boot.fit.sigmas) if boot else set()
@@ -63,6 +65,11 @@ def plot_data_efficiency(
         )
         ax.axhline(f.d_min, color="C1", linestyle="--", linewidth=0.8, label="D_min")
         ax.legend(fontsize=8)
+    shown = [s for steps in per_sigma.values() for s in steps if s is not None]
+    if boot is not None:
+        shown += list(predict(boot.fit, np.array(sorted(per_sigma), dtype=float)))
+    if shown:
+        ax.set_ylim(0, 1.5 * max(shown))
     _utd_axis(ax, list(per_sigma))
     ax.set_ylabel("env steps to reach J")
     ax.set_title(title, fontsize=10)

@@ -300,3 +300,17 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, args, mess
     assert code == 2 and captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_the_data_efficiency_figure_shows_the_data_not_the_band_beyond_it():
+    """With few seeds the bootstrap band below the smallest sigma can reach millions of steps;
+    the y-axis keeps the measured points and the fit in view instead."""
+    from harness.utd import bootstrap_fit
+    from harness.utd_plots import plot_data_efficiency
+
+    per_sigma = {0.5: [13000, 7000, 10500], 1.0: [8000, 3000, 4500], 2.0: [5000, 3000, 3500],
+                 4.0: [3500, 3000, 2000], 8.0: [5500, 2000, 2000]}  # fmt: skip
+    boot = bootstrap_fit(per_sigma, reps=200, seed=0)
+    ax = plot_data_efficiency(per_sigma, boot).axes[0]
+    low, high = ax.get_ylim()
+    assert low == 0 and 13000 < high <= 1.5 * 13000 + 1e-6
