@@ -155,6 +155,8 @@ class SeedStack:
         self.import_optimizer_states()
         template.updates = agents[0].updates
         self.call = _Call(agent_modules(template))
+        # What functional_call swaps in: the stacked tensors, updated in place from here on.
+        self.tensors = {**dict(self.call.named_parameters()), **dict(self.call.named_buffers())}
         self.noise_shapes: dict[str, list[tuple]] = {}
         for name in seed_axis:
             setattr(template, name, self.vmapped(name, getattr(template, name)))
@@ -214,11 +216,10 @@ class SeedStack:
                 return functional_call(self.call, tensors, (fn, *args))
 
         def call(*args):
-            tensors = {**dict(self.call.named_parameters()), **dict(self.call.named_buffers())}
             if name not in self.noise_shapes:
-                self.noise_shapes[name] = self.record(tensors, args, fn)
+                self.noise_shapes[name] = self.record(self.tensors, args, fn)
             noise = self.draw(self.noise_shapes[name])
-            return vmap(one)(tensors, noise, args)
+            return vmap(one)(self.tensors, noise, args)
 
         return call
 
@@ -319,14 +320,13 @@ class SeedGroup:
 
     def train(self) -> None:
         """Every member to total_steps in lockstep; Ctrl-C or SIGTERM saves every member."""
-        sessions = {}
-        for k, member in self.each():
-            sessions[k] = member.open_session(show_bar=False)
+        for _, member in self.each():
+            member.open_session(show_bar=False)
         finished = False
         try:
             with stop.handling():
                 try:
-                    self.loop(sessions)
+                    self.loop()
                     finished = True
                 except KeyboardInterrupt:
                     pass
@@ -343,20 +343,20 @@ class SeedGroup:
             self.members[0].say_interrupted()
             raise SystemExit(130)
 
-    def loop(self, sessions) -> None:
+    def loop(self) -> None:
         first = self.members[0]
         for _, member in self.each():
             member.start_schedule()
         while first.counters[first.clock] < first.run_cfg.total_steps:
             stop.check()
-            for k, member in self.each():
-                member.obs = member.collect(member.obs, sessions[k][0])
+            for _, member in self.each():
+                member.obs = member.collect(member.obs, member.writer)
             self.learn()
             # One decision for all: the seeds' checkpoints stay at one step (a wall-clock
             # interval could fall between two seeds' checks).
             save = first.checkpoint_due()
-            for k, member in self.each():
-                member.after_advance(*sessions[k], save=save)
+            for _, member in self.each():
+                member.after_advance(member.writer, member.bar, save=save)
             if save:  # every seed saved this step: the previous checkpoints can go
                 for member in self.members:
                     member.drop_previous()
