@@ -300,6 +300,9 @@ def check_group(run_cfg: cfglib.RunConfig) -> Any:
         able = sorted(name for name in AGENTS if getattr(agent_module(name), "SEED_AXIS", None))
         raise UserError(f"--seed-engine stacked: {', '.join(able)} (not {run_cfg.agent}); "
                         "--seed-engine threads runs any online off-policy agent")  # fmt: skip
+    if run_cfg.cuda_graph:
+        raise UserError("several seeds in one process update uncaptured: drop --cuda-graph "
+                        "(or train the seeds one process each)")  # fmt: skip
     if run_cfg.stop_at_return != float("inf"):
         raise UserError("--stop-at-return would stop the seeds apart; the seeds of one "
                         "process run to --total-steps")  # fmt: skip

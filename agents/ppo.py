@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.nets import ACTIVATIONS, ImpalaCNN, check_encoder, mlp
+from agents.nets import ACTIVATIONS, ImpalaCNN, check_encoder, compile_methods, mlp
 
 ON_POLICY = True  # train.py runs it in training/on_policy.py's loop (rollouts, no replay)
 
@@ -97,6 +97,8 @@ class Config:
     """Discount of that running return (VecNormalize's default 0.99; train-procgen keeps it)."""
     reward_clip: float = 10.0
     """Scaled rewards are clipped to [-reward_clip, reward_clip] (VecNormalize's cliprew)."""
+    compile: bool = False
+    """torch.compile the minibatch loss (speed only; the same mathematics)."""
 
 
 # ---- the losses (pure functions of tensors; hand-checked in tests/test_ppo.py) ---------------
@@ -226,6 +228,8 @@ class Agent:
         self.ret_mean, self.ret_var, self.ret_count = 0.0, 1.0, 1e-4
         self.ret: np.ndarray | None = None  # N, each env's running discounted return
         self.updates = 0
+        if cfg.compile:
+            compile_methods(self, ("loss",))
 
     # ---- acting ---------------------------------------------------------------------------
     def _obs(self, obs) -> torch.Tensor:

@@ -97,6 +97,10 @@ class Agent(td3_bc.Agent):
             index = self._search(self._keys(obs, actions))
         return self.dataset_actions[torch.as_tensor(index, device=self.device)]
 
+    # The nearest-neighbour search runs on the CPU (a KD-tree) inside the actor's loss, so
+    # PRDC's update cannot be captured as a CUDA graph (agents/graphs.py).
+    graph_capturable = False
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """TD3+BC's update; before an actor step, the search for pi(s) starts first."""
         if self._worker is not None and (self.updates + 1) % self.cfg.policy_delay == 0:

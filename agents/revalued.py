@@ -261,11 +261,19 @@ class Agent:
         return actions[:, 0] if self.flat else actions
 
     # ---- learning -----------------------------------------------------------------------
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def begin_update(self) -> None:
+        """The Python side of an update (counting it); one phase."""
         self.updates += 1
+
+    def update_step(self, batch: Batch, phase: None = None) -> dict[str, torch.Tensor]:
+        """The tensor work of an update (capturable: agents/graphs.py)."""
         loss, metrics = self.losses(batch)
         metrics["grad_norm"] = optimize(self.opt, loss, max_norm=self.cfg.grad_clip)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return metrics
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        metrics = self.update_step(batch, self.begin_update())
         metrics["explore/epsilon"] = torch.tensor(self.epsilon())
         return metrics
 

@@ -314,9 +314,16 @@ class Agent:
         """The batch the losses see: observations normalized (SimBa), else unchanged."""
         return normalize_batch(self.obs_norm, batch)
 
+    def begin_update(self) -> None:
+        """The Python side of an update (counting it); SAC's updates have a single phase."""
+        self.updates += 1
+
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature update, then the target critics' Polyak step."""
-        self.updates += 1
+        return self.update_step(batch, self.begin_update())
+
+    def update_step(self, batch: Batch, phase: None = None) -> dict[str, torch.Tensor]:
+        """The tensor work of an update (capturable: agents/graphs.py)."""
         batch = self.prepare(batch)
         critic_loss, q_mean = self.critic_loss(batch)
         optimize(self.critic_opt, critic_loss)

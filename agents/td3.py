@@ -181,15 +181,21 @@ class Agent:
         """The batch the losses see: observations normalized (SimBa), else unchanged."""
         return normalize_batch(self.obs_norm, batch)
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One critic update; every `policy_delay` calls also an actor and target update."""
+    def begin_update(self) -> bool:
+        """The Python side of an update (counting it); returns its phase: whether this update
+        also steps the actor and the targets."""
         self.updates += 1
+        return self.updates % self.cfg.policy_delay == 0
+
+    def update_step(self, batch: Batch, actor_step: bool) -> dict[str, torch.Tensor]:
+        """The tensor work of an update (capturable: agents/graphs.py): a critic step, and an
+        actor and target step when `actor_step`."""
         batch = self.prepare(batch)
         critic_loss, q_mean = self._critic_loss(batch)
         optimize(self.critic_opt, critic_loss)
         metrics = {"loss/critic": critic_loss.detach(), "q/mean": q_mean}
 
-        if self.updates % self.cfg.policy_delay == 0:
+        if actor_step:
             actor_loss, extra = self._actor_loss(batch)
             # Only the actor's parameters need gradients: skips the critic's weight gradients.
             optimize(self.actor_opt, actor_loss, inputs=self._actor_params)
@@ -198,6 +204,10 @@ class Agent:
             metrics["loss/actor"] = actor_loss.detach()
             metrics.update({k: v.detach() for k, v in extra.items()})
         return metrics
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One critic update; every `policy_delay` calls also an actor and target update."""
+        return self.update_step(batch, self.begin_update())
 
     # ---- measurement --------------------------------------------------------------------
     @torch.no_grad()

@@ -113,6 +113,10 @@ class RunConfig:
     precision: str = "fp32"
     """fp32, or bf16: updates run their matmuls in bfloat16 autocast (weights, optimizer state
     and Q-value outputs stay fp32). Not the papers'; measured no faster on a 2-core CPU."""
+    cuda_graph: bool = False
+    """Capture the update as CUDA graphs, replayed with one launch per update (TD3, TD3+BC,
+    SPOT, SAC, TQC, REValueD; agents/graphs.py). Same mathematics, another random stream. On a
+    CPU it says so and the update runs eagerly."""
 
 
 def type_hints(cls: type) -> dict[str, Any]:

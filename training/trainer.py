@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from agents import get_agent_module
+from agents.graphs import capture_update, is_captured, optimizers, set_capturable
 from agents.nets import resolve_device, seed_everything
 from core import config as cfglib
 from core import stop
@@ -101,8 +102,18 @@ class Trainer:
         except ValueError as exc:
             raise UserError(f"{run_cfg.agent} on {run_cfg.env}: {exc}") from None
         self.build_buffer(obs_space, act_space)
+        if run_cfg.cuda_graph:
+            try:
+                print(capture_update(self.agent, self.device), flush=True)
+            except ValueError as exc:
+                raise UserError(f"--cuda-graph: {exc}") from None
+        # A captured update must not keep autocast's cast weights between calls (PyTorch's
+        # CUDA-graph notes): the cache is off when the update is captured.
         self.autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=run_cfg.precision == "bf16"
+            self.device.type,
+            dtype=torch.bfloat16,
+            enabled=run_cfg.precision == "bf16",
+            cache_enabled=not run_cfg.cuda_graph,
         )
         self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
         self.counters = {
@@ -267,6 +278,7 @@ class Trainer:
         self.restore_data(ckpt)
         self.replay_file = ckpt.get("replay_file")
         self.agent.load_state_dict(ckpt["agent_state"])
+        set_capturable(optimizers(self.agent), is_captured(self.agent))
         self.counters = dict(ckpt["counters"])
         self.saved_at = self.counters[self.clock]
         self.counters["resumes"] += 1
