@@ -4,6 +4,7 @@
     python bench/cuda_check.py --part checks    # 1-4 only (e.g. while other runs share the GPU)
     python bench/cuda_check.py --part offline   # the offline agents of 1 only
     python bench/cuda_check.py --part speed     # 5 only (run it alone on the GPU)
+    python bench/cuda_check.py --part capture   # 6 only (issue 23: --cuda-graph)
 
 1. train.py with --device cuda for every online agent (TD3, classic SAC, SAC+SimBa, TQC,
    REValueD on discretised Hopper), in fp32, in bf16 (--precision bf16), and TD3 with its
@@ -16,6 +17,12 @@
 4. Determinism on the GPU: two runs with the same seed, largest parameter difference.
 5. Update-only throughput on the GPU (batch 256, CUDA-synchronised), fp32 and bf16, at the
    sizes of the speed benchmark and at the papers' sizes (REValueD: 3-step samples, 3 bins).
+6. The captured update (--cuda-graph, agents/graphs.py): train.py runs of every capturable
+   online agent (and TD3 in bf16, and compiled + captured); the captured update against the
+   eager one from the same weights on the same batches where the update draws no random
+   numbers (TD3 with policy_noise 0, REValueD): largest parameter difference after 40
+   updates; and updates/s eager, compiled, captured, compiled + captured (bar: single-seed TD3
+   with capture >= 900 updates/s).
 
 Each check prints one line and is recorded in the JSON; a failing check does not stop the
 others, and the exit status is non-zero if any failed.
@@ -41,6 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from agents import get_agent_module  # noqa: E402
 from agents.buffer import ReplayBuffer  # noqa: E402
+from agents.graphs import capture_update  # noqa: E402
 from envs import make_env, random_actions  # noqa: E402
 
 # name -> train.py arguments (short Pendulum runs: updates start at step 300).
@@ -49,8 +57,20 @@ AGENTS = {
     "sac-mlp": ["--agent", "sac", "--arch", "mlp", "--set", "learning_starts=300"],
     "sac-simba": ["--agent", "sac", "--set", "learning_starts=300"],
     "tqc": ["--agent", "tqc", "--set", "n_critics=2", "--set", "critic_hidden=[256,256]"],
-    "revalued": ["--agent", "revalued", "--env", "Hopper-v5", "--bins", "3",
-                 "--set", "learning_starts=300", "--set", "hidden=[64]", "--set", "n_members=5"],
+    "revalued": [
+        "--agent",
+        "revalued",
+        "--env",
+        "Hopper-v5",
+        "--bins",
+        "3",
+        "--set",
+        "learning_starts=300",
+        "--set",
+        "hidden=[64]",
+        "--set",
+        "n_members=5",
+    ],
 }
 # Offline agents: gradient updates on a small dataset (made on the GPU machine first).
 DATASET = "hopper-medium-v5"
@@ -125,13 +145,13 @@ def max_diff(a, b) -> float:
     return 0.0 if a == b else float("inf")
 
 
-def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) -> float:
+def hopper_agent_and_buffer(agent_name: str, overrides: dict, seed: int = 0):
+    """An agent for Hopper-v5 (3 bins for REValueD) on DEVICE and 10k random transitions."""
     module = get_agent_module(agent_name)
     cfg = module.Config()
     for key, value in overrides.items():
         setattr(cfg, key, value)
     env = make_env("Hopper-v5", bins=3 if agent_name == "revalued" else 0)
-    n_step = getattr(cfg, "n_step", 1)
     rng = np.random.default_rng(0)
     n = 10_000
     obs = rng.standard_normal((n, 11)).astype(np.float32)
@@ -140,8 +160,21 @@ def update_rate(agent_name: str, overrides: dict, precision: str, updates: int) 
         obs, acts, rng.standard_normal(n).astype(np.float32), obs[::-1].copy(),
         np.zeros(n, bool), np.zeros(n, bool),
     )  # fmt: skip
+    torch.manual_seed(seed)
     agent = module.Agent(cfg, env.observation_space, env.action_space, torch.device(DEVICE))
-    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16")
+    return agent, cfg, buffer
+
+
+def update_rate(
+    agent_name: str, overrides: dict, precision: str, updates: int, capture: bool = False
+) -> float:
+    agent, cfg, buffer = hopper_agent_and_buffer(agent_name, overrides)
+    n_step = getattr(cfg, "n_step", 1)
+    if capture:
+        capture_update(agent, torch.device(DEVICE))
+    # As the Trainer: autocast's weight cache is off around a captured update.
+    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16",
+                              cache_enabled=not capture)  # fmt: skip
     with autocast:
         for _ in range(20):
             agent.update(buffer.sample(256, n_step=n_step, gamma=cfg.gamma, device=DEVICE))
@@ -224,11 +257,59 @@ def run_speed(updates: int) -> None:
             record(f"updates/s on gpu: {label} {precision}", rate)
 
 
+def captured_matches_eager(agent_name: str, overrides: dict, updates: int = 40) -> dict:
+    """The same weights, the same batches, an update that draws no random numbers: captured
+    and eager parameters after `updates` updates."""
+    states = []
+    for capture in (False, True):
+        agent, cfg, buffer = hopper_agent_and_buffer(agent_name, overrides, seed=1)
+        if capture:
+            capture_update(agent, torch.device(DEVICE))
+        buffer._rng = np.random.default_rng(7)  # the same batch indices for both
+        for _ in range(updates):
+            agent.update(buffer.sample(256, n_step=getattr(cfg, "n_step", 1), gamma=cfg.gamma,
+                                       device=DEVICE))  # fmt: skip
+        sync()
+        states.append(agent.state_dict())
+    diff = max_diff(*states)
+    if diff > 1e-4:
+        raise AssertionError(f"captured and eager parameters differ by {diff}")
+    return {"max_param_diff": diff}
+
+
+def run_capture(tmp: Path, updates: int) -> None:
+    for name in ("td3", "sac-mlp", "sac-simba", "tqc", "revalued"):
+        record(f"train {name} captured", train, tmp / f"{name}-captured",
+               [*AGENTS[name], "--cuda-graph"])  # fmt: skip
+    record("train td3 captured bf16", train, tmp / "td3-captured-bf16",
+           [*AGENTS["td3"], "--cuda-graph", "--precision", "bf16"])  # fmt: skip
+    record("train td3 compiled and captured", train, tmp / "td3-compiled-captured",
+           [*AGENTS["td3"], "--cuda-graph", "--set", "compile=true"])  # fmt: skip
+    record("gpu run captured, resumed on cpu", resume_on_cpu, tmp / "revalued-captured")
+    record("captured = eager: td3 (policy_noise 0)", captured_matches_eager, "td3",
+           {"policy_noise": 0.0})  # fmt: skip
+    record("captured = eager: revalued -cpu", captured_matches_eager, "revalued",
+           {"hidden": [64], "n_members": 5})  # fmt: skip
+    for label in ("td3 256-256", "sac mlp 256-256", "tqc 2x25 256-256", "revalued -cpu (5 x 64)"):
+        agent_name, overrides = SIZES[label]
+        variants = {"eager": (False, {}), "captured": (True, {})}
+        if agent_name == "td3":
+            variants |= {"compiled": (False, {"compile": True}),
+                         "compiled + captured": (True, {"compile": True})}  # fmt: skip
+        for variant, (capture, extra) in variants.items():
+            rate = lambda a=agent_name, o={**overrides, **extra}, c=capture: {  # noqa: E731
+                "updates_per_s": round(update_rate(a, o, "fp32", updates, capture=c), 1)
+            }
+            record(f"updates/s on gpu: {label} fp32 {variant}", rate)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="cuda_check.json")
     parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
-    parser.add_argument("--part", choices=["all", "checks", "offline", "speed"], default="all")
+    parser.add_argument(
+        "--part", choices=["all", "checks", "offline", "speed", "capture"], default="all"
+    )
     parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
     args = parser.parse_args()
     global DEVICE
@@ -246,6 +327,8 @@ def main() -> int:
         run_offline_checks(tmp)
     if args.part in ("all", "speed"):
         run_speed(args.updates)
+    if args.part in ("all", "capture"):
+        run_capture(tmp, args.updates)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0 if all(r.get("ok") for r in results.values()) else 1
 
