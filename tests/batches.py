@@ -1,4 +1,4 @@
-"""A hand-made minibatch for agent unit tests (obs dim 3, action dim 2)."""
+"""A hand-made minibatch for agent unit tests (by default obs dim 3, action dim 2)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ import torch
 from agents.buffer import Batch
 
 
-def make_batch(b: int = 4, seed: int = 0, **fields) -> Batch:
+def make_batch(
+    b: int = 4, seed: int = 0, obs_dim: int = 3, action_dim: int = 2, bins: int = 0, **fields
+) -> Batch:
+    """Random fields; actions in [-1, 1], or bin indices in [0, bins) when bins > 0."""
     g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(b, obs_dim, generator=g)  # drawn first: tests hold numbers of this order
+    if bins:
+        actions = torch.randint(0, bins, (b, action_dim), generator=g)
+    else:
+        actions = torch.rand(b, action_dim, generator=g) * 2 - 1
     base = dict(
-        obs=torch.randn(b, 3, generator=g),
-        actions=torch.rand(b, 2, generator=g) * 2 - 1,
+        obs=obs,
+        actions=actions,
         rewards=torch.randn(b, generator=g),
-        next_obs=torch.randn(b, 3, generator=g),
+        next_obs=torch.randn(b, obs_dim, generator=g),
         terminated=torch.zeros(b),
         truncated=torch.zeros(b),
         discounts=torch.full((b,), 0.99),

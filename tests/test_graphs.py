@@ -20,6 +20,7 @@ import torch
 import train
 from agents import graphs, revalued, sac, td3, td3_bc, tqc
 from agents.buffer import Batch
+from tests.batches import make_batch
 
 OBS, ACT, BINS = 5, 2, 3
 AGENTS = {
@@ -50,22 +51,10 @@ def build(name: str, seed: int = 0):
 
 
 def batch(name: str, i: int, size: int = 8) -> Batch:
-    g = torch.Generator().manual_seed(i)
-    if AGENTS[name][0] is revalued:
-        actions = torch.randint(0, BINS, (size, ACT), generator=g)
-    else:
-        actions = torch.rand(size, ACT, generator=g) * 2 - 1
-    return Batch(
-        obs=torch.randn(size, OBS, generator=g),
-        actions=actions,
-        rewards=torch.randn(size, generator=g),
-        next_obs=torch.randn(size, OBS, generator=g),
-        terminated=(torch.rand(size, generator=g) < 0.2).float(),
-        truncated=torch.zeros(size),
-        discounts=torch.full((size,), 0.99),
-        extras={"level": torch.full((size,), i)},
-        indices=torch.arange(size),
-    )
+    bins = BINS if AGENTS[name][0] is revalued else 0
+    terminated = (torch.arange(size) % 5 == i % 5).float()
+    return make_batch(size, i, OBS, ACT, bins, terminated=terminated,
+                      extras={"level": torch.full((size,), i)})  # fmt: skip
 
 
 def python_state(agent) -> dict:
