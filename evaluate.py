@@ -15,7 +15,9 @@ without a buffer or restorable states it uses fresh episode starts and says so
 (`restored_states: false`). `bias_target` in the JSON says what the truth G was: `soft` (SAC,
 TQC: the soft return of the sampled policy, entropy bonuses included; the deterministic
 measurement follows under `deterministic`) or `reward` (the discounted reward of the
-deterministic policy: TD3, REValueD, the offline TD3 family).
+deterministic policy: TD3, REValueD, the offline TD3 family). On a run with levels (Procgen,
+or MuJoCo levels) the report is train vs held-out levels, and --bias measures on states the
+greedy policy reaches on each side, restored there, under `bias` ({train, test, ...}).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import EVAL_ENVS, evaluate_vector
 from training.levels import LevelEvaluation, level_bias_meter, levels_bias
-from training.procgen import procgen_report
+from training.procgen import procgen_bias, procgen_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{ckpt['agent']} has no critic Q: --bias does not apply")
         run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
         run_cfg.env = env_id
-        if env is None:  # an env with levels: the generalization report
+        if env is None:  # Procgen: the generalization report, with --bias on each side
             report = procgen_report(agent, run_cfg, args.episodes, args.seed)
+            if args.bias:
+                report["bias"] = procgen_bias(agent, run_cfg, args.bias_states, args.seed,
+                                              agent.cfg.gamma)  # fmt: skip
             return finish_generalization(args, ckpt, source, env_id, report)
         spec = spec_of(run_cfg)
         if spec is not None:  # MuJoCo levels: the report, and the bias on each side's levels

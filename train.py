@@ -210,9 +210,6 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.bias_every and not hasattr(agent.Agent, "q_value"):
         raise UserError(f"{run_cfg.agent} has no critic Q to measure: --bias-every does not "
                         "apply")  # fmt: skip
-    if is_procgen_id(run_cfg.env) and run_cfg.bias_every:
-        raise UserError("--bias-every on Procgen: its states are not stored with the replay "
-                        "buffer yet, so the bias harness cannot restore them")  # fmt: skip
     if run_cfg.seed_engine not in ENGINES:
         raise UserError(f"seed_engine must be one of {', '.join(ENGINES)}, got "
                         f"'{run_cfg.seed_engine}'")  # fmt: skip

@@ -1,9 +1,18 @@
-"""Issue 20's CPU-sized study: PPO on one Procgen game, few vs many training levels.
+"""Issue 20's CPU-sized study: PPO on one Procgen game, few vs many training levels, and the
+value-based agent at one setting with its critic's bias.
 
     python bench/procgen_study.py --num-envs 16 --jobs 2 \
-        --train-args "--set num_steps=64 --set minibatches=4"   # the CPU study
+        --train-args "--set num_steps=64 --set minibatches=4"   # the CPU study (PPO)
+    python bench/procgen_study.py --agent revalued --jobs 2      # the value-based agent
     python bench/procgen_study.py --table-only
     python bench/procgen_study.py --game starpilot --levels 10 200 --seeds 0 1 2
+
+The value-based agent (`--agent revalued`): configs/revalued/procgen-coinrun-cpu.yaml (REValueD
+with one action dimension, an ensemble double DQN on the IMPALA encoder), by default 200
+training levels, 250k frames, evaluations every 50k and the critic's bias every --bias-every
+frames on --bias-states states per side (training/procgen.py procgen_bias: states the greedy
+policy reaches on training levels and on held-out levels, restored there and rolled out; the
+record keeps the last measurement's raw and REDQ-normalized bias of each side).
 
 For every training-level count in --levels (default 10 and 200) and seed in --seeds: train.py
 --agent ppo --env procgen:GAME --distribution-mode easy --train-levels N --precision bf16 for
@@ -13,12 +22,13 @@ is the generalization report (harness/generalization.py), --eval-episodes determ
 episodes on the training levels and as many on held-out levels. Runs go through bench/jobs.py
 (a finished run is skipped, an interrupted one resumed; --jobs at a time).
 
-Each finished run becomes a row of docs/procgen-study.csv (key: game, levels, seed), the
+Each finished run becomes a row of docs/procgen-study.csv (key: agent, game, levels, seed), the
 record that outlives the run folders: the last evaluation's train return / normalized, held-out
 return / normalized and gap, the best train and held-out normalized of the run, frames, wall
 time, and the curve as one text column: "STEP TRAIN TEST" (normalized) per evaluation,
-separated by "; ". docs/procgen-study.md, drawn from every row, gives per (game, levels) the
-mean +- std over seeds at the end, and per game the issue's bar: with the smallest level
+separated by "; ". docs/procgen-study.md, drawn from every row, gives per (agent, game, levels) the
+mean +- std over seeds at the end (and the bias where measured), and per agent and game the
+issue's bar: with the smallest level
 count the policy scores higher on its training levels than on held-out ones, and with the
 largest count the gap is smaller than with the smallest, per seed and in the mean; then the
 aggregates (bench/jobs.py Aggregates) per level count over its games and seeds: IQM, mean and
@@ -67,16 +77,24 @@ from jobs import (  # noqa: E402
 )
 
 GAME = "coinrun"  # module doc: why
-CSV_FIELDS = ["game", "levels", "seed", "env_steps", "train_return", "train_normalized",
-              "test_return", "test_normalized", "gap", "best_train_normalized",
-              "best_test_normalized", "best_test_at", "wall_time_s", "curve"]  # fmt: skip
-RECORD = RunRecord(CSV_FIELDS, ("game", "levels", "seed"),
+# The value-based agent's preset (REValueD with one action dimension: an ensemble double DQN);
+# train.py flags given here override it.
+PRESETS = {"revalued": "configs/revalued/procgen-coinrun-cpu.yaml"}
+# Per agent: default training-level counts, frames, evaluation interval (module doc).
+DEFAULTS = {"ppo": ([10, 200], 1_000_000, 100_000), "revalued": ([200], 250_000, 50_000)}
+SIDES = ("train", "test")
+CSV_FIELDS = ["agent", "game", "levels", "seed", "env_steps", "train_return",
+              "train_normalized", "test_return", "test_normalized", "gap",
+              "best_train_normalized", "best_test_normalized", "best_test_at", "wall_time_s",
+              "bias_train", "bias_train_redq", "bias_test", "bias_test_redq",
+              "curve"]  # fmt: skip
+RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed"),
                    ints=("levels", "seed", "env_steps", "best_test_at"),
                    what="a Procgen-study", texts=("curve",))  # fmt: skip
 
 
 AGGREGATES = Aggregates(
-    configuration=lambda r: f"{r['levels']} training levels",
+    configuration=lambda r: f"{r['agent']}, {r['levels']} training levels",
     task=lambda r: r["game"],
     measures={
         "held-out normalized": lambda r: r["test_normalized"],
@@ -87,17 +105,26 @@ AGGREGATES = Aggregates(
 )
 
 
-def run_dir(out: Path, game: str, levels: int, seed: int) -> Path:
-    return out / f"ppo-{game}-l{levels}-s{seed}"
+def run_dir(out: Path, game: str, levels: int, seed: int, agent: str = "ppo") -> Path:
+    return out / f"{agent}-{game}-l{levels}-s{seed}"
 
 
 def train_argv(game: str, levels: int, seed: int, args: argparse.Namespace) -> list[str]:
-    """train.py's arguments for one run of the study."""
-    return ["--agent", "ppo", "--env", f"procgen:{game}", "--distribution-mode", "easy",
-            "--train-levels", str(levels), "--seed", str(seed),
-            "--total-steps", str(args.frames), "--num-envs", str(args.num_envs),
-            "--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes),
-            "--precision", "bf16", *shlex.split(args.train_args)]  # fmt: skip
+    """train.py's arguments for one run of the study: PPO with the flags below, or the
+    value-based agent's preset with the study's level split, budget, evaluations and bias."""
+    agent = getattr(args, "agent", "ppo")
+    split = ["--env", f"procgen:{game}", "--distribution-mode", "easy",
+             "--train-levels", str(levels), "--seed", str(seed),
+             "--total-steps", str(args.frames)]  # fmt: skip
+    evals = ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
+    extra = shlex.split(args.train_args)
+    if agent == "ppo":
+        return ["--agent", "ppo", *split, "--num-envs", str(args.num_envs), *evals,
+                "--precision", "bf16", *extra]  # fmt: skip
+    envs = [] if args.num_envs is None else ["--num-envs", str(args.num_envs)]
+    return ["--config", PRESETS[agent], *split, *envs, *evals,
+            "--bias-every", str(args.bias_every), "--bias-states", str(args.bias_states),
+            *extra]  # fmt: skip
 
 
 def curve_text(evals: list[dict]) -> str:
@@ -117,13 +144,20 @@ def parse_curve(text: str | None) -> list[tuple[int, float, float]]:
     return points
 
 
-def row(summary: dict, game: str, levels: int, seed: int) -> dict:
+def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo") -> dict:
     """One finished run's line of the record, from its summary.json (its `evals`: one
-    generalization report each)."""
+    generalization report each; its last `bias` entry, if any, one measurement per side)."""
     evals = summary["evals"]
     last = evals[-1]
     best_test = max(evals, key=lambda e: e["test_normalized"])
+    biases = summary.get("bias") or [{}]
+    bias = {}
+    for side in SIDES:
+        measured = biases[-1].get(side, {})
+        bias[f"bias_{side}"] = measured.get("bias_mean")
+        bias[f"bias_{side}_redq"] = measured.get("bias_normalized_redq_mean")
     return {
+        "agent": agent, **bias,
         "game": game, "levels": levels, "seed": seed, "env_steps": summary["env_steps"],
         "train_return": last["return_mean"], "train_normalized": last["train_normalized"],
         "test_return": last["test_return_mean"], "test_normalized": last["test_normalized"],
@@ -139,14 +173,14 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def bar(rows: list[dict], game: str) -> list[str]:
-    """The issue's bar for one game, as markdown lines: with the smallest level count train
-    normalized > held-out normalized, and the largest count's gap < the smallest's; per seed
-    (seeds with a row at the count, or at both counts) and in the mean over seeds."""
-    mine = [r for r in rows if r["game"] == game]
+def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
+    """The issue's bar for one agent on one game, as markdown lines: with the smallest level
+    count train normalized > held-out normalized, and the largest count's gap < the smallest's;
+    per seed (seeds with a row at the count, or at both counts) and in the mean over seeds."""
+    mine = [r for r in rows if r["game"] == game and r["agent"] == agent]
     counts = sorted({r["levels"] for r in mine})
     if len(counts) < 2:
-        return [f"- {game}: the bar needs two level counts; rows only for "
+        return [f"- {agent}, {game}: the bar needs two level counts; rows only for "
                 f"{', '.join(map(str, counts))} levels"]  # fmt: skip
     few, many = counts[0], counts[-1]
     small = {r["seed"]: r for r in mine if r["levels"] == few}
@@ -165,30 +199,32 @@ def bar(rows: list[dict], game: str) -> list[str]:
     seeds = ", ".join(map(str, both))
     gaps = f" ({mean_many:+.3f} vs {mean_few:+.3f}, seeds {seeds})" if both else ""
     return [
-        f"- {game}, train > held-out at {few} levels: {per_over}; mean {_yes(mean_over)}",
-        f"- {game}, gap smaller at {many} than at {few} levels: {per_shrink}; mean "
+        f"- {agent}, {game}, train > held-out at {few} levels: {per_over}; mean {_yes(mean_over)}",
+        f"- {agent}, {game}, gap smaller at {many} than at {few} levels: {per_shrink}; mean "
         f"{_yes(mean_shrinks)}{gaps}",
-        f"- {game}: **bar {'holds' if holds else 'fails'}** (both parts, every seed and mean)",
+        f"- {agent}, {game}: **bar {'holds' if holds else 'fails'}** (both parts, every seed "
+        "and mean)",
     ]
 
 
 def table(rows: list[dict]) -> str:
-    groups = sorted({(r["game"], r["levels"]) for r in rows})
+    groups = sorted({(r["agent"], r["game"], r["levels"]) for r in rows})
     lines = [
-        "# PPO on Procgen (easy): training levels vs held-out levels (issue 20, CPU study)", "",
+        "# Procgen (easy): training levels vs held-out levels (issue 20, CPU study)", "",
         "Produced by bench/procgen_study.py (its docstring has the commands); every run's row "
         "is in docs/procgen-study.csv. Normalized scores: train-procgen's easy ranges; gap = "
         "train normalized - held-out normalized; at the last evaluation, mean +- population "
         "std over seeds.", "",
-        "| game | levels | seeds | frames | train normalized | held-out normalized | gap "
-        "| train return | held-out return | best held-out normalized |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| agent | game | levels | seeds | frames | train normalized | held-out normalized "
+        "| gap | train return | held-out return | best held-out normalized |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for game, levels in groups:
-        group = seeds_of(rows, game=game, levels=levels)
+    for agent, game, levels in groups:
+        group = seeds_of(rows, agent=agent, game=game, levels=levels)
         frames = ", ".join(sorted({f"{r['env_steps']:,}" for r in group}))
         lines.append(
-            f"| {game} | {levels} | {', '.join(str(r['seed']) for r in group)} | {frames} | "
+            f"| {agent} | {game} | {levels} | {', '.join(str(r['seed']) for r in group)} | "
+            f"{frames} | "
             f"{mean_std([r['train_normalized'] for r in group], '.3f')} | "
             f"{mean_std([r['test_normalized'] for r in group], '.3f')} | "
             f"{mean_std([r['gap'] for r in group], '+.3f')} | "
@@ -196,28 +232,63 @@ def table(rows: list[dict]) -> str:
             f"{mean_std([r['test_return'] for r in group], '.2f')} | "
             f"{mean_std([r['best_test_normalized'] for r in group], '.3f')} |"
         )
+    lines += bias_table(rows, groups)
     lines += ["", "The bar (issue 20): train above held-out with the fewest levels, and a "
               "smaller gap with the most.", ""]  # fmt: skip
-    for game in sorted({r["game"] for r in rows}):
-        lines += bar(rows, game)
+    for agent, game in sorted({(r["agent"], r["game"]) for r in rows}):
+        lines += bar(rows, game, agent)
     lines += ["", "Each run's curve: train / held-out normalized at each evaluation (frames).",
               ""]  # fmt: skip
-    for r in sorted(rows, key=lambda r: (r["game"], r["levels"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["agent"], r["game"], r["levels"], r["seed"])):
         points = ", ".join(f"{step:,}: {train:.3f} / {test:.3f}"
                            for step, train, test in parse_curve(r["curve"]))  # fmt: skip
-        lines.append(f"- {r['game']}, {r['levels']} levels, seed {r['seed']}: {points}")
+        lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} levels, seed {r['seed']}: "
+                     f"{points}")  # fmt: skip
     return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
+
+
+def bias_table(rows: list[dict], groups: list[tuple]) -> list[str]:
+    """The critic's bias at the last measurement, per side, for the groups that measured it
+    (the value-based agent; PPO has no Q)."""
+    lines = []
+    for agent, game, levels in groups:
+        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
+                 if r["bias_train"] is not None]  # fmt: skip
+        if not group:
+            continue
+        cells = [mean_std([r[f"bias_{side}{kind}"] for r in group], "+.3f")
+                 for side in SIDES for kind in ("", "_redq")]  # fmt: skip
+        seeds = ", ".join(str(r["seed"]) for r in group)
+        lines.append(f"| {agent} | {game} | {levels} | {seeds} | {' | '.join(cells)} |")
+    if not lines:
+        return []
+    return ["", "The critic's bias at the last measurement (training/procgen.py procgen_bias: "
+            "states the greedy policy reaches on training and on held-out levels, restored; "
+            "Q - discounted return, raw and REDQ-normalized by max(|G|, 10)), mean +- std over "
+            "seeds:", "",
+            "| agent | game | levels | seeds | bias, training levels | REDQ-normalized "
+            "| bias, held-out levels | REDQ-normalized |",
+            "|---|---|---|---|---|---|---|---|", *lines]  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", choices=list(DEFAULTS), default="ppo",
+                        help="ppo, or revalued (the value-based agent, its preset)")  # fmt: skip
     parser.add_argument("--game", default=GAME, help="Procgen game (default: coinrun, see doc)")
-    parser.add_argument("--levels", type=int, nargs="+", default=[10, 200],
-                        help="training-level counts")  # fmt: skip
+    parser.add_argument("--levels", type=int, nargs="+", default=None,
+                        help="training-level counts (ppo: 10 200; revalued: 200)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--frames", type=int, default=1_000_000, help="env steps per run")
-    parser.add_argument("--num-envs", type=int, default=64)
-    parser.add_argument("--eval-every", type=int, default=100_000, help="frames")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="env steps per run (ppo: 1M; revalued: 250k)")  # fmt: skip
+    parser.add_argument("--num-envs", type=int, default=None,
+                        help="ppo: 64 by default; revalued: its preset's 8")  # fmt: skip
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="frames (ppo: 100k; revalued: 50k)")  # fmt: skip
+    parser.add_argument("--bias-every", type=int, default=50_000,
+                        help="revalued: frames between bias measurements")  # fmt: skip
+    parser.add_argument("--bias-states", type=int, default=50,
+                        help="revalued: states per side per measurement")  # fmt: skip
     parser.add_argument("--eval-episodes", type=int, default=50,
                         help="per evaluation, on training and on held-out levels each")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
@@ -229,19 +300,27 @@ def main() -> int:
     parser.add_argument("--train-args", default="",
                         help='train.py arguments, one string: "--set num_steps=64"')  # fmt: skip
     args = parser.parse_args()
+    levels, frames, every = DEFAULTS[args.agent]
+    args.levels = levels if args.levels is None else args.levels
+    args.frames = frames if args.frames is None else args.frames
+    args.eval_every = every if args.eval_every is None else args.eval_every
+    if args.agent == "ppo" and args.num_envs is None:
+        args.num_envs = 64
     if any(n < 1 for n in args.levels):
         parser.error("--levels: counts must be >= 1 (train.py reads 0 as the protocol's 200)")
     out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
     if not args.table_only:
-        run_all([(run_dir(out, args.game, n, s), train_argv(args.game, n, s, args))
+        run_all([(run_dir(out, args.game, n, s, args.agent), train_argv(args.game, n, s, args))
                  for n, s in grid], args.jobs)  # fmt: skip
-    summaries = [(finished_summary(run_dir(out, args.game, n, s)), n, s) for n, s in grid]
-    finished = [row(summary, args.game, n, s) for summary, n, s in summaries if summary]
+    summaries = [(finished_summary(run_dir(out, args.game, n, s, args.agent)), n, s)
+                 for n, s in grid]  # fmt: skip
+    finished = [row(summary, args.game, n, s, args.agent) for summary, n, s in summaries
+                if summary]  # fmt: skip
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
     if code == 0:
         AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles,
-                        "PPO on Procgen (easy), normalized (bench/procgen_study.py)")  # fmt: skip
+                        "Procgen (easy), normalized (bench/procgen_study.py)")  # fmt: skip
     return code
 
 

@@ -317,6 +317,10 @@ class ProcgenVecEnv:
         """The level seed each env is playing now (N int64)."""
         return np.array([d["level_seed"] for d in self._env.get_info()], dtype=np.int64)
 
+    def current_levels(self) -> None:
+        """No level ids to restore states in: a Procgen state carries its own level."""
+        return None
+
     def sim_states(self) -> list[bytes]:
         """One opaque state per env: episode return and length, current frame, Procgen's own
         state (game, level, RNGs, step counter)."""

@@ -58,8 +58,9 @@ from envs import set_sim_state
 class States:
     """Where to measure: observations, with simulator states when they can be restored."""
 
-    obs: np.ndarray  # K x obs_dim
-    sim_states: np.ndarray | None  # K x state_dim; None = fresh episode starts
+    obs: np.ndarray  # K x obs_dim (or K x H x W x C uint8 frames)
+    sim_states: np.ndarray | None  # K x state_dim, or K opaque byte states (object array);
+    # None = fresh episode starts
     reset_seeds: np.ndarray  # K: seed of the reset before restoring (or of the start state)
     indices: np.ndarray | None = None  # K: buffer/dataset indices the states came from
     levels: np.ndarray | None = None  # K: the level of each state (envs/levels.py), if any
@@ -118,9 +119,15 @@ def states_from_policy(agent, env, k: int, seed: int) -> States:
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(seen_obs), size=min(k, len(seen_obs)), replace=False))
     levels = np.asarray(seen_levels, dtype=np.int64)[idx]
+    obs = np.stack(seen_obs)[idx]
+    if isinstance(seen_states[0], bytes):  # opaque states (Procgen): kept whole, as objects
+        sim_states = np.empty(len(seen_states), dtype=object)
+        sim_states[:] = seen_states
+    else:
+        sim_states = np.stack(seen_states)
     return States(
-        obs=np.stack(seen_obs)[idx].astype(np.float32),
-        sim_states=np.stack(seen_states)[idx],
+        obs=obs if obs.dtype == np.uint8 else obs.astype(np.float32),  # frames stay uint8
+        sim_states=sim_states[idx],
         reset_seeds=seed + np.arange(len(idx)),
         indices=idx,
         levels=None if (levels < 0).any() else levels,
@@ -264,31 +271,92 @@ class BiasMeter:
         alpha = float(agent.entropy_alpha()) if soft else None
         out = rollout_returns(agent, envs, first_obs, self.gamma, self.horizon, alpha)
         g_runs = (out.rewards + out.entropy).reshape(k, m)  # K x rollouts
-        g = g_runs.mean(axis=1)
         obs_t = torch.as_tensor(first_obs, dtype=torch.float32, device=agent.device)
         act_t = torch.as_tensor(out.first_actions, dtype=torch.float32, device=agent.device)
-
-        def stats(q_runs: torch.Tensor) -> dict[str, float]:
-            """Per state: mean Q over rollouts, and the mean over rollouts of Q - G."""
-            q_runs = q_runs.double().cpu().numpy().reshape(k, m)
-            return _stats(q_runs.mean(axis=1), g, (q_runs - g_runs).mean(axis=1))
-
-        result = {
-            **stats(agent.q_value(obs_t, act_t)),
-            "bias_target": "soft" if soft else "reward",
-            "mc_return_mean": float(g.mean()),
-            "n_states": k,
-            "rollouts": m,
-            "horizon": self.horizon,
-            "gamma": self.gamma,
-            "restored_states": states.sim_states is not None,
-            "time_limit_cuts": out.time_limit_cuts,
-        }
+        soft_fields = {}
         if soft:
-            result["alpha"] = alpha
-            result["mc_reward_mean"] = float(out.rewards.mean())
-            result["mc_entropy_mean"] = float(out.entropy.mean())
-        if hasattr(agent, "q_estimates"):
-            estimates = agent.q_estimates(obs_t, act_t)
-            result["estimates"] = {name: stats(v) for name, v in estimates.items()}
-        return result
+            soft_fields = {"alpha": alpha, "mc_reward_mean": float(out.rewards.mean()),
+                           "mc_entropy_mean": float(out.entropy.mean())}  # fmt: skip
+        return _result(agent, obs_t, act_t, g_runs, "soft" if soft else "reward", self.horizon,
+                       self.gamma, states.sim_states is not None, out.time_limit_cuts,
+                       soft_fields)  # fmt: skip
+
+
+def _result(
+    agent, obs_t: torch.Tensor, act_t: torch.Tensor, g_runs: np.ndarray, target: str,
+    horizon: int, gamma: float, restored: bool, cuts: int, extra: dict,
+) -> dict:  # fmt: skip
+    """The measurement's numbers: Q of every estimate at (obs_t, act_t) (K x rollouts rows,
+    state-major) against the truths g_runs (K x rollouts)."""
+    k, m = g_runs.shape
+    g = g_runs.mean(axis=1)
+
+    def stats(q_runs: torch.Tensor) -> dict[str, float]:
+        """Per state: mean Q over rollouts, and the mean over rollouts of Q - G."""
+        q_runs = q_runs.double().cpu().numpy().reshape(k, m)
+        return _stats(q_runs.mean(axis=1), g, (q_runs - g_runs).mean(axis=1))
+
+    result = {
+        **stats(agent.q_value(obs_t, act_t)),
+        "bias_target": target,
+        "mc_return_mean": float(g.mean()),
+        "n_states": k,
+        "rollouts": m,
+        "horizon": horizon,
+        "gamma": gamma,
+        "restored_states": restored,
+        "time_limit_cuts": cuts,
+        **extra,
+    }
+    if hasattr(agent, "q_estimates"):
+        estimates = agent.q_estimates(obs_t, act_t)
+        result["estimates"] = {name: stats(v) for name, v in estimates.items()}
+    return result
+
+
+def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: int) -> Rollouts:
+    """rollout_returns for the deterministic policy on a vector env already in its start
+    states (Procgen: one native call steps every env). An env whose episode has ended keeps
+    stepping (vector envs reset themselves) but is masked out and acts 0."""
+    n = env.num_envs
+    rewards, discount = np.zeros(n), np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    cut = 0
+    obs = first_obs
+    first_actions = np.asarray(agent.act(obs, deterministic=True))
+    actions = first_actions
+    for t in range(horizon):
+        stop.check()
+        if not alive.any():
+            break
+        if t > 0:
+            actions = np.zeros_like(first_actions)
+            actions[alive] = agent.act(obs[alive], deterministic=True)
+        step = env.step(actions)
+        rewards[alive] += discount[alive] * step.rewards[alive]
+        discount *= gamma
+        ended = alive & (step.terminated | step.truncated)
+        cut += int((ended & step.truncated & ~step.terminated).sum())
+        alive &= ~ended
+        obs = step.obs
+    return Rollouts(rewards, np.zeros(n), first_actions, cut)
+
+
+@torch.no_grad()
+def measure_restored_vector(agent, env, states: States, gamma: float, tol: float = 1e-3) -> dict:
+    """The reward-truth measurement (module doc, step 2) for a deterministic agent on a vector
+    env of K envs that restores all K states at once (`env.set_sim_states`: Procgen, whose
+    states are opaque bytes): one rollout per state, the same keys as BiasMeter.measure. The
+    observations keep their dtype (uint8 frames: the encoder scales them)."""
+    if is_soft(agent):
+        raise ValueError("the vector-env measurement is the deterministic one; a soft agent "
+                         "needs BiasMeter's sampled rollouts")  # fmt: skip
+    if states.sim_states is None or len(states.sim_states) != env.num_envs:
+        raise ValueError(f"expected {env.num_envs} restorable states")
+    horizon = horizon_for(gamma, tol)
+    first_obs = env.set_sim_states(list(states.sim_states))
+    out = vector_rollouts(agent, env, first_obs, gamma, horizon)
+    obs_t = torch.as_tensor(first_obs, device=agent.device)
+    act_t = torch.as_tensor(out.first_actions, device=agent.device)
+    return _result(agent, obs_t, act_t, out.rewards[:, None], "reward", horizon, gamma, True,
+                   out.time_limit_cuts, {})  # fmt: skip

@@ -53,6 +53,47 @@ def test_train_argv_is_the_study_s_ppo_run():
     assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
 
 
+def test_train_argv_of_the_value_based_agent_is_its_preset_with_the_study_s_split():
+    args = study.argparse.Namespace(agent="revalued", frames=1000, num_envs=None, eval_every=500,
+                                    eval_episodes=20, bias_every=400, bias_states=30,
+                                    train_args="--set lr=1e-4")  # fmt: skip
+    argv = study.train_argv("coinrun", 200, 0, args)
+    assert argv == ["--config", "configs/revalued/procgen-coinrun-cpu.yaml",
+                    "--env", "procgen:coinrun", "--distribution-mode", "easy",
+                    "--train-levels", "200", "--seed", "0", "--total-steps", "1000",
+                    "--eval-every", "500", "--eval-episodes", "20", "--bias-every", "400",
+                    "--bias-states", "30", "--set", "lr=1e-4"]  # fmt: skip
+    assert (REPO / argv[1]).is_file()
+    assert study.run_dir(Path("o"), "coinrun", 200, 0, "revalued") == Path(
+        "o/revalued-coinrun-l200-s0"
+    )
+
+
+def side(bias, redq):
+    return {"bias_mean": bias, "bias_normalized_redq_mean": redq, "n_states": 50}
+
+
+def test_value_based_rows_carry_the_last_bias_of_each_side_and_the_table_shows_it(tmp_path):
+    rows = []
+    for seed, (train, held) in enumerate([(0.5, 1.5), (1.5, 2.5)]):
+        s = summary([(1000, 8.0, 6.0)])
+        s["bias"] = [{"env_steps": 500, "train": side(9.0, 9.0), "test": side(9.0, 9.0)},
+                     {"env_steps": 1000, "train": side(train, train / 10),
+                      "test": side(held, held / 10)}]  # fmt: skip
+        rows.append(study.row(s, "coinrun", 200, seed, "revalued"))
+    assert (rows[0]["bias_train"], rows[0]["bias_test"]) == (0.5, 1.5)
+    assert (rows[0]["bias_train_redq"], rows[0]["bias_test_redq"]) == (0.05, 0.15)
+    assert study.row(summary([(1000, 8.0, 6.0)]), "coinrun", 10, 0)["bias_train"] is None
+    study.RECORD.write(tmp_path / "r.csv", rows)
+    assert study.RECORD.read(tmp_path / "r.csv") == rows
+    lines = study.table(rows + rows_of({(10, 0): (0.8, 0.4)})).splitlines()
+    # train (0.5, 1.5): +1.0 +- 0.5; held-out (1.5, 2.5): +2.0 +- 0.5; REDQ a tenth of those
+    assert ("| revalued | coinrun | 200 | 0, 1 | +1.000 +- 0.500 | +0.100 +- 0.050 "
+            "| +2.000 +- 0.500 | +0.200 +- 0.050 |") in lines  # fmt: skip
+    assert not any(x.startswith("| ppo | coinrun | 10 | 0 | +") for x in lines)  # PPO: no Q
+    assert "- revalued, coinrun: the bar needs two level counts; rows only for 200 levels" in lines
+
+
 def rows_of(gaps):
     """Rows of coinrun from {(levels, seed): (train normalized, test normalized)}."""
     rows = []
@@ -76,23 +117,25 @@ def test_table_and_a_bar_that_holds():
     # 10 levels: train (0.8, 0.6) 0.7 +- 0.1, held-out 0.4 +- 0, gap (0.4, 0.2) 0.3 +- 0.1;
     # returns 5 + 5x: train (9, 8), held-out (7, 7)
     assert (
-        "| coinrun | 10 | 0, 1 | 1,000 | 0.700 +- 0.100 | 0.400 +- 0.000 "
+        "| ppo | coinrun | 10 | 0, 1 | 1,000 | 0.700 +- 0.100 | 0.400 +- 0.000 "
         "| +0.300 +- 0.100 | 8.50 +- 0.50 | 7.00 +- 0.00 | 0.400 +- 0.000 |"
     ) in lines
     # 200 levels: train 0.55 +- 0.05, held-out 0.45 +- 0.05, gap 0.1 +- 0
     assert (
-        "| coinrun | 200 | 0, 1 | 1,000 | 0.550 +- 0.050 | 0.450 +- 0.050 "
+        "| ppo | coinrun | 200 | 0, 1 | 1,000 | 0.550 +- 0.050 | 0.450 +- 0.050 "
         "| +0.100 +- 0.000 | 7.75 +- 0.25 | 7.25 +- 0.25 | 0.450 +- 0.050 |"
     ) in lines
-    assert "- coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes" in lines
-    assert ("- coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 yes; mean yes "
-            "(+0.100 vs +0.300, seeds 0, 1)") in lines  # fmt: skip
+    assert (
+        "- ppo, coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes" in lines
+    )
+    assert ("- ppo, coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 yes; "
+            "mean yes (+0.100 vs +0.300, seeds 0, 1)") in lines  # fmt: skip
     assert any("**bar holds**" in line for line in lines)
-    assert "- coinrun, 10 levels, seed 0: 1,000: 0.800 / 0.400" in lines
+    assert "- ppo, coinrun, 10 levels, seed 0: 1,000: 0.800 / 0.400" in lines
     # the aggregates per level count: held-out (0.4, 0.4) and (0.5, 0.4), train (0.5, 0.6)
-    assert "| 10 training levels | 2 x 1 | 0.400 [0.400, 0.400] |" in " ".join(lines)
-    assert any(x.startswith("| 200 training levels | 2 x 1 | 0.450 [") for x in lines)
-    assert any(x.startswith("| 200 training levels | 2 x 1 | 0.550 [") for x in lines)
+    assert "| ppo, 10 training levels | 2 x 1 | 0.400 [0.400, 0.400] |" in " ".join(lines)
+    assert any(x.startswith("| ppo, 200 training levels | 2 x 1 | 0.450 [") for x in lines)
+    assert any(x.startswith("| ppo, 200 training levels | 2 x 1 | 0.550 [") for x in lines)
 
 
 def test_bar_fails_when_one_seed_s_gap_grows_with_more_levels():
@@ -100,9 +143,12 @@ def test_bar_fails_when_one_seed_s_gap_grows_with_more_levels():
     rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.5, 0.4),
                     (200, 0): (0.6, 0.5), (200, 1): (0.7, 0.4)})  # fmt: skip
     lines = study.bar(rows, "coinrun")
-    assert lines[0] == "- coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes"
+    assert (
+        lines[0]
+        == "- ppo, coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 yes; mean yes"
+    )
     assert lines[1].startswith(
-        "- coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 no; mean yes"
+        "- ppo, coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, seed 1 no; mean yes"
     )
     assert "**bar fails**" in lines[2]
 
@@ -110,7 +156,7 @@ def test_bar_fails_when_one_seed_s_gap_grows_with_more_levels():
 def test_bar_fails_when_held_out_beats_train_with_few_levels():
     rows = rows_of({(10, 0): (0.3, 0.4), (200, 0): (0.3, 0.5)})  # gaps -0.1 and -0.2
     lines = study.bar(rows, "coinrun")
-    assert lines[0] == "- coinrun, train > held-out at 10 levels: seed 0 no; mean no"
+    assert lines[0] == "- ppo, coinrun, train > held-out at 10 levels: seed 0 no; mean no"
     assert "seed 0 yes; mean yes" in lines[1]  # the gap does shrink, yet the bar fails
     assert "**bar fails**" in lines[2]
 

@@ -10,9 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from core.errors import UserError
 from envs.procgen import MAX_SEED, ProcgenVecEnv, state_header
+from harness.bias import States, horizon_for, measure_restored_vector
 
 try:
     import procgen  # noqa: F401
@@ -230,3 +232,70 @@ def test_missing_procgen_is_one_user_error(monkeypatch):
     with pytest.raises(UserError, match="procgen is not installed.*make test") as caught:
         ProcgenVecEnv("procgen:coinrun", 2, seed=0)
     assert "\n" not in str(caught.value)
+
+
+# ---- the critic's bias on Procgen states (harness.bias.measure_restored_vector) -------------
+class ConstantAgent:
+    """A deterministic agent that always takes one action and estimates Q = q everywhere;
+    it checks that frames reach it as uint8 (the encoder scales only uint8)."""
+
+    def __init__(self, action: int, q: float):
+        self.device, self.action, self.q = torch.device("cpu"), action, q
+
+    def act(self, obs, deterministic):
+        assert deterministic and obs.dtype == np.uint8
+        return np.full(len(obs), self.action)
+
+    def q_value(self, obs, actions):
+        assert obs.dtype == torch.uint8 and actions.shape == (len(obs),)
+        return torch.full((len(obs),), self.q)
+
+
+@needs_procgen
+def test_bias_on_restored_states_is_q_minus_the_rest_of_the_episode():
+    """One bigfish episode under a constant action (four rewards in 204 steps); restored at five
+    of its states, each rollout must earn what the episode earned from there, discounted and
+    cut at the horizon: G_t = sum_{t <= j < min(end, t + H)} gamma^(j - t) r_j."""
+    gamma, q = 0.95, 2.0
+    horizon = horizon_for(gamma)  # 135
+    env = ProcgenVecEnv("procgen:bigfish", 1, 3, "easy", 10, 0, num_threads=0)
+    obs, frames, states, rewards = env.reset(3), [], [], []
+    while True:
+        frames.append(obs[0])
+        states.append(env.sim_states()[0])
+        step = env.step(np.array([7]))
+        rewards.append(float(step.rewards[0]))
+        obs = step.obs
+        if step.terminated[0] or step.truncated[0]:
+            break
+    assert sum(rewards) >= 2  # the episode this test needs: rewards inside and past a horizon
+    picked = [0, 40, 90, 150, len(rewards) - 1]
+    truth = [sum(gamma ** (j - t) * rewards[j] for j in range(t, min(len(rewards), t + horizon)))
+             for t in picked]  # fmt: skip
+    sims = np.empty(len(picked), dtype=object)
+    sims[:] = [states[t] for t in picked]
+    chosen = States(obs=np.stack([frames[t] for t in picked]), sim_states=sims,
+                    reset_seeds=np.arange(len(picked)))  # fmt: skip
+    restorer = ProcgenVecEnv("procgen:bigfish", len(picked), 9, "easy", 10, 0, num_threads=0)
+    result = measure_restored_vector(ConstantAgent(7, q), restorer, chosen, gamma)
+    assert result["mc_return_mean"] == pytest.approx(np.mean(truth), abs=1e-6)
+    assert result["bias_mean"] == pytest.approx(q - np.mean(truth), abs=1e-6)
+    redq = [(q - g) / max(abs(g), 10.0) for g in truth]
+    assert result["bias_normalized_redq_mean"] == pytest.approx(np.mean(redq), abs=1e-6)
+    assert result["bias_target"] == "reward" and result["restored_states"]
+    assert result["n_states"] == len(picked) and result["horizon"] == horizon
+
+
+@needs_procgen
+def test_procgen_bias_measures_both_sides_on_policy_states(tmp_path):
+    """states_from_policy on Procgen keeps frames uint8 and states whole (bytes), and
+    procgen_bias reports the training and the held-out side."""
+    from core.config import RunConfig
+    from training.procgen import procgen_bias
+
+    cfg = RunConfig(env="procgen:bigfish", train_levels=5)
+    out = procgen_bias(ConstantAgent(7, 1.0), cfg, k=4, seed=0, gamma=0.9)
+    assert set(out) == {"train", "test"}
+    for side in out.values():
+        assert side["n_states"] == 4 and side["restored_states"]
+        assert side["bias_mean"] == pytest.approx(1.0 - side["mc_return_mean"])

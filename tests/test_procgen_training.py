@@ -1,6 +1,7 @@
 """The value-based pixel agent (REValueD on the IMPALA encoder) trained through train.py on
 Procgen: uint8 frames in the replay buffer, updates past the warm-up, the generalization
-report at each evaluation, resume, and evaluate.py's report on the checkpoint."""
+report at each evaluation, the critic's bias on training and held-out levels, resume, and
+evaluate.py's report (with --bias) on the checkpoint."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     run = tmp_path / "run"
     argv = [
         "--config", "configs/revalued/procgen-coinrun-cpu.yaml", "--train-levels", "3",
+        "--env", "procgen:starpilot",  # short episodes: the bias plays whole ones
         "--num-envs", "2", "--total-steps", "200", "--eval-every", "200", "--eval-episodes", "2",
         "--set", "n_members=2", "--set", "hidden=[16]", "--set", "batch_size=8",
         "--set", "learning_starts=100", "--set", "buffer_size=1000", "--utd", "0.5",
         "--device", "cpu", "--progress", "off", "--run-dir", str(run),
+        "--bias-every", "200", "--bias-states", "3", "--set", "gamma=0.5",  # horizon 10
     ]  # fmt: skip
     assert train.main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
@@ -30,11 +33,18 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     assert summary["env_steps"] == 200 and summary["gradient_updates"] == 51
     (entry,) = summary["evals"]
     assert {"train_normalized", "test_normalized", "gap"} <= set(entry)
+    (bias,) = summary["bias"]
+    for side in ("train", "test"):  # states the greedy policy reached there, restored
+        assert bias[side]["n_states"] == 3 and bias[side]["restored_states"]
+        assert bias[side]["horizon"] == 10 and bias[side]["bias_target"] == "reward"
     resume = ["--resume", str(run), "--total-steps", "300", "--progress", "off"]
     assert train.main(resume) == 0
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 300
     out = tmp_path / "gen.json"
-    assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
+    assert evaluate.main([str(run), "--episodes", "2", "--bias", "--bias-states", "2",
+                          "--json", str(out)]) == 0  # fmt: skip
     report = json.loads(out.read_text())
     assert all(0 <= level < 3 for level in report["train_levels_seen"])
     assert all(level >= 3 for level in report["test_levels_seen"])
+    assert {side: report["bias"][side]["n_states"] for side in ("train", "test")} == {
+        "train": 2, "test": 2}  # fmt: skip

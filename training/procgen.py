@@ -1,13 +1,15 @@
-"""Procgen runs' level splits for the loops: the training envs and the generalization report
-(harness/generalization.py) on the run config's levels, used by every loop's evaluation and by
-evaluate.py."""
+"""Procgen runs' level splits for the loops: the training envs, the generalization report
+(harness/generalization.py) and the critic's bias (harness/bias.py) on the run config's
+levels, used by every loop's evaluation and by evaluate.py."""
 
 from __future__ import annotations
 
 from envs.procgen import ProcgenVecEnv, procgen_game
+from harness.bias import measure_restored_vector, states_from_policy
 from harness.generalization import generalization_report
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
+SIDES = {"train": False, "test": True}  # the two sides of the bias, as levels_bias names them
 
 
 def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv:
@@ -28,3 +30,23 @@ def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
         agent, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
         episodes, seed, game=procgen_game(cfg.env),
     )  # fmt: skip
+
+
+def procgen_bias(agent, cfg, k: int, seed: int, gamma: float) -> dict:
+    """The critic's bias on each side, {"train": ..., "test": ...}: K states drawn from the
+    greedy policy's episodes on EVAL_ENVS training levels, and on as many held-out levels
+    (harness.bias.states_from_policy: no replay buffer keeps Procgen's 37 KB states), each
+    restored in a vector env of K envs and rolled out there (measure_restored_vector)."""
+    out = {}
+    for side, held_out in SIDES.items():
+        players = procgen_envs(cfg, held_out, EVAL_ENVS, seed)
+        try:
+            states = states_from_policy(agent, players, k, seed)
+        finally:
+            players.close()
+        restorer = procgen_envs(cfg, held_out, len(states.obs), seed)
+        try:
+            out[side] = measure_restored_vector(agent, restorer, states, gamma)
+        finally:
+            restorer.close()
+    return out

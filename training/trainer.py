@@ -40,7 +40,7 @@ from envs.procgen import is_procgen_id
 from harness.bias import start_states, states_from_buffer
 from harness.evaluation import EVAL_ENVS, evaluate_vector
 from training.levels import LevelEvaluation, level_bias_meter
-from training.procgen import procgen_report
+from training.procgen import procgen_bias, procgen_report
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
 DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
@@ -391,11 +391,14 @@ class Trainer:
         start = time.perf_counter()
         step, k = self.counters[self.clock], self.run_cfg.bias_states
         seed = self.run_cfg.seed + EVAL_SEED_OFFSET + step
-        if self.store_sim_state:
-            states = states_from_buffer(self.buffer, k, seed)
-        else:  # e.g. Pendulum: no restorable state, so fresh episode starts
-            states = start_states(self.eval_env, k, seed)
-        result = self.bias_meter.measure(self.agent, states)
+        if is_procgen_id(self.run_cfg.env):  # the greedy policy's states, on both sides
+            result = procgen_bias(self.agent, self.run_cfg, k, seed, self.agent_cfg.gamma)
+        else:
+            if self.store_sim_state:
+                states = states_from_buffer(self.buffer, k, seed)
+            else:  # e.g. Pendulum: no restorable state, so fresh episode starts
+                states = start_states(self.eval_env, k, seed)
+            result = self.bias_meter.measure(self.agent, states)
         elapsed = time.perf_counter() - start
         self.counters["bias_time_s"] += elapsed
         entry = {self.clock: step, "seconds": round(elapsed, 3), **result}
@@ -580,13 +583,16 @@ class Trainer:
             self.next_bias += run_cfg.bias_every
             entry = self.measure_bias(writer)
             if bar.disable:
-                print(
-                    f"{self.label}step {c[clock]}: bias {entry['bias_mean']:+.2f} "
-                    f"(normalized {entry['bias_normalized_mean']:+.3f}), "
-                    f"Q {entry['q_mean']:.2f} vs {entry['bias_target']} MC return "
-                    f"{entry['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
-                    flush=True,
-                )
+                # A Procgen run measures each side of its level split (training/procgen.py).
+                sides = {k: v for k, v in entry.items() if isinstance(v, dict)}
+                for side, r in sides.items() if "bias_mean" not in entry else [("", entry)]:
+                    print(
+                        f"{self.label}step {c[clock]}: bias{' ' + side if side else ''} "
+                        f"{r['bias_mean']:+.2f} (normalized {r['bias_normalized_mean']:+.3f}), "
+                        f"Q {r['q_mean']:.2f} vs {r['bias_target']} MC return "
+                        f"{r['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
+                        flush=True,
+                    )
         due = self.checkpoint_due() if save is None else save
         if due and c[clock] < run_cfg.total_steps:  # the last step's save is the final one
             self.next_ckpt = self.after(run_cfg.checkpoint_every)
