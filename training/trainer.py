@@ -584,10 +584,11 @@ class Trainer:
             entry = self.measure_bias(writer)
             if bar.disable:
                 # A Procgen run measures each side of its level split (training/procgen.py).
-                sides = {k: v for k, v in entry.items() if isinstance(v, dict)}
-                for side, r in sides.items() if "bias_mean" not in entry else [("", entry)]:
+                parts = [("", entry)] if "bias_mean" in entry else [
+                    (f" {side}", entry[side]) for side in ("train", "test")]  # fmt: skip
+                for side, r in parts:
                     print(
-                        f"{self.label}step {c[clock]}: bias{' ' + side if side else ''} "
+                        f"{self.label}step {c[clock]}: bias{side} "
                         f"{r['bias_mean']:+.2f} (normalized {r['bias_normalized_mean']:+.3f}), "
                         f"Q {r['q_mean']:.2f} vs {r['bias_target']} MC return "
                         f"{r['mc_return_mean']:.2f}, {entry['seconds']:.1f}s",
