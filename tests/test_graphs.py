@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import train
-from agents import graphs, revalued, sac, td3, td3_bc, tqc
+from agents import graphs, revalued, sac, spot, td3, td3_bc, tqc
 from agents.buffer import Batch
 from tests.batches import make_batch
 
@@ -27,6 +27,7 @@ AGENTS = {
     "td3": (td3, dict(actor_hidden=[16], critic_hidden=[16])),
     "td3-simba": (td3, dict(arch="simba", actor_hidden=[16], critic_hidden=[16])),
     "td3_bc": (td3_bc, dict(actor_hidden=[16], critic_hidden=[16])),
+    "spot": (spot, dict(actor_hidden=[16], critic_hidden=[16], vae_steps=5, batch_size=8)),
     "sac-simba": (sac, dict(actor_hidden=[16], critic_hidden=[16])),
     "tqc": (tqc, dict(actor_hidden=[16], critic_hidden=[16], n_critics=2, n_quantiles=5,
                       drop_per_net=1)),
@@ -43,8 +44,10 @@ def build(name: str, seed: int = 0):
     else:
         act_space = gym.spaces.Box(-1, 1, (ACT,))
     agent = module.Agent(module.Config(**overrides), obs_space, act_space)
-    if hasattr(agent, "fit_dataset"):
-        agent.fit_dataset(np.random.default_rng(0).normal(size=(64, OBS)), np.zeros((64, ACT)))
+    if hasattr(agent, "fit_dataset"):  # offline: statistics of (and SPOT's VAE on) a dataset
+        rng = np.random.default_rng(0)
+        agent.fit_dataset(rng.normal(size=(64, OBS)).astype(np.float32),
+                          rng.uniform(-1, 1, (64, ACT)).astype(np.float32))  # fmt: skip
     if hasattr(agent, "observe"):  # SimBa: running statistics to normalize with
         agent.observe(np.random.default_rng(1).normal(size=(8, OBS)))
     return agent
