@@ -542,7 +542,24 @@ def analyse_group(
         except (UserError, TypeError, ValueError):
             pass  # a non-numeric key, or fewer than two sigmas with a best value
     report["bias"] = bias_by_sigma(sweep.bias, runs, keys)
+    report["first_evaluation"] = first_evaluation_check(runs, sweep, threshold)
     return report
+
+
+def first_evaluation_check(runs: list[dict], sweep: Sweep, threshold: float) -> dict | None:
+    """Each run's first evaluation (before any update when it comes before learning starts) and
+    the runs already at or above J there: a J within reach of an untrained policy makes their
+    steps to J measure nothing learned."""
+    firsts = {}
+    for r in runs:
+        steps, returns = sweep.curves.get(r["run_dir"], ((), ()))
+        if len(steps):
+            firsts[r["run_dir"]] = float(np.asarray(returns)[np.argmin(steps)])
+    if not firsts:
+        return None
+    best = max(firsts, key=firsts.get)
+    above = sorted(k for k, v in firsts.items() if v >= threshold)
+    return {"best_return": firsts[best], "best_run": best, "at_or_above_threshold": above}
 
 
 def _fmt(value, spec: str = ".4g") -> str:
@@ -591,6 +608,15 @@ def markdown(report: dict, window: int) -> str:
         )
     else:
         lines.append(f"Extrapolation: n/a ({report['extrapolation_error']}).")
+    first = report.get("first_evaluation")
+    if first:
+        above = first["at_or_above_threshold"]
+        lines.append(
+            f"First evaluations: the best is {first['best_return']:.4g} ({first['best_run']}); "
+            + (f"{len(above)} of {report['runs']} runs were at or above J there ("
+               f"{', '.join(above)}): their steps to J measure nothing learned; a J above "
+               f"{first['best_return']:.4g} would." if above else "every run started below J.")
+        )  # fmt: skip
     for key, law in report["power_laws"].items():
         lines.append(f"Best {key} per utd ~ {law['coef']:.4g} * utd^{law['exponent']:+.3f}.")
     if report["bias"]:

@@ -224,6 +224,7 @@ def test_cli_prints_and_writes_the_expected_numbers(tmp_path, capsys):
     assert code == 0
     assert "| 1 | - | 0,1 | 50000, 55000 | 52500 |" in printed
     assert "left out: 2 of 2 seeds never reached J" in printed
+    assert "every run started below J." in printed
     report = json.loads(out.with_name("utd.json").read_text())
     (group,) = report["groups"]
     rows = {row["sigma"]: row for row in group["sigmas"]}
@@ -314,3 +315,17 @@ def test_the_data_efficiency_figure_shows_the_data_not_the_band_beyond_it():
     ax = plot_data_efficiency(per_sigma, boot).axes[0]
     low, high = ax.get_ylim()
     assert low == 0 and 13000 < high <= 1.5 * 13000 + 1e-6
+
+
+def test_first_evaluations_flag_runs_already_at_j_before_learning():
+    """A J within reach of an untrained policy: the runs at or above it at their first
+    evaluation (the earliest step, whatever the CSV's order) are named, and the best start."""
+    curves = {"a": (np.array([1000, 500]), np.array([-30.0, -9.0])),
+              "b": (np.array([500, 1000]), np.array([-20.0, -8.0])),
+              "c": (np.array([]), np.array([]))}  # fmt: skip
+    sweep = utd.Sweep(runs=[], curves=curves, bias=[])
+    runs = [{"run_dir": name} for name in curves]
+    check = utd.first_evaluation_check(runs, sweep, threshold=-10.0)
+    assert check == {"best_return": -9.0, "best_run": "a", "at_or_above_threshold": ["a"]}
+    assert utd.first_evaluation_check(runs, sweep, -5.0)["at_or_above_threshold"] == []
+    assert utd.first_evaluation_check(runs[2:], sweep, -5.0) is None
