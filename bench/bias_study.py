@@ -39,6 +39,7 @@ from jobs import (
     mean_std,
     preset_name,
     publish,
+    recorder,
     run_all,
     seeds_of,
     study_parser,
@@ -148,8 +149,15 @@ def main() -> int:
     out = REPO / args.out
     jobs = chosen(args, PRESETS)
     if not args.table_only:
-        run_all([(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
-                 for p, s in jobs], args.jobs)  # fmt: skip
+        keys = {run_dir(out, p, s): (p, s) for p, s in jobs}
+
+        def row_of(folder: Path) -> dict | None:
+            summary = finished_summary(folder)
+            return None if summary is None else row(summary, *keys[folder])
+
+        run_all([(folder, ["--config", p, "--seed", str(s), *args.train_args.split()])
+                 for folder, (p, s) in keys.items()], args.jobs,
+                recorder(RECORD, REPO / args.csv, row_of))  # fmt: skip
     done = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in jobs]
     finished = [row(summary, p, s) for summary, p, s in done if summary is not None]
     if publish(RECORD, REPO / args.csv, finished, table, REPO / args.table):

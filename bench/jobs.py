@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,15 +55,34 @@ def train_or_resume(folder: Path, argv: list[str]) -> int:
         )  # fmt: skip
 
 
+def say_ended(folder: Path, code: int) -> None:
+    print(f"{folder.name}: {'done' if code == 0 else f'exit {code}'}", flush=True)
+
+
 def run_all(jobs: Iterable[tuple[Path, list[str]]], processes: int,
-            report: Callable[[Path, int], None] | None = None) -> None:  # fmt: skip
-    """train_or_resume every (folder, argv), `processes` at a time, reporting each ending."""
-    report = report or (lambda folder, code: print(
-        f"{folder.name}: {'done' if code == 0 else f'exit {code}'}", flush=True))  # fmt: skip
+            report: Callable[[Path, int], None] = say_ended) -> None:  # fmt: skip
+    """train_or_resume every (folder, argv), `processes` at a time; `report(folder, exit
+    code)` as each run ends, in the order they end, on this thread."""
     with ThreadPoolExecutor(processes) as pool:
-        futures = [(folder, pool.submit(train_or_resume, folder, argv)) for folder, argv in jobs]
-        for folder, future in futures:
-            report(folder, future.result())
+        futures = {pool.submit(train_or_resume, folder, argv): folder for folder, argv in jobs}
+        for future in as_completed(futures):
+            report(futures[future], future.result())
+
+
+def recorder(record: RunRecord, csv_path: Path,
+             row_of: Callable[[Path], dict | None]) -> Callable[[Path, int], None]:  # fmt: skip
+    """A run_all report that merges each run's row into the record at `csv_path` as soon as
+    the run ends well (`row_of(folder)`: its row, or None to leave it out), so a study cut
+    short (a session that ends, a machine that goes) keeps every run it finished; the study
+    draws its table from the record at its end, or with --table-only."""
+
+    def report(folder: Path, code: int) -> None:
+        say_ended(folder, code)
+        row = row_of(folder) if code == 0 else None
+        if row is not None:
+            record.write(csv_path, record.merge(record.read(csv_path), [row]))
+
+    return report
 
 
 def study_parser(doc: str, presets: list[str], name: str, table: str,

@@ -43,6 +43,7 @@ from jobs import (
     mean_std,
     preset_name,
     publish,
+    recorder,
     run_all,
     seeds_of,
     study_parser,
@@ -192,19 +193,20 @@ def main() -> int:
     args = parser.parse_args()
     out = REPO / args.out
     grid = chosen(args, PRESETS)
-    finished = []
     if not args.table_only:
         if any("td3_bc" in p for p, _ in grid):
             make_dataset()
-        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), *args.train_args.split()])
-                for p, s in grid]  # fmt: skip
-        run_all(jobs, args.jobs)
-        for p, s in grid:
-            summary = finished_summary(run_dir(out, p, s))
-            report = final_report(run_dir(out, p, s)) if summary else None
-            if report is not None:
-                finished.append(row(summary, report, p, s))
-    code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+        jobs = {run_dir(out, p, s): (p, s) for p, s in grid}
+
+        def row_of(folder: Path) -> dict | None:
+            summary = finished_summary(folder)
+            report = final_report(folder) if summary else None
+            return None if report is None else row(summary, report, *jobs[folder])
+
+        run_all([(folder, ["--config", p, "--seed", str(s), *args.train_args.split()])
+                 for folder, (p, s) in jobs.items()], args.jobs,
+                recorder(RECORD, REPO / args.csv, row_of))  # fmt: skip
+    code = publish(RECORD, REPO / args.csv, [], table, REPO / args.table)
     if code == 0:
         rows = RECORD.read(REPO / args.csv)
         plot(rows, REPO / args.figure)

@@ -32,7 +32,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, Aggregates, RunRecord, finished_summary, mean_std, run_all  # noqa: E402
+from jobs import (  # noqa: E402
+    REPO,
+    Aggregates,
+    RunRecord,
+    finished_summary,
+    mean_std,
+    recorder,
+    run_all,
+)
 
 sys.path.insert(0, str(REPO))
 from core.errors import UserError  # noqa: E402
@@ -142,7 +150,13 @@ def main() -> int:
         jobs = [(out / run_name(*job), train_argv(*job, extra)) for job in grid]
         for folder, argv in jobs:
             print(f"{folder.name}: train.py {' '.join(argv)}", flush=True)
-        run_all(jobs, args.jobs)
+        keys = {out / run_name(*job): job for job in grid}
+
+        def row_of(folder: Path) -> dict | None:
+            summary = finished_summary(folder)
+            return None if summary is None else row(summary, *keys[folder])
+
+        run_all(jobs, args.jobs, recorder(RECORD, REPO / args.csv, row_of))
     summaries = [(finished_summary(out / run_name(*job)), job) for job in grid]
     finished = [row(summary, *job) for summary, job in summaries if summary is not None]
     csv_path = REPO / args.csv

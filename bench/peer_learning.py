@@ -37,7 +37,7 @@ import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from jobs import (  # noqa: E402
     finished_summary,
     mean_std,
     publish,
+    say_ended,
     seeds_of,
     train_or_resume,
 )
@@ -272,26 +273,33 @@ def main() -> int:
     out = REPO / args.out
     names = {"ours": args.side_name, "sb3": "sb3"}
     grid = [(side, algo, seed) for seed in args.seeds for algo in args.algos for side in args.sides]
+    csv_path, table_path = REPO / args.csv, REPO / args.table
+
+    def finished_row(side: str, algo: str, seed: int) -> dict | None:
+        folder = run_dir(out, names[side], algo, seed)
+        summary = sb3_summary(folder) if side == "sb3" else finished_summary(folder)
+        return None if summary is None else row(summary, names[side], algo, seed)
+
     if not args.table_only:
         extra = shlex.split(args.ours_args)
 
-        def job(side: str, algo: str, seed: int) -> tuple[str, int]:
+        def job(side: str, algo: str, seed: int) -> int:
             folder = run_dir(out, names[side], algo, seed)
             if side == "sb3":
-                return folder.name, sb3_job(algo, seed, folder, args)
+                return sb3_job(algo, seed, folder, args)
             argv = our_args(algo, seed, args.steps, args.eval_every, args.eval_episodes, extra)
-            return folder.name, train_or_resume(folder, argv)
+            return train_or_resume(folder, argv)
 
         with ThreadPoolExecutor(args.jobs) as pool:
-            for name, code in pool.map(lambda g: job(*g), grid):
-                print(f"{name}: {'done' if code == 0 else f'exit {code}'}", flush=True)
-    finished = []
-    for side, algo, seed in grid:
-        folder = run_dir(out, names[side], algo, seed)
-        summary = sb3_summary(folder) if side == "sb3" else finished_summary(folder)
-        if summary is not None:
-            finished.append(row(summary, names[side], algo, seed))
-    csv_path, table_path = REPO / args.csv, REPO / args.table
+            futures = {pool.submit(job, *g): g for g in grid}
+            for future in as_completed(futures):  # each run's row into the record as it ends
+                code, (side, algo, seed) = future.result(), futures[future]
+                say_ended(run_dir(out, names[side], algo, seed), code)
+                new = finished_row(side, algo, seed) if code == 0 else None
+                if new is not None:
+                    rec = record(csv_steps(csv_path) + eval_steps([new]))
+                    rec.write(csv_path, rec.merge(rec.read(csv_path), [new]))
+    finished = [r for r in (finished_row(*g) for g in grid) if r is not None]
     rec = record(csv_steps(csv_path) + eval_steps(finished))
     command = "python bench/peer_learning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     code = publish(rec, csv_path, finished, lambda rows: table(rows, command), table_path)

@@ -72,6 +72,7 @@ from jobs import (  # noqa: E402
     finished_summary,
     mean_std,
     publish,
+    recorder,
     run_all,
     seeds_of,
 )
@@ -311,8 +312,15 @@ def main() -> int:
     out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
     if not args.table_only:
-        run_all([(run_dir(out, args.game, n, s, args.agent), train_argv(args.game, n, s, args))
-                 for n, s in grid], args.jobs)  # fmt: skip
+        keys = {run_dir(out, args.game, n, s, args.agent): (n, s) for n, s in grid}
+
+        def row_of(folder: Path) -> dict | None:
+            summary = finished_summary(folder)
+            n, s = keys[folder]
+            return row(summary, args.game, n, s, args.agent) if summary else None
+
+        run_all([(folder, train_argv(args.game, n, s, args)) for folder, (n, s) in keys.items()],
+                args.jobs, recorder(RECORD, REPO / args.csv, row_of))  # fmt: skip
     summaries = [(finished_summary(run_dir(out, args.game, n, s, args.agent)), n, s)
                  for n, s in grid]  # fmt: skip
     finished = [row(summary, args.game, n, s, args.agent) for summary, n, s in summaries

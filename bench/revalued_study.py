@@ -40,6 +40,7 @@ from jobs import (
     mean_std,
     preset_name,
     publish,
+    recorder,
     run_all,
     seeds_of,
     study_parser,
@@ -143,10 +144,16 @@ def main() -> int:
     out = REPO / args.out
     grid = chosen(args, PRESETS, names)
     if not args.table_only:
-        jobs = [(run_dir(out, p, s), ["--config", p, "--seed", str(s), "--bias-every", "50000",
-                                        *args.train_args.split()])
-                for p, s in grid]  # fmt: skip
-        run_all(jobs, args.jobs)
+        keys = {run_dir(out, p, s): (p, s) for p, s in grid}
+
+        def row_of(folder: Path) -> dict | None:
+            summary = finished_summary(folder)
+            return None if summary is None else row(summary, *keys[folder])
+
+        jobs = [(folder, ["--config", p, "--seed", str(s), "--bias-every", "50000",
+                          *args.train_args.split()])
+                for folder, (p, s) in keys.items()]  # fmt: skip
+        run_all(jobs, args.jobs, recorder(RECORD, REPO / args.csv, row_of))
     summaries = [(finished_summary(run_dir(out, p, s)), p, s) for p, s in grid]
     finished = [row(summary, p, s) for summary, p, s in summaries if summary is not None]
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -35,3 +36,37 @@ def test_each_folder_state_gets_its_command(tmp_path, monkeypatch):
     # finished: nothing runs
     (folder / "checkpoints" / "final.pt").write_bytes(b"")
     assert command_for(folder, monkeypatch) is None
+
+
+def test_each_run_enters_the_record_as_it_ends(tmp_path, monkeypatch):
+    """run_all reports runs in the order they end, and recorder merges each good run's row into
+    the CSV at once: a study cut short keeps what finished. Run a ends only after b's row is in
+    the record (reporting in submission order would wait for a forever); c fails and d has no
+    row, so neither is recorded; the row already in the CSV stays."""
+    a, b, c, d = (tmp_path / n for n in "abcd")
+    b_recorded = threading.Event()
+
+    def fake_run(folder: Path, argv: list[str]) -> int:
+        if folder == a:
+            assert b_recorded.wait(10)
+        return 1 if folder == c else 0
+
+    monkeypatch.setattr(jobs, "train_or_resume", fake_run)
+    record = jobs.RunRecord(["name", "x"], ("name",), ints=(), what="a test")
+    csv_path = tmp_path / "record.csv"
+    record.write(csv_path, [{"name": "old", "x": 7.0}])
+    rows = {a: {"name": "a", "x": 1.0}, b: {"name": "b", "x": 2.0}, c: {"name": "c", "x": 3.0}}
+    inner = jobs.recorder(record, csv_path, rows.get)
+    seen = []
+
+    def report(folder: Path, code: int) -> None:
+        inner(folder, code)
+        seen.append((folder.name, [r["name"] for r in record.read(csv_path)]))
+        if folder == b:
+            b_recorded.set()
+
+    jobs.run_all([(f, []) for f in (a, b, c, d)], 2, report)
+    assert seen[0] == ("b", ["old", "b"])
+    assert sorted(name for name, _ in seen) == ["a", "b", "c", "d"]
+    assert record.read(csv_path) == [{"name": "old", "x": 7.0}, {"name": "b", "x": 2.0},
+                                     {"name": "a", "x": 1.0}]  # fmt: skip
