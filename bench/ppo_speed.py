@@ -11,7 +11,8 @@ steps) inside the trainer's autocast. frames/s = frames collected (num_envs x nu
 round's wall time; "update" is the time inside `agent.update`, "acting" the rest of the round
 (policy_step, env steps, reward scaling, GAE, the batch's tensors). The variants, each an
 OnPolicyTrainer on the same game, levels, seed and batch shape:
-- ours:  PPO as `train.py --agent ppo --precision bf16` runs it: ImpalaCNN(channels_last=True),
+- ours:  PPO as `train.py --agent ppo --precision bf16` runs it (fp32 where the CPU has no
+         native bfloat16 kernels, --ours-precision): ImpalaCNN(channels_last=True),
          the update under bf16 autocast (acting stays fp32, as in the loop);
 - plain: the same network, loss and optimizer run plainly: `--set channels_last=false` and
          `--precision fp32`, i.e. fp32 eager convolutions in the default channels-first layout.
@@ -35,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents import ppo  # noqa: E402
+from agents.nets import native_bf16  # noqa: E402
 from core import config as cfglib  # noqa: E402
 from training.on_policy import OnPolicyTrainer  # noqa: E402
 
@@ -137,15 +139,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", default="", help="also write the rounds and summary here")
+    parser.add_argument("--ours-precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="ours' update: auto is bf16 where the device has native bfloat16 "
+                        "kernels, else fp32 (agents.nets.native_bf16)")  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.ours_precision == "auto":
+        args.ours_precision = "bf16" if native_bf16(device) else "fp32"
+    variants = {**VARIANTS, "ours": (VARIANTS["ours"][0], args.ours_precision)}
+    print(f"ours: channels-last, {args.ours_precision} update", flush=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     names = list(VARIANTS)
     load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {name: make_trainer(args, *flags, Path(tmp) / name, sync)
-                    for name, flags in VARIANTS.items()}  # fmt: skip
+                    for name, flags in variants.items()}  # fmt: skip
         batch = args.num_envs * args.num_steps
         print(f"procgen:{args.game} easy, {args.levels} levels; {args.num_envs} envs x "
               f"{args.num_steps} steps = {batch} frames per round, {args.epochs} epochs x "

@@ -51,6 +51,8 @@ def test_train_argv_is_the_study_s_ppo_run():
                     "--num-envs", "16", "--eval-every", "500", "--eval-episodes", "50",
                     "--precision", "bf16", "--set", "num_steps=64"]  # fmt: skip
     assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
+    args.precision = "fp32"  # the study's --precision, resolved (auto: bf16 only if native)
+    assert study.train_argv("coinrun", 10, 1, args)[-4:-2] == ["--precision", "fp32"]
 
 
 def test_train_argv_of_the_value_based_agent_is_its_preset_with_the_study_s_split():

@@ -685,3 +685,18 @@ def test_finished_run_resumed_further_is_unfinished_until_it_ends(base_run, tmp_
     monkeypatch.undo()
     assert train.main(["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"]) == 0
     assert final.is_file() and read_summary(run_dir)["env_steps"] == 500
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_without_native_kernels_warns_once(tmp_path, capsys, monkeypatch, native):
+    """--precision bf16 where the device has no native bfloat16 kernels (an AVX2-only CPU:
+    the IMPALA step ran 8x slower than fp32) says so in one line at the start, and trains."""
+    import training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
+    assert train.main(tiny_args(tmp_path / "run", "--precision", "bf16")) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("warning: --precision bf16")]  # fmt: skip
+    assert len(warnings) == (0 if native else 1)
+    if not native:
+        assert "without AVX-512 BF16 or AMX" in warnings[0]

@@ -22,7 +22,7 @@ import torch
 
 from agents import get_agent_module
 from agents.graphs import capture_update, is_captured, optimizers, set_capturable
-from agents.nets import resolve_device, seed_everything
+from agents.nets import native_bf16, resolve_device, seed_everything
 from core import config as cfglib
 from core import stop
 from core.domains import first_nonfinite
@@ -107,6 +107,11 @@ class Trainer:
                 print(capture_update(self.agent, self.device), flush=True)
             except ValueError as exc:
                 raise UserError(f"--cuda-graph: {exc}") from None
+        if run_cfg.precision == "bf16" and not native_bf16(self.device):
+            lacks = "AVX-512 BF16 or AMX" if self.device.type == "cpu" else "bf16 support"
+            print(f"warning: --precision bf16 on a {self.device.type.upper()} without {lacks}: "
+                  "its bfloat16 kernels run several times slower than fp32 here",
+                  flush=True)  # fmt: skip
         # A captured update must not keep autocast's cast weights between calls (PyTorch's
         # CUDA-graph notes): the cache is off when the update is captured.
         self.autocast = torch.autocast(
