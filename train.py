@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AGENTS, get_agent_module
-from agents.nets import resolve_device
+from agents.nets import native_bf16, resolve_device
 from core import config as cfglib
 from core.domains import check_domains
 from core.errors import UserError
@@ -160,6 +160,9 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
+    if run_cfg.precision == "auto":  # resolved here, so config.yaml (and any resume) keeps it
+        native = native_bf16(resolve_device(run_cfg.device))
+        run_cfg.precision = "bf16" if native else "fp32"
     check_domains(agent_cfg, what)
     if getattr(module, "OFFLINE", False) and not run_cfg.dataset:
         raise UserError(f"{run_cfg.agent} learns from a dataset: give --dataset NAME_OR_PATH")
@@ -213,8 +216,8 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.seed_engine not in ENGINES:
         raise UserError(f"seed_engine must be one of {', '.join(ENGINES)}, got "
                         f"'{run_cfg.seed_engine}'")  # fmt: skip
-    if run_cfg.precision not in ("fp32", "bf16"):
-        raise UserError(f"precision must be fp32 or bf16, got '{run_cfg.precision}'")
+    if run_cfg.precision not in ("fp32", "bf16", "auto"):
+        raise UserError(f"precision must be fp32, bf16 or auto, got '{run_cfg.precision}'")
     if run_cfg.bins < 0 or run_cfg.bins == 1:
         raise UserError(f"bins must be 0 (continuous) or >= 2, got {run_cfg.bins}")
     if run_cfg.sampler not in SAMPLERS:

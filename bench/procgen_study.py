@@ -15,8 +15,8 @@ policy reaches on training levels and on held-out levels, restored there and rol
 record keeps the last measurement's raw and REDQ-normalized bias of each side).
 
 For every training-level count in --levels (default 10 and 200) and seed in --seeds: train.py
---agent ppo --env procgen:GAME --distribution-mode easy --train-levels N --precision P (bf16
-where the device has native bfloat16 kernels, else fp32: --precision) for --frames env steps,
+--agent ppo --env procgen:GAME --distribution-mode easy --train-levels N --precision auto (bf16
+where the device has native bfloat16 kernels, else fp32) for --frames env steps,
 --num-envs envs (64 as the paper; fewer on a CPU, with the rollout size in --train-args, e.g.
 "--set num_steps=64"), evaluating every --eval-every frames: each evaluation is the
 generalization report (harness/generalization.py), --eval-episodes deterministic
@@ -66,7 +66,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
 from jobs import (  # noqa: E402
     REPO,
     Aggregates,
@@ -78,8 +77,6 @@ from jobs import (  # noqa: E402
     run_all,
     seeds_of,
 )
-
-from agents.nets import native_bf16  # noqa: E402
 
 GAME = "coinrun"  # module doc: why
 # The value-based agent's preset (REValueD with one action dimension: an ensemble double DQN);
@@ -123,12 +120,12 @@ def train_argv(game: str, levels: int, seed: int, args: argparse.Namespace) -> l
              "--total-steps", str(args.frames)]  # fmt: skip
     evals = ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
     extra = shlex.split(args.train_args)
+    precision = getattr(args, "precision", "auto")
     if agent == "ppo":
-        precision = getattr(args, "precision", "bf16")
         return ["--agent", "ppo", *split, "--num-envs", str(args.num_envs), *evals,
                 "--precision", precision, *extra]  # fmt: skip
     envs = [] if args.num_envs is None else ["--num-envs", str(args.num_envs)]
-    return ["--config", PRESETS[agent], *split, *envs, *evals,
+    return ["--config", PRESETS[agent], *split, *envs, *evals, "--precision", precision,
             "--bias-every", str(args.bias_every), "--bias-states", str(args.bias_states),
             *extra]  # fmt: skip
 
@@ -298,8 +295,8 @@ def main() -> int:
     parser.add_argument("--eval-episodes", type=int, default=50,
                         help="per evaluation, on training and on held-out levels each")  # fmt: skip
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="ppo's update: auto is bf16 where the device has native bfloat16 "
-                        "kernels (agents.nets.native_bf16), else fp32")  # fmt: skip
+                        help="train.py --precision: auto is bf16 where the device has "
+                        "native bfloat16 kernels, else fp32 (config.yaml keeps which)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     parser.add_argument("--out", default="bench/out/procgen", help="folder of the run folders")
     parser.add_argument("--table", default="docs/procgen-study.md")
@@ -315,11 +312,7 @@ def main() -> int:
     args.eval_every = every if args.eval_every is None else args.eval_every
     if args.agent == "ppo" and args.num_envs is None:
         args.num_envs = 64
-    if args.precision == "auto":
-        device = torch.device("cuda" if "cuda" in args.train_args else "cpu")
-        args.precision = "bf16" if native_bf16(device) else "fp32"
-        if args.agent == "ppo" and not args.table_only:
-            print(f"--precision auto: {args.precision} on this {device.type}", flush=True)
+
     if any(n < 1 for n in args.levels):
         parser.error("--levels: counts must be >= 1 (train.py reads 0 as the protocol's 200)")
     out = REPO / args.out

@@ -111,8 +111,11 @@ class RunConfig:
     own update, the seeds spread over --threads worker threads; CPU, any online off-policy
     agent), or auto: stacked where the agent supports it, else threads."""
     precision: str = "fp32"
-    """fp32, or bf16: updates run their matmuls in bfloat16 autocast (weights, optimizer state
-    and Q-value outputs stay fp32). Not the papers'; measured no faster on a 2-core CPU."""
+    """fp32, bf16 (updates run their matmuls in bfloat16 autocast; weights, optimizer state and
+    Q-value outputs stay fp32; not the papers'), or auto: bf16 where the device has native
+    bfloat16 kernels (CUDA with bf16; a CPU with AVX-512 BF16 or AMX), else fp32, resolved when
+    the run starts and kept in its config.yaml. On a CPU without them bf16 is several times
+    slower than fp32."""
     cuda_graph: bool = False
     """Capture the update as CUDA graphs, replayed with one launch per update (TD3, TD3+BC,
     SPOT, SAC, TQC, REValueD; agents/graphs.py). Same mathematics, another random stream. On a

@@ -49,7 +49,7 @@ def test_train_argv_is_the_study_s_ppo_run():
     assert argv == ["--agent", "ppo", "--env", "procgen:coinrun", "--distribution-mode", "easy",
                     "--train-levels", "10", "--seed", "1", "--total-steps", "1000",
                     "--num-envs", "16", "--eval-every", "500", "--eval-episodes", "50",
-                    "--precision", "bf16", "--set", "num_steps=64"]  # fmt: skip
+                    "--precision", "auto", "--set", "num_steps=64"]  # fmt: skip
     assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
     args.precision = "fp32"  # the study's --precision, resolved (auto: bf16 only if native)
     assert study.train_argv("coinrun", 10, 1, args)[-4:-2] == ["--precision", "fp32"]
@@ -63,8 +63,8 @@ def test_train_argv_of_the_value_based_agent_is_its_preset_with_the_study_s_spli
     assert argv == ["--config", "configs/revalued/procgen-coinrun-cpu.yaml",
                     "--env", "procgen:coinrun", "--distribution-mode", "easy",
                     "--train-levels", "200", "--seed", "0", "--total-steps", "1000",
-                    "--eval-every", "500", "--eval-episodes", "20", "--bias-every", "400",
-                    "--bias-states", "30", "--set", "lr=1e-4"]  # fmt: skip
+                    "--eval-every", "500", "--eval-episodes", "20", "--precision", "auto",
+                    "--bias-every", "400", "--bias-states", "30", "--set", "lr=1e-4"]  # fmt: skip
     assert (REPO / argv[1]).is_file()
     assert study.run_dir(Path("o"), "coinrun", 200, 0, "revalued") == Path(
         "o/revalued-coinrun-l200-s0"

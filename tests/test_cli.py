@@ -700,3 +700,18 @@ def test_bf16_without_native_kernels_warns_once(tmp_path, capsys, monkeypatch, n
     assert len(warnings) == (0 if native else 1)
     if not native:
         assert "without AVX-512 BF16 or AMX" in warnings[0]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_resolved_once_and_kept(tmp_path, capsys, monkeypatch, native):
+    """--precision auto becomes bf16 where the kernels are native, else fp32, without the
+    warning, and the run's config.yaml keeps the resolved value for resume and readers."""
+    import training.trainer as trainer_module
+
+    monkeypatch.setattr(train, "native_bf16", lambda device: native)
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
+    run_dir = tmp_path / "run"
+    assert train.main(tiny_args(run_dir, "--precision", "auto")) == 0
+    assert "warning: --precision" not in capsys.readouterr().out
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["precision"] == ("bf16" if native else "fp32")

@@ -22,6 +22,9 @@ sys.modules[spec.name] = check  # its dataclass looks its module up
 spec.loader.exec_module(check)
 
 
+ACTION_ULPS = 8 * torch.finfo(torch.float32).eps  # actions lie in [-1, 1]
+
+
 @pytest.fixture(scope="module")
 def data():
     return check.transitions()
@@ -40,8 +43,12 @@ def test_one_update_matches_sb3_with_its_log_prob_form(algo, data):
     result = update_diffs(algo, data)
     d = {k.split(" (")[0]: v for k, v in result["diffs"].items()}
     # The same noise gives the same actions; SB3's log pi differs from ours only in rounding.
-    assert d["a ~ pi(s)"] == 0 and d["a' ~ pi(s')"] == 0
-    assert d["log pi(a|s)"] < 1e-5 and d["log pi(a'|s')"] < 1e-5
+    # Actions: bit for bit on an AVX-512 CPU, a few float32 ulps apart on an AVX2 one (the two
+    # actors' matmuls take different MKL kernels there).
+    assert d["a ~ pi(s)"] < ACTION_ULPS and d["a' ~ pi(s')"] < ACTION_ULPS
+    # log pi carries the actions' ulps through log(1 - tanh(u)^2), steep near |a| = 1: 3.6e-5
+    # on the AVX2 CPU (under 1e-5 on the AVX-512 one); the other form of log pi differs by 1e-2.
+    assert d["log pi(a|s)"] < 1e-4 and d["log pi(a'|s')"] < 1e-4
     q = "atoms" if algo == "tqc" else "Q"
     assert d[f"target critics' {q} at"] < 1e-5 and d[f"critics' {q} at"] < 1e-5
     assert d["target"] < 1e-5
@@ -74,7 +81,7 @@ def test_sac_critic_weights_match_once_sb3s_loss_is_doubled(data):
 
 def test_as_is_only_log_pi_differs_and_ours_is_the_exact_density(data):
     d = update_diffs("tqc", data, extra=None)["diffs"]
-    assert d["a ~ pi(s)"] == 0 and d["critics' atoms at (s, a)"] == 0
+    assert d["a ~ pi(s)"] < ACTION_ULPS and d["critics' atoms at (s, a)"] < 1e-5
     assert d["log pi(a'|s')"] > 1e-4  # SB3's + 1e-6 inside the log
     for row in check.log_prob_table():
         assert abs(row["ours"]) < 1e-3, row
