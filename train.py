@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import AGENTS, get_agent_module
-from agents.nets import native_bf16, resolve_device
+from agents.nets import resolve_device, resolve_precision
 from core import config as cfglib
 from core.domains import check_domains
 from core.errors import UserError
@@ -160,9 +160,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
-    if run_cfg.precision == "auto":  # resolved here, so config.yaml (and any resume) keeps it
-        native = native_bf16(resolve_device(run_cfg.device))
-        run_cfg.precision = "bf16" if native else "fp32"
+    # auto is resolved here, so config.yaml (and any resume) keeps what the run used
+    run_cfg.precision = resolve_precision(run_cfg.precision, resolve_device(run_cfg.device))
     check_domains(agent_cfg, what)
     if getattr(module, "OFFLINE", False) and not run_cfg.dataset:
         raise UserError(f"{run_cfg.agent} learns from a dataset: give --dataset NAME_OR_PATH")

@@ -228,6 +228,14 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """--precision auto -> bf16 where `device` has native bfloat16 kernels, else fp32; any
+    other value as it is."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 # ---- SimBa (Lee et al. 2024, "SimBa: Simplicity Bias for Scaling Up Parameters in Deep RL") --
 # Encoder: Linear(in, h) -> blocks x [x + Linear(4h, h)(ReLU(Linear(h, 4h)(LayerNorm(x))))]
 # -> LayerNorm -> head. Initialisation as the authors' code: orthogonal (gain 1) for the

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents import ppo  # noqa: E402
-from agents.nets import native_bf16  # noqa: E402
+from agents.nets import resolve_precision  # noqa: E402
 from core import config as cfglib  # noqa: E402
 from training.on_policy import OnPolicyTrainer  # noqa: E402
 
@@ -144,8 +144,7 @@ def main() -> int:
                         "kernels, else fp32 (agents.nets.native_bf16)")  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
-    if args.ours_precision == "auto":
-        args.ours_precision = "bf16" if native_bf16(device) else "fp32"
+    args.ours_precision = resolve_precision(args.ours_precision, device)
     variants = {**VARIANTS, "ours": (VARIANTS["ours"][0], args.ours_precision)}
     print(f"ours: channels-last, {args.ours_precision} update", flush=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

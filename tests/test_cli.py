@@ -706,9 +706,10 @@ def test_bf16_without_native_kernels_warns_once(tmp_path, capsys, monkeypatch, n
 def test_precision_auto_is_resolved_once_and_kept(tmp_path, capsys, monkeypatch, native):
     """--precision auto becomes bf16 where the kernels are native, else fp32, without the
     warning, and the run's config.yaml keeps the resolved value for resume and readers."""
+    import agents.nets
     import training.trainer as trainer_module
 
-    monkeypatch.setattr(train, "native_bf16", lambda device: native)
+    monkeypatch.setattr(agents.nets, "native_bf16", lambda device: native)
     monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
     run_dir = tmp_path / "run"
     assert train.main(tiny_args(run_dir, "--precision", "auto")) == 0
