@@ -57,7 +57,8 @@ RECORD = RunRecord(CSV_FIELDS, KEY, ints=("seed", "gradient_updates", "best_at")
 
 AGGREGATES = Aggregates(
     configuration=lambda r: f"{r['agent']} ({r['sampler']})",
-    task=lambda r: r["dataset"],
+    # the update budget is part of the task: runs cut short are not pooled with full ones
+    task=lambda r: f"{r['dataset']} ({r['gradient_updates'] // 1000}k updates)",
     measures={"last score": lambda r: None if r["last_score"] is None else r["last_score"] / 100},
     normalization="Normalization: the last evaluation's normalized score / 100, with the "
     "dataset's own references (its metadata's ref_min_score / ref_max_score, measured returns "
