@@ -175,8 +175,9 @@ def plot(rows: list[dict], path: Path) -> None:
             x = np.arange(len(presets)) + (k - 1) * width
             ax.bar(x, means, width, yerr=[low, high], capsize=3, label=SIDE_NAMES[side])
         ax.set_xticks(np.arange(len(presets)))
-        ax.set_xticklabels([f"{Path(p).parent.name}\n{Path(p).stem}" for p in presets],
-                           fontsize=8)  # fmt: skip
+        # every preset of the study is a Hopper one: the agent and the rest of the name fit
+        ax.set_xticklabels([f"{Path(p).parent.name}\n{Path(p).stem.removeprefix('hopper-')}"
+                            for p in presets], fontsize=8)  # fmt: skip
         ax.set_ylabel(label)
         ax.axhline(0, color="black", linewidth=0.6)
     axes[0].legend(fontsize=8)
