@@ -312,7 +312,6 @@ def main() -> int:
     args.eval_every = every if args.eval_every is None else args.eval_every
     if args.agent == "ppo" and args.num_envs is None:
         args.num_envs = 64
-
     if any(n < 1 for n in args.levels):
         parser.error("--levels: counts must be >= 1 (train.py reads 0 as the protocol's 200)")
     out = REPO / args.out

@@ -51,7 +51,7 @@ def test_train_argv_is_the_study_s_ppo_run():
                     "--num-envs", "16", "--eval-every", "500", "--eval-episodes", "50",
                     "--precision", "auto", "--set", "num_steps=64"]  # fmt: skip
     assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
-    args.precision = "fp32"  # the study's --precision, resolved (auto: bf16 only if native)
+    args.precision = "fp32"  # the study's --precision goes to train.py as given
     assert study.train_argv("coinrun", 10, 1, args)[-4:-2] == ["--precision", "fp32"]
 
 
