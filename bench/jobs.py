@@ -36,6 +36,21 @@ def finished_summary(folder: Path) -> dict | None:
     return json.loads((folder / "summary.json").read_text())
 
 
+# The flags train.py --resume accepts: a study's budget, device and threads reach a run it
+# resumes, so a study re-run with a smaller or larger --frames / --steps trains every run to it.
+RESUME_FLAGS = ("--total-steps", "--device", "--threads")
+
+
+def resume_flags(argv: list[str]) -> list[str]:
+    """The RESUME_FLAGS of `argv` with their values ("--flag V" or "--flag=V"), in order."""
+    kept = []
+    for i, arg in enumerate(argv):
+        name = arg.split("=", 1)[0]
+        if name in RESUME_FLAGS:
+            kept += [arg] if "=" in arg else argv[i : i + 2]
+    return kept
+
+
 def train_or_resume(folder: Path, argv: list[str]) -> int:
     """train.py `argv` into `folder` (its log beside it as <folder>.log); 0 at once when the
     run already finished, --resume when it was interrupted. Returns train.py's exit code."""
@@ -44,7 +59,7 @@ def train_or_resume(folder: Path, argv: list[str]) -> int:
     # A folder with a config was started: train.py --resume continues it from its latest
     # checkpoint, or trains it again from step 0 when it was killed before the first one.
     if (folder / "config.yaml").is_file():
-        argv = ["--resume", str(folder)]
+        argv = ["--resume", str(folder), *resume_flags(argv)]
     else:
         argv = [*argv, "--run-dir", str(folder)]
     folder.parent.mkdir(parents=True, exist_ok=True)

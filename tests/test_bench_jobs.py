@@ -38,6 +38,23 @@ def test_each_folder_state_gets_its_command(tmp_path, monkeypatch):
     assert command_for(folder, monkeypatch) is None
 
 
+def test_a_resumed_run_gets_the_studys_budget_device_and_threads(tmp_path, monkeypatch):
+    """A study re-run with another budget must train its interrupted runs to that budget: the
+    flags train.py --resume accepts travel with --resume; the run's other flags come from its
+    config.yaml and must not (train.py would refuse them)."""
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text("agent: ppo\n")
+    (folder / "checkpoints" / "latest.pt").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(jobs.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    argv = ["--agent", "ppo", "--total-steps", "700000", "--seed", "1", "--device=cpu",
+            "--set", "num_steps=64", "--threads", "1"]  # fmt: skip
+    jobs.train_or_resume(folder, argv)
+    assert calls[0][2:-2] == ["--resume", str(folder), "--total-steps", "700000",
+                              "--device=cpu", "--threads", "1"]  # fmt: skip
+
+
 def test_each_run_enters_the_record_as_it_ends(tmp_path, monkeypatch):
     """run_all reports runs in the order they end, and recorder merges each good run's row into
     the CSV at once: a study cut short keeps what finished. Run a ends only after b's row is in
