@@ -97,6 +97,10 @@ class Config:
     """Discount of that running return (VecNormalize's default 0.99; train-procgen keeps it)."""
     reward_clip: float = 10.0
     """Scaled rewards are clipped to [-reward_clip, reward_clip] (VecNormalize's cliprew)."""
+    eval_sampled: bool = True
+    """Evaluate (training's evaluations, evaluate.py) with sampled actions, as the Procgen
+    protocol measures PPO (train-procgen's test worker runs the sampling policy); false = the
+    argmax action, which can stand still in a level until its timeout."""
     compile: bool = False
     """torch.compile the minibatch loss (speed only; the same mathematics)."""
 

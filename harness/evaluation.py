@@ -1,4 +1,4 @@
-"""Deterministic policy evaluation: the functions used during training and on checkpoints.
+"""Policy evaluation: the functions used during training and on checkpoints.
 
 - `evaluate_vector(agent, vec_env, K, seed)`: K episodes played together in a vector env of n
   envs, one policy batch per step (what training and evaluate.py use). Env i is reset with
@@ -14,15 +14,25 @@
   env.reset(seed + k) (dataset generation and the peer comparisons use it).
 - `run_side`: the vector loop both the evaluation and the generalization report
   (harness/generalization.py) play their episodes with.
+
+Episodes use the deterministic action (argmax, or the mean action) unless told
+`deterministic=False`: then the vector functions sample the policy's actions under a torch RNG
+forked from the caller's and seeded with the evaluation seed, so a sampled evaluation is
+reproducible and leaves the training run's random stream as it found it (PPO on Procgen
+evaluates so: the protocol measures the sampling policy, and an argmax policy can stand still
+in a level until the timeout).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from core import stop
 
@@ -68,12 +78,38 @@ def quotas(episodes: int, num_envs: int) -> np.ndarray:
     return base + (np.arange(num_envs) < extra).astype(np.int64)
 
 
-def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None) -> dict[str, Any]:
-    """K episodes of the deterministic policy on `env`, reset with `seed` (module doc: env i
-    counts its first q_i episodes). Returns the returns, lengths and levels (None when the env
-    does not report them) in env order, and the vector steps taken."""
+def acts_deterministic(agent) -> bool:
+    """Whether `agent` is evaluated with its deterministic action: yes unless its config sets
+    `eval_sampled` (PPO does by default: the Procgen protocol measures the sampling policy)."""
+    return not getattr(getattr(agent, "cfg", None), "eval_sampled", False)
+
+
+@contextlib.contextmanager
+def sampling_rng(seed: int, deterministic: bool) -> Iterator[None]:
+    """Nothing for deterministic episodes; else torch's RNGs (CPU and the current CUDA device)
+    forked from the caller's and seeded with `seed`, restored on exit."""
+    if deterministic:
+        yield
+        return
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def run_side(
+    agent, env, episodes: int, seed: int, max_steps: int | None = None, deterministic: bool = True
+) -> dict[str, Any]:
+    """K episodes of the policy on `env`, reset with `seed` (module doc: env i counts its first
+    q_i episodes; sampled actions when not `deterministic`). Returns the returns, lengths and
+    levels (None when the env does not report them) in env order, and the vector steps taken."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    with sampling_rng(seed, deterministic):
+        return _play(agent, env, episodes, seed, max_steps, deterministic)
+
+
+def _play(agent, env, episodes: int, seed: int, max_steps: int | None, deterministic: bool):
     n = env.num_envs
     want = quotas(episodes, n)
     got = [[] for _ in range(n)]  # env i: (return, length, level) of its counted episodes
@@ -88,7 +124,7 @@ def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None)
             raise RuntimeError(
                 f"{done} of {episodes} episodes finished in {max_steps} vector steps"
             )
-        result = env.step(np.asarray(agent.act(obs, deterministic=True)))
+        result = env.step(np.asarray(agent.act(obs, deterministic=deterministic)))
         steps += 1
         obs = result.obs
         ended = np.flatnonzero(np.asarray(result.terminated) | np.asarray(result.truncated))
@@ -111,10 +147,12 @@ def run_side(agent, env, episodes: int, seed: int, max_steps: int | None = None)
     }
 
 
-def evaluate_vector(agent: Actor, env, episodes: int, seed: int) -> dict:
-    """K = `episodes` deterministic episodes in the vector env `env` reset with `seed` (module
-    doc). Returns {'returns', 'lengths', 'return_mean', 'return_std'} like evaluate_policy."""
-    out = run_side(agent, env, episodes, seed)
+def evaluate_vector(
+    agent: Actor, env, episodes: int, seed: int, deterministic: bool = True
+) -> dict:
+    """K = `episodes` episodes in the vector env `env` reset with `seed` (module doc). Returns
+    {'returns', 'lengths', 'return_mean', 'return_std'} like evaluate_policy."""
+    out = run_side(agent, env, episodes, seed, deterministic=deterministic)
     return {
         "returns": out["returns"],
         "lengths": out["lengths"],

@@ -3,7 +3,8 @@
 Protocol (Cobbe et al. 2020, "Leveraging Procedural Generation to Benchmark Reinforcement
 Learning"; github.com/openai/train-procgen): train on a finite set of levels, then compare the
 policy's return there with its return on levels it never saw. The report runs K episodes on
-each side with the agent's deterministic action and gives both means, their std, the levels the
+each side with the agent's deterministic action (or, `deterministic=False`, its sampled
+actions under a seeded RNG: harness/evaluation.py) and gives both means, their std, the levels the
 episodes were played on and the gap (train - test).
 
 Which K episodes. A vector env of N envs finishes short episodes first, so "the first K to
@@ -136,6 +137,7 @@ def generalization_report(
     max_steps: int | None = None,
     extra_sides: dict[str, Callable[[], Any]] | None = None,
     close: bool = True,
+    deterministic: bool = True,
 ) -> dict[str, Any]:
     """K = `episodes` episodes on the training levels (`train_env_fn()`) and K on held-out
     levels (`test_env_fn()`), both vector envs reset with `seed` (the same seed on both sides,
@@ -175,7 +177,7 @@ def generalization_report(
             for side, env in (("train", train_env), ("test", test_env)):
                 _check_matches(env, "game", game, side)
                 _check_matches(env, "mode", mode, side)
-        sides = {side: run_side(agent, env, episodes, seed, max_steps)
+        sides = {side: run_side(agent, env, episodes, seed, max_steps, deterministic)
                  for side, env in envs.items()}  # fmt: skip
     finally:
         if close:
@@ -224,6 +226,6 @@ def generalization_report(
         game=game,
         mode=mode,
         seed=seed,
-        deterministic=True,
+        deterministic=deterministic,
     )
     return report

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import harness.generalization as gen
 from core import stop as core_stop
@@ -268,3 +269,53 @@ def test_vector_evaluation_plays_the_one_env_protocols_starts():
     more = evaluate_vector(RowPolicy(), VecEnv("Pendulum-v1", 3, 0), 7, seed=40)
     assert len(more["returns"]) == 7 and more["returns"][0] == one["returns"][0]
     assert more == evaluate_vector(RowPolicy(), VecEnv("Pendulum-v1", 3, 0), 7, seed=40)
+
+
+class CoinAgent:
+    """Acts 0 when deterministic, else a fair coin from torch's global RNG."""
+
+    def act(self, obs, deterministic):
+        if deterministic:
+            return np.zeros(len(obs), dtype=np.int64)
+        return torch.randint(0, 2, (len(obs),)).numpy()
+
+
+def test_sampled_evaluation_is_seeded_and_leaves_the_callers_rng_alone():
+    """PPO is evaluated with its sampling policy (the Procgen protocol): the samples come from
+    a torch RNG seeded with the evaluation seed, so the same seed plays the same episodes, and
+    the training run's RNG is where it was before the evaluation."""
+    from envs import VecEnv
+    from harness.evaluation import evaluate_vector
+
+    def play(seed, deterministic):
+        return evaluate_vector(CoinAgent(), VecEnv("CartPole-v1", 4, 0), 8, seed, deterministic)
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = play(40, deterministic=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert play(40, deterministic=False) == first
+    # A coin against always-left: left alone ends CartPole in about 10 steps from every start.
+    greedy = play(40, deterministic=True)
+    assert max(greedy["lengths"]) < min(20, max(first["lengths"]))
+    assert play(41, deterministic=False)["returns"] != first["returns"]
+    # the report says which policy it measured
+    report = generalization_report(
+        CoinAgent(), lambda: ScriptedVecEnv(TRAIN), lambda: ScriptedVecEnv(TEST), 7, 3,
+        deterministic=False,
+    )  # fmt: skip
+    assert report["deterministic"] is False and report["train_returns"] == [10, 6, 8, 7, 9, 7, 9]
+
+
+def test_ppo_is_evaluated_sampled_and_td3_deterministic():
+    from agents import ppo, td3
+    from harness.evaluation import acts_deterministic
+
+    class Holder:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+    assert acts_deterministic(Holder(ppo.Config())) is False
+    assert acts_deterministic(Holder(ppo.Config(eval_sampled=False))) is True
+    assert acts_deterministic(Holder(td3.Config())) is True
+    assert acts_deterministic(CoinAgent()) is True  # no config: the deterministic action

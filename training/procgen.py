@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from envs.procgen import ProcgenVecEnv, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
+from harness.evaluation import acts_deterministic
 from harness.generalization import generalization_report
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
@@ -24,11 +25,12 @@ def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv
 
 def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
     """harness.generalization's report for `agent` on a run config's Procgen level split:
-    `episodes` on training levels and as many on the levels above them."""
+    `episodes` on training levels and as many on the levels above them, played with the
+    agent's deterministic or sampled actions (harness.evaluation.acts_deterministic)."""
     n = min(episodes, EVAL_ENVS)
     return generalization_report(
         agent, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
-        episodes, seed, game=procgen_game(cfg.env),
+        episodes, seed, game=procgen_game(cfg.env), deterministic=acts_deterministic(agent),
     )  # fmt: skip
 
 

@@ -38,7 +38,7 @@ from envs import VecEnv, make_env
 from envs.levels import LevelSpec, spec_of
 from envs.procgen import is_procgen_id
 from harness.bias import start_states, states_from_buffer
-from harness.evaluation import EVAL_ENVS, evaluate_vector
+from harness.evaluation import EVAL_ENVS, acts_deterministic, evaluate_vector
 from training.levels import LevelEvaluation, level_bias_meter
 from training.procgen import procgen_bias, procgen_report
 
@@ -326,11 +326,12 @@ class Trainer:
         }
 
     def run_evaluation(self) -> dict:
-        """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): deterministic
-        episodes played together (harness.evaluation.evaluate_vector), episode k from
-        reset(seed + EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. On Procgen the
-        generalization report: eval_episodes on training levels and as many held out;
-        return_mean is the training levels' (what stop_at_return and best.pt go by)."""
+        """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): episodes of the
+        deterministic policy (sampled where the agent says so: acts_deterministic) played
+        together (harness.evaluation.evaluate_vector), episode k from reset(seed +
+        EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. On Procgen the generalization
+        report: eval_episodes on training levels and as many held out; return_mean is the
+        training levels' (what stop_at_return and best.pt go by)."""
         cfg = self.run_cfg
         if is_procgen_id(cfg.env):
             report = procgen_report(self.agent, cfg, cfg.eval_episodes,
@@ -343,7 +344,8 @@ class Trainer:
             n = min(cfg.eval_episodes, EVAL_ENVS)
             self.eval_vec = VecEnv(cfg.env, n, 0, cfg.bins)
         result = evaluate_vector(self.agent, self.eval_vec, cfg.eval_episodes,
-                                 cfg.seed + EVAL_SEED_OFFSET)  # fmt: skip
+                                 cfg.seed + EVAL_SEED_OFFSET,
+                                 acts_deterministic(self.agent))  # fmt: skip
         return {"return_mean": result["return_mean"], "return_std": result["return_std"],
                 "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
 
