@@ -1,8 +1,8 @@
 """Issue 20's CPU-sized study: PPO on one Procgen game, few vs many training levels, and the
 value-based agent at one setting with its critic's bias.
 
-    python bench/procgen_study.py --num-envs 16 --jobs 2 \
-        --train-args "--set num_steps=64 --set minibatches=4"   # the CPU study (PPO)
+    python bench/procgen_study.py --num-envs 16 --jobs 2 --frames 400000 --seeds 0 \
+        --train-args "--set num_steps=256 --set minibatches=2"  # CPU study (PPO), then --seeds 1
     python bench/procgen_study.py --agent revalued --jobs 2      # the value-based agent
     python bench/procgen_study.py --table-only
     python bench/procgen_study.py --game starpilot --levels 10 200 --seeds 0 1 2
@@ -17,8 +17,8 @@ record keeps the last measurement's raw and REDQ-normalized bias of each side).
 For every training-level count in --levels (default 10 and 200) and seed in --seeds: train.py
 --agent ppo --env procgen:GAME --distribution-mode easy --train-levels N --precision auto (bf16
 where the device has native bfloat16 kernels, else fp32) for --frames env steps,
---num-envs envs (64 as the paper; fewer on a CPU, with the rollout size in --train-args, e.g.
-"--set num_steps=64"), evaluating every --eval-every frames: each evaluation is the
+--num-envs envs (64 as the paper; fewer on a CPU, with the rollout in --train-args),
+evaluating every --eval-every frames: each evaluation is the
 generalization report (harness/generalization.py), --eval-episodes deterministic
 episodes on the training levels and as many on held-out levels. Runs go through bench/jobs.py
 (a finished run is skipped, an interrupted one resumed; --jobs at a time).
@@ -49,12 +49,15 @@ within about 1-2M frames on this CPU is not established: a short pilot (one 10-l
 few hundred thousand frames) must confirm it before the full grid is spent on it; --game
 switches the game.
 
-Cost on this 2-core CPU: the PPO loop ran at 180 frames/s on one core in bf16 with 16 envs x
-64 steps, 3 epochs x 4 minibatches (docs/procgen.md), so 1M frames is about 1.5 h of training
-per run, plus the evaluations (10 reports of 100 episodes on 8 envs: roughly 5-30 min per run,
-the longer when untrained episodes run to the 1000-step timeout); the default grid (2 level
-counts x 2 seeds) with --jobs 2 on two free cores is about 3.5-4 h, twice that at 2M frames,
-and longer while other runs share the cores.
+With 16 envs instead of 64, keep the paper's minibatch (2,048 frames) and gradient steps per
+frame (3 epochs x 8 minibatches per 16,384 frames): 16 envs x 256 steps in 2 minibatches. Smaller
+minibatches with more steps per frame (64 steps and 4 minibatches of 256, or 256 steps and 8 of
+512) collapsed the policy on coinrun within 25k-140k frames (entropy to ~0, every episode to the
+timeout): docs/procgen.md, "The CPU study".
+
+Cost on this 2-core CPU (AVX-512 BF16, bf16): about 160 frames/s per run with two runs side by
+side at those settings, so 400k frames and 4 evaluations take about 45-50 minutes per run and
+the 2 x 2 grid about 1 h 40 min at --jobs 2; fp32 (no native bf16) is about 3x slower.
 """
 
 from __future__ import annotations
@@ -304,7 +307,7 @@ def main() -> int:
     parser.add_argument("--profiles", default="docs/procgen-study-profiles.png")
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="",
-                        help='train.py arguments, one string: "--set num_steps=64"')  # fmt: skip
+                        help='train.py arguments, one string: "--set minibatches=2"')  # fmt: skip
     args = parser.parse_args()
     levels, frames, every = DEFAULTS[args.agent]
     args.levels = levels if args.levels is None else args.levels
