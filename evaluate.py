@@ -4,8 +4,8 @@
     python evaluate.py runs/hopper-s0/checkpoints/latest.pt --env Hopper-v5 --seed 3 --json out.json
     python evaluate.py runs/hopper-s0 --bias --json bias.json   # + overestimation bias
 
-Runs deterministic episodes (PPO: sampled, seeded; `eval_sampled` in its config), up to 10 at
-a time in a vector env (episode k starts from reset(seed + k);
+Runs deterministic episodes (PPO: sampled; a run with `eval_epsilon`: epsilon-greedy; both
+seeded), up to 10 at a time in a vector env (episode k starts from reset(seed + k);
 harness.evaluation.evaluate_vector), prints a table and, with
 --json, writes {return_mean, return_std, returns, lengths, ...}. A run folder uses
 checkpoints/final.pt when training finished, else checkpoints/latest.pt.
@@ -41,7 +41,7 @@ from envs.datasets.loading import load_dataset
 from envs.levels import spec_of
 from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
-from harness.evaluation import EVAL_ENVS, acts_deterministic, evaluate_vector
+from harness.evaluation import EVAL_ENVS, evaluate_vector, evaluation_actor
 from training.levels import LevelEvaluation, level_bias_meter, levels_bias
 from training.procgen import procgen_bias, procgen_report
 
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"trained with --context), not {env_id}")  # fmt: skip
         episodes = VecEnv(env_id, min(args.episodes, EVAL_ENVS), 0, bins_of(ckpt))
         try:
-            result = evaluate_vector(agent, episodes, args.episodes, args.seed,
-                                     acts_deterministic(agent))  # fmt: skip
+            actor, deterministic = evaluation_actor(agent, run_cfg.eval_epsilon)
+            result = evaluate_vector(actor, episodes, args.episodes, args.seed, deterministic)
         finally:
             episodes.close()
         bias = None

@@ -212,6 +212,9 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
     if run_cfg.bias_every and not hasattr(agent.Agent, "q_value"):
         raise UserError(f"{run_cfg.agent} has no critic Q to measure: --bias-every does not "
                         "apply")  # fmt: skip
+    if run_cfg.eval_epsilon > 0 and not getattr(agent, "GREEDY_DISCRETE", False):
+        raise UserError(f"eval_epsilon applies to agents acting greedily over discrete actions "
+                        f"(revalued), not {run_cfg.agent}")  # fmt: skip
     if run_cfg.seed_engine not in ENGINES:
         raise UserError(f"seed_engine must be one of {', '.join(ENGINES)}, got "
                         f"'{run_cfg.seed_engine}'")  # fmt: skip

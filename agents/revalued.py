@@ -77,6 +77,10 @@ from agents.nets import (
     soft_update,
 )
 
+# Its actions are bin indices chosen greedily: evaluations may be epsilon-greedy (run config's
+# eval_epsilon, harness.evaluation.EpsilonGreedy).
+GREEDY_DISCRETE = True
+
 # The method `update` calls for its tensor maths: a seed-stacked update (training/seeds.py)
 # runs it under torch.func.vmap, one slice per seed. SEED_SHARED: counters every seed has
 # equal in lockstep, which the stacked template copies from the seeds before its update.

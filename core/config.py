@@ -70,7 +70,11 @@ class RunConfig:
     eval_every: int = 5_000
     """Environment steps between evaluations."""
     eval_episodes: int = 10
-    """Deterministic episodes per evaluation."""
+    """Episodes per evaluation (deterministic actions; PPO samples, see its eval_sampled)."""
+    eval_epsilon: float = 0.0
+    """Evaluate an agent that acts greedily over discrete actions (revalued) epsilon-greedy:
+    at each step each env's action is uniformly random with this probability, as DQN-family
+    agents are evaluated (EDE's Procgen DQN: 0.05); 0 = greedy."""
     checkpoint_every: int = 50_000
     """Environment steps between checkpoints (with the replay buffer)."""
     checkpoint_seconds: float = 120.0

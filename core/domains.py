@@ -37,6 +37,7 @@ RULES: dict[str, Rule] = {
     "actor_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "epsilon_start": PROBABILITY,
     "epsilon_end": PROBABILITY,
+    "eval_epsilon": PROBABILITY,
     "initial_temperature": POSITIVE,
     "huber_delta": POSITIVE,
     "grad_clip": POSITIVE,

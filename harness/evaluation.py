@@ -16,9 +16,10 @@
   (harness/generalization.py) play their episodes with.
 
 Episodes use the deterministic action (argmax, or the mean action) unless told
-`deterministic=False`: then the vector functions sample the policy's actions under a torch RNG
-forked from the caller's and seeded with the evaluation seed, so a sampled evaluation is
-reproducible and leaves the training run's random stream as it found it (PPO on Procgen
+`deterministic=False` (`evaluation_actor` decides: PPO samples its policy, a run with
+`eval_epsilon` plays epsilon-greedy). The vector functions then draw the random actions under a
+torch RNG forked from the caller's and seeded with the evaluation seed, so such an evaluation
+is reproducible and leaves the training run's random stream as it found it (PPO on Procgen
 evaluates so: the protocol measures the sampling policy, and an argmax policy can stand still
 in a level until the timeout).
 """
@@ -82,6 +83,36 @@ def acts_deterministic(agent) -> bool:
     """Whether `agent` is evaluated with its deterministic action: yes unless its config sets
     `eval_sampled` (PPO does by default: the Procgen protocol measures the sampling policy)."""
     return not getattr(getattr(agent, "cfg", None), "eval_sampled", False)
+
+
+class EpsilonGreedy:
+    """Plays `agent`'s greedy action, replaced at every step and in every env with probability
+    `epsilon` by a uniformly random one (each action dimension's bin drawn from [0, bins)):
+    the epsilon-greedy evaluation of DQN-family agents (EDE's Procgen DQN: 0.05,
+    train_rainbow.py `eval_policy`; EDE draws one coin for all envs of a step, here each env
+    has its own). It draws from torch's global RNG, which the vector functions seed
+    (sampling_rng) because it does not act deterministically."""
+
+    def __init__(self, agent: Actor, epsilon: float, bins: int):
+        self.agent, self.epsilon, self.bins = agent, float(epsilon), int(bins)
+
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        greedy = np.asarray(self.agent.act(obs, deterministic=True))  # N, or N x D bins
+        if deterministic:
+            return greedy
+        n = len(greedy)
+        explore = (torch.rand(n) < self.epsilon).numpy().reshape(n, *[1] * (greedy.ndim - 1))
+        random = torch.randint(0, self.bins, greedy.shape).numpy()
+        return np.where(explore, random, greedy).astype(greedy.dtype)
+
+
+def evaluation_actor(agent, epsilon: float = 0.0) -> tuple[Actor, bool]:
+    """(what plays an evaluation's episodes, whether it acts deterministically): the agent
+    itself (acts_deterministic), or with `epsilon` > 0 EpsilonGreedy over it (the agent must
+    choose among `agent.bins` per action dimension)."""
+    if epsilon > 0:
+        return EpsilonGreedy(agent, epsilon, agent.bins), False
+    return agent, acts_deterministic(agent)
 
 
 @contextlib.contextmanager

@@ -319,3 +319,56 @@ def test_ppo_is_evaluated_sampled_and_td3_deterministic():
     assert acts_deterministic(Holder(ppo.Config(eval_sampled=False))) is True
     assert acts_deterministic(Holder(td3.Config())) is True
     assert acts_deterministic(CoinAgent()) is True  # no config: the deterministic action
+
+
+class GreedyRows:
+    """A greedy discrete agent: row i's action is i % 5 (N), or that in every dimension."""
+
+    bins = 7
+
+    def __init__(self, dims=0):
+        self.dims = dims
+
+    def act(self, obs, deterministic):
+        assert deterministic is True  # EpsilonGreedy asks the agent for its greedy action only
+        rows = np.arange(len(obs)) % 5
+        return rows if self.dims == 0 else np.repeat(rows[:, None], self.dims, axis=1)
+
+
+def test_epsilon_greedy_replaces_whole_actions_at_the_rate_epsilon():
+    from harness.evaluation import EpsilonGreedy, evaluation_actor
+
+    obs = np.zeros((40_000, 1), dtype=np.float32)
+    greedy = GreedyRows().act(obs, True)
+    torch.manual_seed(0)
+    acted = EpsilonGreedy(GreedyRows(), 0.25, bins=7).act(obs, deterministic=False)
+    assert acted.dtype == greedy.dtype and set(np.unique(acted)) <= set(range(7))
+    # a random action equals the greedy one 1 time in 7: changed rows are 0.25 x 6/7 = 0.2143
+    assert np.mean(acted != greedy) == pytest.approx(0.25 * 6 / 7, abs=0.01)
+    assert np.array_equal(EpsilonGreedy(GreedyRows(), 0.25, 7).act(obs, True), greedy)
+    # N x D bins (DecQN / REValueD on a MuJoCo task): a row is all greedy or all random
+    two = EpsilonGreedy(GreedyRows(dims=3), 0.5, bins=7).act(obs[:2000], deterministic=False)
+    kept = np.all(two == GreedyRows(dims=3).act(obs[:2000], True), axis=1)
+    random_rows = two[~kept]
+    assert 0.4 < kept.mean() < 0.6 and np.mean(random_rows[:, 0] == random_rows[:, 1]) < 0.3
+    # who plays an evaluation: the agent itself unless eval_epsilon > 0
+    agent = GreedyRows()
+    assert evaluation_actor(agent) == (agent, True)
+    actor, deterministic = evaluation_actor(agent, 0.05)
+    assert isinstance(actor, EpsilonGreedy) and actor.epsilon == 0.05 and actor.bins == 7
+    assert deterministic is False
+
+
+def test_eval_epsilon_is_checked_before_a_run_starts(tmp_path, capsys):
+    import train
+
+    for extra, says in ((["--eval-epsilon", "1.5"], "eval_epsilon must be in [0, 1]"),
+                        (["--agent", "td3", "--eval-epsilon", "0.05"],
+                         "eval_epsilon applies to agents acting greedily")):  # fmt: skip
+        argv = ["--env", "Pendulum-v1", "--total-steps", "10", "--run-dir", str(tmp_path / "r")]
+        if "--agent" not in extra:
+            argv += ["--agent", "revalued", "--bins", "3"]
+        assert train.main(argv + extra) != 0
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err
+        assert not (tmp_path / "r").exists()

@@ -44,6 +44,8 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     assert evaluate.main([str(run), "--episodes", "2", "--bias", "--bias-states", "2",
                           "--json", str(out)]) == 0  # fmt: skip
     report = json.loads(out.read_text())
+    # the preset evaluates epsilon-greedy, as EDE's Procgen DQN (eval_eps 0.05)
+    assert report["eval_epsilon"] == 0.05 and report["deterministic"] is False
     assert all(0 <= level < 3 for level in report["train_levels_seen"])
     assert all(level >= 3 for level in report["test_levels_seen"])
     assert {side: report["bias"][side]["n_states"] for side in ("train", "test")} == {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from envs.procgen import ProcgenVecEnv, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
-from harness.evaluation import acts_deterministic
+from harness.evaluation import evaluation_actor
 from harness.generalization import generalization_report
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
@@ -26,12 +26,16 @@ def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv
 def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
     """harness.generalization's report for `agent` on a run config's Procgen level split:
     `episodes` on training levels and as many on the levels above them, played with the
-    agent's deterministic or sampled actions (harness.evaluation.acts_deterministic)."""
+    agent's deterministic, sampled or epsilon-greedy actions (harness.evaluation
+    .evaluation_actor; `eval_epsilon` in the report)."""
     n = min(episodes, EVAL_ENVS)
-    return generalization_report(
-        agent, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
-        episodes, seed, game=procgen_game(cfg.env), deterministic=acts_deterministic(agent),
+    actor, deterministic = evaluation_actor(agent, cfg.eval_epsilon)
+    report = generalization_report(
+        actor, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
+        episodes, seed, game=procgen_game(cfg.env), deterministic=deterministic,
     )  # fmt: skip
+    report["eval_epsilon"] = cfg.eval_epsilon
+    return report
 
 
 def procgen_bias(agent, cfg, k: int, seed: int, gamma: float) -> dict:

@@ -38,7 +38,7 @@ from envs import VecEnv, make_env
 from envs.levels import LevelSpec, spec_of
 from envs.procgen import is_procgen_id
 from harness.bias import start_states, states_from_buffer
-from harness.evaluation import EVAL_ENVS, acts_deterministic, evaluate_vector
+from harness.evaluation import EVAL_ENVS, evaluate_vector, evaluation_actor
 from training.levels import LevelEvaluation, level_bias_meter
 from training.procgen import procgen_bias, procgen_report
 
@@ -327,7 +327,7 @@ class Trainer:
 
     def run_evaluation(self) -> dict:
         """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): episodes of the
-        deterministic policy (sampled where the agent says so: acts_deterministic) played
+        deterministic policy (sampled or epsilon-greedy: evaluation_actor) played
         together (harness.evaluation.evaluate_vector), episode k from reset(seed +
         EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. On Procgen the generalization
         report: eval_episodes on training levels and as many held out; return_mean is the
@@ -343,9 +343,9 @@ class Trainer:
         if self.eval_vec is None:  # made once, kept for the run's evaluations
             n = min(cfg.eval_episodes, EVAL_ENVS)
             self.eval_vec = VecEnv(cfg.env, n, 0, cfg.bins)
-        result = evaluate_vector(self.agent, self.eval_vec, cfg.eval_episodes,
-                                 cfg.seed + EVAL_SEED_OFFSET,
-                                 acts_deterministic(self.agent))  # fmt: skip
+        actor, deterministic = evaluation_actor(self.agent, cfg.eval_epsilon)
+        result = evaluate_vector(actor, self.eval_vec, cfg.eval_episodes,
+                                 cfg.seed + EVAL_SEED_OFFSET, deterministic)  # fmt: skip
         return {"return_mean": result["return_mean"], "return_std": result["return_std"],
                 "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
 
