@@ -104,7 +104,8 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
 def level_report(agent, run_cfg, spec, args) -> dict:
     """The generalization report of a run with MuJoCo levels (training/levels.py), with --bias
     the bias on the policy's states of each side under `bias` ({train, test, extrapolation})."""
-    evaluation = LevelEvaluation(run_cfg.env, run_cfg.bins, spec, args.episodes)
+    evaluation = LevelEvaluation(run_cfg.env, run_cfg.bins, spec, args.episodes,
+                                 run_cfg.eval_epsilon)  # fmt: skip
     try:
         report = evaluation.report(agent, args.seed)
         if args.bias:

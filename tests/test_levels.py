@@ -218,6 +218,37 @@ def test_evaluate_gives_the_report_with_bias_per_side(level_run, tmp_path):
     assert report["levels"]["context"] == ["mass", "friction"]
 
 
+class ZeroBins:
+    """A greedy agent over 3 bins per action dimension that always picks bin 0."""
+
+    bins = 3
+
+    def act(self, obs, deterministic):
+        return np.zeros((len(obs), 3), dtype=np.int64)
+
+
+def test_level_evaluations_play_epsilon_greedy_with_the_runs_eval_epsilon():
+    from training.levels import LevelEvaluation
+
+    spec = LevelSpec.parse("mass", "", 2, 0)
+    plain = LevelEvaluation("Hopper-v5", 3, spec, 4)
+    greedy = [plain.train_side(ZeroBins(), 1), plain.report(ZeroBins(), 1)]
+    plain.close()
+    noisy = LevelEvaluation("Hopper-v5", 3, spec, 4, epsilon=1.0)
+    runs = [noisy.report(ZeroBins(), 1) for _ in range(2)]
+    side = noisy.train_side(ZeroBins(), 1)
+    noisy.close()
+    assert greedy[1]["deterministic"] is True and greedy[1]["eval_epsilon"] == 0.0
+    assert runs[0]["deterministic"] is False and runs[0]["eval_epsilon"] == 1.0
+    # every action random: the episodes are not the constant greedy ones, and the same seed
+    # replays the same random actions (harness.evaluation.sampling_rng)
+    assert runs[0]["train_returns"] != greedy[1]["train_returns"]
+    assert side["return_mean"] != greedy[0]["return_mean"]
+    for key in ("train_returns", "test_returns", "extrapolation_returns"):
+        assert runs[0][key] == runs[1][key]
+    assert side["return_mean"] == pytest.approx(np.mean(runs[0]["train_returns"]))
+
+
 def test_bias_on_a_level_state_uses_that_levels_physics():
     """The meter's truth G from a restored state equals a rollout by hand in that level."""
     spec = LevelSpec.parse("mass,gravity", "0.5:2", 2, 0)

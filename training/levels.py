@@ -6,7 +6,9 @@ the evaluation due every `gen_every` steps (and the last) is the generalization 
 harness/generalization.py, adding as many episodes on held-out interpolation levels (the
 report's test side) and on extrapolation levels. The episodes of a side run together in up to
 EVAL_ENVS envs (one policy batch per step), env i playing the side's levels i, i + n, ...;
-the envs are built once and kept for the run.
+the envs are built once and kept for the run. The episodes are played as every evaluation plays
+them (harness.evaluation.evaluation_actor: the agent's own action, sampled for PPO, or
+epsilon-greedy with the run's `eval_epsilon`).
 
 Bias off the training distribution (`levels_bias`): the states the deterministic policy
 reaches on each side's levels, restored in their level, measured by the run's BiasMeter.
@@ -19,7 +21,7 @@ import numpy as np
 from envs import VecEnv, make_env
 from envs.levels import LevelSpec
 from harness.bias import BiasMeter, states_from_policy
-from harness.evaluation import EVAL_ENVS, run_side
+from harness.evaluation import EVAL_ENVS, evaluation_actor, run_side
 from harness.generalization import generalization_report
 
 SIDES = {"train": "train", "test": "interpolation", "extrapolation": "extrapolation"}
@@ -37,10 +39,13 @@ def level_envs(env_id: str, bins: int, spec: LevelSpec, side: str, episodes: int
 
 
 class LevelEvaluation:
-    """The evaluation envs of one level run, per report side, made when first needed."""
+    """The evaluation envs of one level run, per report side, made when first needed, and who
+    plays them (`epsilon`: the run's eval_epsilon)."""
 
-    def __init__(self, env_id: str, bins: int, spec: LevelSpec, episodes: int):
+    def __init__(self, env_id: str, bins: int, spec: LevelSpec, episodes: int,
+                 epsilon: float = 0.0):  # fmt: skip
         self.env_id, self.bins, self.spec, self.episodes = env_id, bins, spec, episodes
+        self.epsilon = float(epsilon)
         self.envs: dict[str, VecEnv] = {}
 
     def env(self, side: str) -> VecEnv:
@@ -51,17 +56,23 @@ class LevelEvaluation:
 
     def train_side(self, agent, seed: int) -> dict:
         """{'return_mean', 'return_std', 'length_mean'} on the training levels."""
-        out = run_side(agent, self.env("train"), self.episodes, seed)
+        actor, deterministic = evaluation_actor(agent, self.epsilon)
+        out = run_side(actor, self.env("train"), self.episodes, seed, deterministic=deterministic)
         return {"return_mean": float(np.mean(out["returns"])),
                 "return_std": float(np.std(out["returns"])),
                 "length_mean": float(np.mean(out["lengths"]))}  # fmt: skip
 
     def report(self, agent, seed: int) -> dict:
-        """harness.generalization's report: training, interpolation (test), extrapolation."""
-        return generalization_report(
-            agent, lambda: self.env("train"), lambda: self.env("test"), self.episodes, seed,
+        """harness.generalization's report: training, interpolation (test), extrapolation; with
+        `eval_epsilon`."""
+        actor, deterministic = evaluation_actor(agent, self.epsilon)
+        report = generalization_report(
+            actor, lambda: self.env("train"), lambda: self.env("test"), self.episodes, seed,
             extra_sides={"extrapolation": lambda: self.env("extrapolation")}, close=False,
+            deterministic=deterministic,
         )  # fmt: skip
+        report["eval_epsilon"] = self.epsilon
+        return report
 
     def close(self) -> None:
         for env in self.envs.values():

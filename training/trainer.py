@@ -139,8 +139,10 @@ class Trainer:
         self.level_eval = None
         self.eval_vec: VecEnv | None = None  # the plain evaluations' vector env
         if self.level_spec is not None:
-            self.level_eval = LevelEvaluation(run_cfg.env, run_cfg.bins, self.level_spec,
-                                              run_cfg.eval_episodes)  # fmt: skip
+            self.level_eval = LevelEvaluation(
+                run_cfg.env, run_cfg.bins, self.level_spec, run_cfg.eval_episodes,
+                run_cfg.eval_epsilon,
+            )  # fmt: skip
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.saved_at: int | None = None  # the clock at the last checkpoint written
         self.label = ""  # what starts this run's printed lines ("s3 " for a seed of a group)
