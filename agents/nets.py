@@ -228,6 +228,18 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
+def update_autocast(device_type: str, bf16: bool) -> torch.autocast:
+    """The autocast context an update runs in (--precision bf16): bfloat16 matmuls and
+    convolutions, with autocast's weight cache OFF. The cache keeps the bf16 copy of every
+    weight cast inside one autocast region and does not notice in-place changes, so an
+    optimizer step inside the region leaves later forwards on the old weights: PPO's 3 epochs
+    x M minibatches then all ran on the encoder as it was before the first step, and TD3's
+    and SAC's actor losses on the critic before its step (found 2026-12-03; PyTorch's
+    autocast notes: wrap forward passes, not optimizer steps). Recasting costs a copy of each
+    weight per forward."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """--precision auto -> bf16 where `device` has native bfloat16 kernels, else fp32; any
     other value as it is."""

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from agents import get_agent_module  # noqa: E402
 from agents.buffer import ReplayBuffer  # noqa: E402
 from agents.graphs import capture_update  # noqa: E402
+from agents.nets import update_autocast  # noqa: E402
 from envs import make_env, random_actions  # noqa: E402
 
 # name -> train.py arguments (short Pendulum runs: updates start at step 300).
@@ -172,9 +173,7 @@ def update_rate(
     n_step = getattr(cfg, "n_step", 1)
     if capture:
         capture_update(agent, torch.device(DEVICE))
-    # As the Trainer: autocast's weight cache is off around a captured update.
-    autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16",
-                              cache_enabled=not capture)  # fmt: skip
+    autocast = update_autocast(DEVICE, precision == "bf16")  # as the Trainer's
     with autocast:
         for _ in range(20):
             agent.update(buffer.sample(256, n_step=n_step, gamma=cfg.gamma, device=DEVICE))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from agents.nets import ImpalaCNN  # noqa: E402
+from agents.nets import ImpalaCNN, update_autocast  # noqa: E402
 
 ACTIONS = 15  # Procgen's full action set
 VARIANTS = {  # name -> (channels_last, bf16)
@@ -46,7 +46,7 @@ def make_step(channels_last: bool, bf16: bool, batch: dict, device: torch.device
     head = nn.Linear(encoder.out_dim, ACTIONS + 1).to(device)  # 15 logits + 1 value
     params = [*encoder.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=5e-4, eps=1e-5)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = update_autocast(device.type, bf16)  # as the Trainer's
 
     def step() -> None:
         with autocast:

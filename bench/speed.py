@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import get_agent_module  # noqa: E402
 from agents.buffer import ReplayBuffer  # noqa: E402
+from agents.nets import update_autocast  # noqa: E402
 from envs import make_env, random_actions  # noqa: E402
 
 BATCH = 256
@@ -148,11 +149,11 @@ def ours_update(algo: str, env_id: str, data: dict, precision: str = "fp32"):
         data["truncated"],
     )
 
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = update_autocast("cpu", precision == "bf16")  # as the Trainer's
 
     def run(updates: int) -> None:
-        with autocast:  # what train.py --precision bf16 wraps around each update
-            for _ in range(updates):
+        for _ in range(updates):
+            with autocast:  # what train.py --precision bf16 wraps around each update
                 agent.update(buffer.sample(BATCH, gamma=cfg.gamma))
 
     return run

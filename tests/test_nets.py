@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from agents.nets import (
     EnsembleMLP,
@@ -13,6 +14,7 @@ from agents.nets import (
     mlp,
     simba,
     soft_update,
+    update_autocast,
 )
 
 
@@ -251,3 +253,21 @@ def test_impala_bf16_autocast_close_to_fp32():
     torch.testing.assert_close(approx.float(), exact, rtol=0.05, atol=0.01)
     approx.float().sum().backward()
     assert all(p.grad.dtype == torch.float32 for p in enc.parameters())
+
+
+def test_update_autocast_sees_in_place_weight_changes_inside_one_region():
+    torch.manual_seed(0)
+    layers = [nn.Linear(8, 8), nn.Conv2d(3, 4, 3)]
+    inputs = [torch.randn(2, 8), torch.randn(1, 3, 8, 8)]
+    for layer, x in zip(layers, inputs):
+        with update_autocast("cpu", True):
+            before = layer(x)
+            assert before.dtype == torch.bfloat16
+            with torch.no_grad():
+                layer.weight.mul_(2.0)  # what an optimizer step does: in place
+            after = layer(x)
+        with update_autocast("cpu", True):
+            fresh = layer(x)
+        assert not torch.equal(before, after) and torch.equal(after, fresh)
+    with update_autocast("cpu", False):
+        assert layers[0](inputs[0]).dtype == torch.float32

@@ -196,6 +196,38 @@ def test_impala_update_under_bf16_keeps_losses_fp32():
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in metrics.values())
 
 
+def test_every_minibatch_of_a_bf16_update_runs_on_the_weights_the_last_step_left():
+    # The Trainer's autocast around a whole update (3 minibatches = 3 optimizer steps): with
+    # autocast's weight cache on, minibatches 2 and 3 ran on the encoder's first bf16 copy.
+    import copy
+
+    from agents.nets import update_autocast
+
+    torch.manual_seed(0)
+    agent = Agent(Config(minibatches=3, epochs=1), FRAMES, gym.spaces.Discrete(15))
+    batch = random_batch(12, (16, 16, 3), pixels=True)
+    batch["actions"] = torch.randint(0, 15, (12,))
+    encoder, seen = agent.net.encoder, []
+    hooks = [
+        encoder.register_forward_pre_hook(
+            lambda m, args: seen.append([copy.deepcopy(m.state_dict()), args[0].clone()])
+        ),
+        encoder.register_forward_hook(lambda m, args, out: seen[-1].append(out.detach())),
+    ]
+    with update_autocast("cpu", True):
+        agent.update(batch)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == 3
+    first, last = seen[0][0], seen[-1][0]
+    assert any(not torch.equal(first[k], last[k]) for k in first)  # the weights moved
+    for state, frames, out in seen:
+        again = copy.deepcopy(encoder)
+        again.load_state_dict(state)
+        with torch.no_grad(), update_autocast("cpu", True):
+            assert torch.equal(again(frames), out)
+
+
 def test_state_dict_round_trip():
     agent = mlp_agent(seed=0, minibatches=2, epochs=1)
     agent.scale_rewards(np.array([1.0, -2.0]), np.array([False, True]))

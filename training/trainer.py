@@ -22,7 +22,7 @@ import torch
 
 from agents import get_agent_module
 from agents.graphs import capture_update, is_captured, optimizers, set_capturable
-from agents.nets import native_bf16, resolve_device, seed_everything
+from agents.nets import native_bf16, resolve_device, seed_everything, update_autocast
 from core import config as cfglib
 from core import stop
 from core.domains import first_nonfinite
@@ -112,14 +112,9 @@ class Trainer:
             print(f"warning: --precision bf16 on a {self.device.type.upper()} without {lacks}: "
                   "its bfloat16 kernels run several times slower than fp32 here",
                   flush=True)  # fmt: skip
-        # A captured update must not keep autocast's cast weights between calls (PyTorch's
-        # CUDA-graph notes): the cache is off when the update is captured.
-        self.autocast = torch.autocast(
-            self.device.type,
-            dtype=torch.bfloat16,
-            enabled=run_cfg.precision == "bf16",
-            cache_enabled=not run_cfg.cuda_graph,
-        )
+        # Around every update (agents.nets.update_autocast: no weight cache, so each forward
+        # sees the weights the previous optimizer step left; a captured update needs it too).
+        self.autocast = update_autocast(self.device.type, run_cfg.precision == "bf16")
         self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
         self.counters = {
             "env_steps": 0,
