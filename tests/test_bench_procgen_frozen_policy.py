@@ -1,0 +1,56 @@
+"""bench/procgen_frozen_policy.py: `play` counts finished episodes and their means by hand, and
+acts with exploration (the training loop's actions, not the greedy ones)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import procgen_frozen_policy as fp  # noqa: E402
+
+
+class CountingEnvs:
+    """Two envs: env 0's episodes last 3 steps and return 10, env 1's last 5 and return 0."""
+
+    num_envs = 2
+
+    def __init__(self):
+        self.t = np.zeros(2, dtype=int)
+
+    def reset(self):
+        return np.zeros((2, 1))
+
+    def step(self, actions):
+        assert actions.shape == (2,)
+        self.t += 1
+        finished = []
+        for i, (length, ret) in enumerate([(3, 10.0), (5, 0.0)]):
+            if self.t[i] % length == 0:
+                finished.append((ret, length))
+        return SimpleNamespace(obs=np.zeros((2, 1)), finished=finished)
+
+
+class RecordingActor:
+    def __init__(self):
+        self.flags = []
+
+    def act(self, obs, deterministic):
+        self.flags.append(deterministic)
+        return np.zeros(len(obs), dtype=int)
+
+
+def test_play_counts_the_finished_episodes_and_acts_exploring():
+    actor = RecordingActor()
+    result = fp.play(actor, CountingEnvs(), frames=30)  # 15 steps of 2 envs
+    # env 0 ends at steps 3, 6, ..., 15 (5 episodes of 10), env 1 at 5, 10, 15 (3 of 0)
+    assert result == {"episodes": 8, "return_mean": 50 / 8, "length_mean": (15 + 15) / 8}
+    assert actor.flags == [False] * 15
+
+
+def test_play_with_no_finished_episode_says_so():
+    result = fp.play(RecordingActor(), CountingEnvs(), frames=4)  # 2 steps: nothing ends
+    assert result == {"episodes": 0, "return_mean": None, "length_mean": None}
