@@ -163,6 +163,14 @@ def test_bar_fails_when_held_out_beats_train_with_few_levels():
     assert "**bar fails**" in lines[2]
 
 
+def test_a_pattern_in_one_seed_does_not_decide_the_bar():
+    # the pattern holds in seed 0 at both counts; seed 1 has a 10-level row only
+    rows = rows_of({(10, 0): (0.8, 0.4), (200, 0): (0.6, 0.5), (10, 1): (0.7, 0.4)})
+    lines = study.bar(rows, "coinrun")
+    assert "seed 0 yes, seed 1 yes; mean yes" in lines[0]
+    assert "**bar not decided: the pattern holds in 1 seed, the bar needs 2**" in lines[2]
+
+
 def test_bar_with_one_level_count_or_no_common_seed():
     assert "needs two level counts" in study.bar(rows_of({(10, 0): (0.8, 0.4)}), "coinrun")[0]
     lines = study.bar(rows_of({(10, 0): (0.8, 0.4), (200, 1): (0.6, 0.5)}), "coinrun")
