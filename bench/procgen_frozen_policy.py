@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
+        if args.episodes < 1 or args.frames < 1 or args.num_envs < 1:
+            raise evaluate.UserError("--episodes, --frames and --num-envs must be >= 1")
+        if args.json:
+            evaluate.check_output(Path(args.json))  # before any work
         agent, env, source, ckpt = evaluate.load_agent(args.run, None)
     except evaluate.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
