@@ -27,15 +27,20 @@ Each finished run becomes a row of docs/procgen-study.csv (key: agent, game, lev
 record that outlives the run folders: the last evaluation's train return / normalized, held-out
 return / normalized and gap, the best train and held-out normalized of the run, frames, wall
 time, and the curve as one text column: "STEP TRAIN TEST" (normalized) per evaluation,
-separated by "; ". docs/procgen-study.md, drawn from every row, gives per (agent, game, levels) the
-mean +- std over seeds at the end (and the bias where measured), and per agent and game the
-issue's bar: with the smallest level
-count the policy scores higher on its training levels than on held-out ones, and with the
-largest count the gap is smaller than with the smallest, per seed and in the mean; then the
-aggregates (bench/jobs.py Aggregates) per level count over its games and seeds: IQM, mean and
-optimality gap of the held-out and the training-level normalized scores, with
-stratified-bootstrap intervals; their performance profiles go to
-docs/procgen-study-profiles.png.
+separated by "; ". Then the final report: every finished run is evaluated once more with
+--final-episodes episodes a side (default 200; `evaluate.py RUN --generalization --seed
+--final-seed`, cached in the run folder as generalization-STEPS-Kep-seedS.json), as the
+50-episode evaluations during training leave a gap's standard error near 0.18 on coinrun; the
+row keeps its normalized scores, gap and the gap's standard error
+(sqrt((std_train^2 + std_test^2) / K)). docs/procgen-study.md, drawn from every row, gives per
+(agent, game, levels) the mean +- std over seeds at the end (and the bias where measured), and
+per agent and game the issue's bar: with the smallest level count the policy scores higher on
+its training levels than on held-out ones, and with the largest count the gap is smaller than
+with the smallest, per seed and in the mean, judged on the final reports when every row has one
+(else on the last evaluations, and it says which); then the aggregates (bench/jobs.py
+Aggregates) per level count over its games and seeds: IQM, mean and optimality gap of the
+held-out and the training-level normalized scores, with stratified-bootstrap intervals; their
+performance profiles go to docs/procgen-study-profiles.png.
 
 Default game: coinrun. CoinRun is the game of the train-vs-test-with-N-levels experiment that
 Procgen grew out of (Cobbe et al. 2019, "Quantifying Generalization in Reinforcement
@@ -63,8 +68,11 @@ the 2 x 2 grid about 1 h 40 min at --jobs 2; fp32 (no native bf16) is about 3x s
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import shlex
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,9 +101,11 @@ CSV_FIELDS = ["agent", "game", "levels", "seed", "env_steps", "train_return",
               "train_normalized", "test_return", "test_normalized", "gap",
               "best_train_normalized", "best_test_normalized", "best_test_at", "wall_time_s",
               "bias_train", "bias_train_redq", "bias_test", "bias_test_redq",
-              "curve"]  # fmt: skip
+              "curve", "final_episodes", "final_train_normalized", "final_test_normalized",
+              "final_gap", "final_gap_se"]  # fmt: skip
+FINAL_FIELDS = CSV_FIELDS[-5:]
 RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed"),
-                   ints=("levels", "seed", "env_steps", "best_test_at"),
+                   ints=("levels", "seed", "env_steps", "best_test_at", "final_episodes"),
                    what="a Procgen-study", texts=("curve",))  # fmt: skip
 
 
@@ -151,9 +161,53 @@ def parse_curve(text: str | None) -> list[tuple[int, float, float]]:
     return points
 
 
-def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo") -> dict:
+def final_path(folder: Path, env_steps: int, episodes: int, seed: int) -> Path:
+    return folder / f"generalization-{env_steps}-{episodes}ep-seed{seed}.json"
+
+
+def final_report(folder: Path, env_steps: int, episodes: int, seed: int,
+                 compute: bool = True) -> dict | None:  # fmt: skip
+    """The finished run's final generalization report (evaluate.py --generalization, `episodes`
+    a side, episode seeds from `seed`) at `env_steps`: read from the run folder's cache, else,
+    with `compute`, made there. None when not made, or when evaluate.py failed (said on
+    stderr: the run's row is still recorded, without it)."""
+    path = final_path(folder, env_steps, episodes, seed)
+    if not path.is_file():
+        if not compute:
+            return None
+        argv = [sys.executable, str(REPO / "evaluate.py"), str(folder), "--generalization",
+                "--episodes", str(episodes), "--seed", str(seed), "--json", str(path)]  # fmt: skip
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0 or not path.is_file():
+            why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"warning: {folder.name}: final report failed: {why}", file=sys.stderr)
+            return None
+    report = json.loads(path.read_text())
+    made = (report.get("env_steps"), report.get("n_episodes"), report.get("seed"))
+    if made != (env_steps, episodes, seed):
+        raise SystemExit(f"error: {path} is the report of (env step, episodes, seed) {made}, "
+                         f"not {(env_steps, episodes, seed)}; remove it to make it "
+                         "again")  # fmt: skip
+    return report
+
+
+def final_fields(report: dict | None) -> dict:
+    """The record's final-report columns (None without a report); the gap's standard error
+    from the two sides' population stds of the normalized score over `n_episodes` each."""
+    if report is None:
+        return dict.fromkeys(FINAL_FIELDS)
+    n = report["n_episodes"]
+    se = math.sqrt((report["train_normalized_std"] ** 2 + report["test_normalized_std"] ** 2) / n)
+    return {"final_episodes": n, "final_train_normalized": report["train_normalized"],
+            "final_test_normalized": report["test_normalized"], "final_gap": report["gap"],
+            "final_gap_se": se}  # fmt: skip
+
+
+def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
+        final: dict | None = None) -> dict:  # fmt: skip
     """One finished run's line of the record, from its summary.json (its `evals`: one
-    generalization report each; its last `bias` entry, if any, one measurement per side)."""
+    generalization report each; its last `bias` entry, if any, one measurement per side) and
+    its final report (`final_report`), if made."""
     evals = summary["evals"]
     last = evals[-1]
     best_test = max(evals, key=lambda e: e["test_normalized"])
@@ -172,7 +226,7 @@ def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo") ->
         "best_train_normalized": max(e["train_normalized"] for e in evals),
         "best_test_normalized": best_test["test_normalized"],
         "best_test_at": best_test["env_steps"],
-        "wall_time_s": summary["wall_time_s"], "curve": curve_text(evals),
+        "wall_time_s": summary["wall_time_s"], "curve": curve_text(evals), **final_fields(final),
     }  # fmt: skip
 
 
@@ -180,10 +234,20 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def measured_on(rows: list[dict]) -> tuple[str, str]:
+    """The columns' prefix the bar judges `rows` on, and its name: the final reports when every
+    row has one, else the last evaluations during training."""
+    if rows and all(r.get("final_gap") is not None for r in rows):
+        episodes = sorted({r["final_episodes"] for r in rows})
+        return "final_", f"final reports, {'/'.join(map(str, episodes))} episodes a side"
+    return "", "last evaluations during training"
+
+
 def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
     """The issue's bar for one agent on one game, as markdown lines: with the smallest level
     count train normalized > held-out normalized, and the largest count's gap < the smallest's;
-    per seed (seeds with a row at the count, or at both counts) and in the mean over seeds."""
+    per seed (seeds with a row at the count, or at both counts) and in the mean over seeds; on
+    the final reports when every row has one (`measured_on`)."""
     mine = [r for r in rows if r["game"] == game and r["agent"] == agent]
     counts = sorted({r["levels"] for r in mine})
     if len(counts) < 2:
@@ -193,12 +257,14 @@ def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
     small = {r["seed"]: r for r in mine if r["levels"] == few}
     large = {r["seed"]: r for r in mine if r["levels"] == many}
     both = sorted(small.keys() & large.keys())
-    over = [small[s]["train_normalized"] > small[s]["test_normalized"] for s in sorted(small)]
-    mean_over = statistics.fmean(r["train_normalized"] for r in small.values()) > (
-        statistics.fmean(r["test_normalized"] for r in small.values()))  # fmt: skip
-    shrinks = [large[s]["gap"] < small[s]["gap"] for s in both]
-    mean_few = statistics.fmean(small[s]["gap"] for s in both) if both else None
-    mean_many = statistics.fmean(large[s]["gap"] for s in both) if both else None
+    on, source = measured_on([*small.values(), *large.values()])
+    train, test, gap = f"{on}train_normalized", f"{on}test_normalized", f"{on}gap"
+    over = [small[s][train] > small[s][test] for s in sorted(small)]
+    mean_over = statistics.fmean(r[train] for r in small.values()) > (
+        statistics.fmean(r[test] for r in small.values()))  # fmt: skip
+    shrinks = [large[s][gap] < small[s][gap] for s in both]
+    mean_few = statistics.fmean(small[s][gap] for s in both) if both else None
+    mean_many = statistics.fmean(large[s][gap] for s in both) if both else None
     mean_shrinks = both != [] and mean_many < mean_few
     holds = all(over) and mean_over and both != [] and all(shrinks) and mean_shrinks
     verdict = "holds" if holds else "fails"
@@ -213,7 +279,7 @@ def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
         f"- {agent}, {game}, gap smaller at {many} than at {few} levels: {per_shrink}; mean "
         f"{_yes(mean_shrinks)}{gaps}",
         f"- {agent}, {game}: **bar {verdict}** (both parts, every seed and mean, at least "
-        f"{MIN_SEEDS} seeds at both level counts)",
+        f"{MIN_SEEDS} seeds at both level counts; on the {source})",
     ]
 
 
@@ -252,8 +318,13 @@ def table(rows: list[dict]) -> str:
     for r in sorted(rows, key=lambda r: (r["agent"], r["game"], r["levels"], r["seed"])):
         points = ", ".join(f"{step:,}: {train:.3f} / {test:.3f}"
                            for step, train, test in parse_curve(r["curve"]))  # fmt: skip
+        final = ""
+        if r["final_gap"] is not None:
+            final = (f"; final report ({r['final_episodes']} episodes a side): "
+                     f"{r['final_train_normalized']:.3f} / {r['final_test_normalized']:.3f}, "
+                     f"gap {r['final_gap']:+.3f} +- {r['final_gap_se']:.3f} (s.e.)")  # fmt: skip
         lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} levels, seed {r['seed']}: "
-                     f"{points}")  # fmt: skip
+                     f"{points}{final}")  # fmt: skip
     return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
@@ -281,6 +352,16 @@ def bias_table(rows: list[dict], groups: list[tuple]) -> list[str]:
             "|---|---|---|---|---|---|---|---|", *lines]  # fmt: skip
 
 
+def finished_row(folder: Path, summary: dict, levels: int, seed: int, args: argparse.Namespace,
+                 compute: bool = True) -> dict:  # fmt: skip
+    """A finished run's row with its final report (made unless cached or not `compute`)."""
+    final = None
+    if args.final_episodes:
+        final = final_report(folder, summary["env_steps"], args.final_episodes, args.final_seed,
+                             compute)  # fmt: skip
+    return row(summary, args.game, levels, seed, args.agent, final)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", choices=list(DEFAULTS), default="ppo",
@@ -301,6 +382,10 @@ def main() -> int:
                         help="revalued: states per side per measurement")  # fmt: skip
     parser.add_argument("--eval-episodes", type=int, default=50,
                         help="per evaluation, on training and on held-out levels each")  # fmt: skip
+    parser.add_argument("--final-episodes", type=int, default=200,
+                        help="episodes a side of every final report (0: none)")  # fmt: skip
+    parser.add_argument("--final-seed", type=int, default=7,
+                        help="evaluate.py --seed of the final reports")  # fmt: skip
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="train.py --precision: auto is bf16 where the device has "
                         "native bfloat16 kernels, else fp32 (config.yaml keeps which)")  # fmt: skip
@@ -321,6 +406,8 @@ def main() -> int:
         args.num_envs = 64
     if any(n < 1 for n in args.levels):
         parser.error("--levels: counts must be >= 1 (train.py reads 0 as the protocol's 200)")
+    if args.final_episodes < 0:
+        parser.error(f"--final-episodes must be >= 0, got {args.final_episodes}")
     out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
     if not args.table_only:
@@ -329,14 +416,15 @@ def main() -> int:
         def row_of(folder: Path) -> dict | None:
             summary = finished_summary(folder)
             n, s = keys[folder]
-            return row(summary, args.game, n, s, args.agent) if summary else None
+            return finished_row(folder, summary, n, s, args) if summary else None
 
         run_all([(folder, train_argv(args.game, n, s, args)) for folder, (n, s) in keys.items()],
                 args.jobs, recorder(RECORD, REPO / args.csv, row_of))  # fmt: skip
     summaries = [(finished_summary(run_dir(out, args.game, n, s, args.agent)), n, s)
                  for n, s in grid]  # fmt: skip
-    finished = [row(summary, args.game, n, s, args.agent) for summary, n, s in summaries
-                if summary]  # fmt: skip
+    finished = [finished_row(run_dir(out, args.game, n, s, args.agent), summary, n, s, args,
+                             compute=not args.table_only)
+                for summary, n, s in summaries if summary]  # fmt: skip
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
     if code == 0:
         AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles,

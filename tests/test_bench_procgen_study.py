@@ -185,3 +185,83 @@ def test_a_csv_of_something_else_is_refused(tmp_path):
         assert "Procgen-study" in str(exc)
     else:
         raise AssertionError("read a CSV without the key columns")
+
+
+def final(train, test, n=100, train_std=0.9, test_std=1.2, steps=1000, seed=7):
+    """A final report as evaluate.py --generalization --json writes it (the keys used)."""
+    return {"train_normalized": train, "test_normalized": test, "gap": train - test,
+            "train_normalized_std": train_std, "test_normalized_std": test_std,
+            "n_episodes": n, "seed": seed, "env_steps": steps}  # fmt: skip
+
+
+def test_final_fields_carry_the_gap_and_its_standard_error():
+    fields = study.final_fields(final(0.5, 0.25))
+    # s.e. = sqrt((0.9^2 + 1.2^2) / 100) = sqrt(2.25) / 10 = 0.15
+    assert abs(fields["final_gap_se"] - 0.15) < 1e-12
+    assert (fields["final_episodes"], fields["final_gap"]) == (100, 0.25)
+    assert study.final_fields(None) == dict.fromkeys(study.FINAL_FIELDS)
+
+
+def test_the_bar_is_judged_on_the_final_reports_when_every_row_has_one(tmp_path):
+    # the last evaluations hold the pattern (as test_table_and_a_bar_that_holds) ...
+    gaps = {(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4), (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)}
+    # ... the final reports do not: seed 1 scores lower on its 10 training levels
+    finals = {(10, 0): (0.5, 0.3), (10, 1): (0.3, 0.4), (200, 0): (0.4, 0.4), (200, 1): (0.4, 0.3)}
+    rows = []
+    for (levels, seed), (train, test) in gaps.items():
+        s = summary([(1000, 5 + 5 * train, 5 + 5 * test)])
+        rows.append(study.row(s, "coinrun", levels, seed, final=final(*finals[levels, seed])))
+    lines = study.bar(rows, "coinrun")
+    # mean at 10 levels: train 0.4 vs held-out 0.35 (yes); gaps 0.2, -0.1 -> 0.05 vs 0, 0.1
+    assert (
+        lines[0] == "- ppo, coinrun, train > held-out at 10 levels: seed 0 yes, seed 1 no; mean yes"
+    )
+    assert lines[1] == ("- ppo, coinrun, gap smaller at 200 than at 10 levels: seed 0 yes, "
+                        "seed 1 no; mean no (+0.050 vs +0.050, seeds 0, 1)")  # fmt: skip
+    assert lines[2].startswith("- ppo, coinrun: **bar fails**")
+    assert lines[2].endswith("on the final reports, 100 episodes a side)")
+    study.RECORD.write(tmp_path / "r.csv", rows)
+    assert study.RECORD.read(tmp_path / "r.csv") == rows  # the final columns round-trip
+    text = study.table(rows)
+    assert ("- ppo, coinrun, 10 levels, seed 1: 1,000: 0.600 / 0.400; final report (100 episodes "
+            "a side): 0.300 / 0.400, gap -0.100 +- 0.150 (s.e.)") in text  # fmt: skip
+    # one row without a final report: the bar goes back to the last evaluations and says so
+    rows[3] = study.row(summary([(1000, 7.5, 7.0)]), "coinrun", 200, 1)
+    assert study.bar(rows, "coinrun")[2].endswith("on the last evaluations during training)")
+    assert "**bar holds**" in study.bar(rows, "coinrun")[2]
+
+
+def test_a_final_report_is_read_from_the_run_folder_once_made(tmp_path, monkeypatch):
+    calls = []
+
+    def evaluate(argv, **kwargs):
+        calls.append(argv)
+        out = Path(argv[argv.index("--json") + 1])
+        out.write_text(json.dumps(final(0.5, 0.25, n=int(argv[argv.index("--episodes") + 1]))))
+        return study.subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(study.subprocess, "run", evaluate)
+    assert study.final_report(tmp_path, 1000, 100, 7, compute=False) is None
+    assert study.final_report(tmp_path, 1000, 100, 7)["gap"] == 0.25
+    assert calls[0][1:] == [str(study.REPO / "evaluate.py"), str(tmp_path), "--generalization",
+                            "--episodes", "100", "--seed", "7", "--json",
+                            str(tmp_path / "generalization-1000-100ep-seed7.json")]  # fmt: skip
+    assert study.final_report(tmp_path, 1000, 100, 7)["gap"] == 0.25
+    assert len(calls) == 1  # the second call read the cache
+    # a cached report that is not of this (env step, episodes, seed) is refused by name
+    (tmp_path / "generalization-2000-100ep-seed7.json").write_text(json.dumps(final(0.5, 0.2)))
+    try:
+        study.final_report(tmp_path, 2000, 100, 7)
+    except SystemExit as exc:
+        assert "(1000, 100, 7), not (2000, 100, 7)" in str(exc)
+    else:
+        raise AssertionError("used a report made at another env step")
+
+
+def test_a_failed_final_report_leaves_the_row_without_one(tmp_path, monkeypatch, capsys):
+    def fail(argv, **kwargs):
+        return study.subprocess.CompletedProcess(argv, 1, "", "error: no checkpoint in x\n")
+
+    monkeypatch.setattr(study.subprocess, "run", fail)
+    assert study.final_report(tmp_path, 1000, 200, 7) is None
+    assert "final report failed: error: no checkpoint in x" in capsys.readouterr().err
