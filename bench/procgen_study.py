@@ -308,6 +308,7 @@ def table(rows: list[dict]) -> str:
             f"{mean_std([r['test_return'] for r in group], '.2f')} | "
             f"{mean_std([r['best_test_normalized'] for r in group], '.3f')} |"
         )
+    lines += final_table(rows, groups)
     lines += bias_table(rows, groups)
     lines += ["", "The bar (issue 20): train above held-out with the fewest levels, and a "
               "smaller gap with the most.", ""]  # fmt: skip
@@ -326,6 +327,32 @@ def table(rows: list[dict]) -> str:
         lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} levels, seed {r['seed']}: "
                      f"{points}{final}")  # fmt: skip
     return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
+
+
+def final_table(rows: list[dict], groups: list[tuple]) -> list[str]:
+    """The final reports (`final_report`) of the groups whose runs have them, mean +- std over
+    seeds, and the largest standard error of a seed's gap."""
+    lines = []
+    for agent, game, levels in groups:
+        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
+                 if r["final_gap"] is not None]  # fmt: skip
+        if not group:
+            continue
+        cells = [mean_std([r[f"final_{k}"] for r in group], f)
+                 for k, f in (("train_normalized", ".3f"), ("test_normalized", ".3f"),
+                              ("gap", "+.3f"))]  # fmt: skip
+        episodes = "/".join(sorted({str(r["final_episodes"]) for r in group}))
+        lines.append(f"| {agent} | {game} | {levels} | {', '.join(str(r['seed']) for r in group)}"
+                     f" | {episodes} | {' | '.join(cells)} | "
+                     f"{max(r['final_gap_se'] for r in group):.3f} |")  # fmt: skip
+    if not lines:
+        return []
+    return ["", "The final reports (evaluate.py --generalization on each finished run, episodes "
+            "a side as given), mean +- std over seeds, and the largest standard error of one "
+            "seed's gap:", "",
+            "| agent | game | levels | seeds | episodes | train normalized | held-out normalized "
+            "| gap | largest s.e. of a gap |",
+            "|---|---|---|---|---|---|---|---|---|", *lines]  # fmt: skip
 
 
 def bias_table(rows: list[dict], groups: list[tuple]) -> list[str]:

@@ -223,6 +223,9 @@ def test_the_bar_is_judged_on_the_final_reports_when_every_row_has_one(tmp_path)
     study.RECORD.write(tmp_path / "r.csv", rows)
     assert study.RECORD.read(tmp_path / "r.csv") == rows  # the final columns round-trip
     text = study.table(rows)
+    # 10 levels: train (0.5, 0.3), held-out (0.3, 0.4), gaps (0.2, -0.1); s.e. 0.15 each
+    assert ("| ppo | coinrun | 10 | 0, 1 | 100 | 0.400 +- 0.100 | 0.350 +- 0.050 "
+            "| +0.050 +- 0.150 | 0.150 |") in text.splitlines()  # fmt: skip
     assert ("- ppo, coinrun, 10 levels, seed 1: 1,000: 0.600 / 0.400; final report (100 episodes "
             "a side): 0.300 / 0.400, gap -0.100 +- 0.150 (s.e.)") in text  # fmt: skip
     # one row without a final report: the bar goes back to the last evaluations and says so
