@@ -329,15 +329,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
+def measured(rows: list[dict], groups: list[tuple], column: str):
+    """(agent, game, levels, the group's rows that have `column`) for every group with one."""
+    for agent, game, levels in groups:
+        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
+                 if r[column] is not None]  # fmt: skip
+        if group:
+            yield agent, game, levels, group
+
+
 def final_table(rows: list[dict], groups: list[tuple]) -> list[str]:
     """The final reports (`final_report`) of the groups whose runs have them, mean +- std over
     seeds, and the largest standard error of a seed's gap."""
     lines = []
-    for agent, game, levels in groups:
-        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
-                 if r["final_gap"] is not None]  # fmt: skip
-        if not group:
-            continue
+    for agent, game, levels, group in measured(rows, groups, "final_gap"):
         cells = [mean_std([r[f"final_{k}"] for r in group], f)
                  for k, f in (("train_normalized", ".3f"), ("test_normalized", ".3f"),
                               ("gap", "+.3f"))]  # fmt: skip
@@ -359,11 +364,7 @@ def bias_table(rows: list[dict], groups: list[tuple]) -> list[str]:
     """The critic's bias at the last measurement, per side, for the groups that measured it
     (the value-based agent; PPO has no Q)."""
     lines = []
-    for agent, game, levels in groups:
-        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
-                 if r["bias_train"] is not None]  # fmt: skip
-        if not group:
-            continue
+    for agent, game, levels, group in measured(rows, groups, "bias_train"):
         cells = [mean_std([r[f"bias_{side}{kind}"] for r in group], "+.3f")
                  for side in SIDES for kind in ("", "_redq")]  # fmt: skip
         seeds = ", ".join(str(r["seed"]) for r in group)
