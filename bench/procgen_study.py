@@ -109,15 +109,23 @@ RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed"),
                    what="a Procgen-study", texts=("curve",))  # fmt: skip
 
 
+def final_or_last(r: dict, side: str) -> float:
+    """A run's normalized score on one side: its final report's where made, else its last
+    evaluation's."""
+    final = r.get(f"final_{side}_normalized")
+    return r[f"{side}_normalized"] if final is None else final
+
+
 AGGREGATES = Aggregates(
     configuration=lambda r: f"{r['agent']}, {r['levels']} training levels",
     task=lambda r: r["game"],
     measures={
-        "held-out normalized": lambda r: r["test_normalized"],
-        "train normalized": lambda r: r["train_normalized"],
+        "held-out normalized": lambda r: final_or_last(r, "test"),
+        "train normalized": lambda r: final_or_last(r, "train"),
     },
     normalization="Normalization: train-procgen's easy-mode range of each game "
-    "(harness/generalization.py normalized_score): 0 = R_min, 1 = R_max; at the last evaluation.",
+    "(harness/generalization.py normalized_score): 0 = R_min, 1 = R_max; from each run's final "
+    "report where it has one, else from its last evaluation.",
 )
 
 

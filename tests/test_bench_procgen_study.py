@@ -228,6 +228,8 @@ def test_the_bar_is_judged_on_the_final_reports_when_every_row_has_one(tmp_path)
             "| +0.050 +- 0.150 | 0.150 |") in text.splitlines()  # fmt: skip
     assert ("- ppo, coinrun, 10 levels, seed 1: 1,000: 0.600 / 0.400; final report (100 episodes "
             "a side): 0.300 / 0.400, gap -0.100 +- 0.150 (s.e.)") in text  # fmt: skip
+    # the aggregates take the final reports: held-out at 10 levels (0.3, 0.4) -> mean 0.35
+    assert "| ppo, 10 training levels | 2 x 1 | 0.350 [" in text
     # one row without a final report: the bar goes back to the last evaluations and says so
     rows[3] = study.row(summary([(1000, 7.5, 7.0)]), "coinrun", 200, 1)
     assert study.bar(rows, "coinrun")[2].endswith("on the last evaluations during training)")
