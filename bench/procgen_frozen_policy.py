@@ -1,8 +1,9 @@
 """Is a value-based Procgen run's evaluated policy the policy it trained with? (docs/procgen.md,
 "The value-based agent": REValueD's training episodes on coinrun returned about 6 in 133 steps,
-its evaluations about 2 in 858.)
+its evaluations about 2 in 858.) And what does a Procgen policy do (its actions)?
 
     python bench/procgen_frozen_policy.py RUN --epsilons 0.1 0.2 --episodes 24 --frames 12000
+    python bench/procgen_frozen_policy.py RUN/checkpoints/best.pt --frames 12000   # PPO
 
 Loads RUN's checkpoint (evaluate.py's rules: final.pt, else latest.pt, or the .pt named) and
 1. for every epsilon in --epsilons: the generalization report (training and held-out levels,
@@ -12,9 +13,10 @@ Loads RUN's checkpoint (evaluate.py's rules: final.pt, else latest.pt, or the .p
 2. --frames frames in --num-envs of the run's training envs, acting as the training loop acts
    (agent.act with exploration, epsilon at its final value) and then as the evaluation acts
    (EpsilonGreedy at that epsilon), the network frozen: finished episodes, their mean return
-   and length.
-It prints one JSON line per measurement (and writes them all with --json F). Cost: about 10
-min for the command above on one busy core.
+   and length, and the fraction of each action taken.
+A run of an agent without epsilon (PPO) gets step 2's training mode only (its sampled actions,
+as its training and its evaluations act). It prints one JSON line per measurement (and writes
+them all with --json F). Cost: about 10 min for the first command on one busy core.
 """
 
 from __future__ import annotations
@@ -39,24 +41,32 @@ REPORT_KEYS = ("train_return_mean", "train_length_mean", "test_return_mean",
 
 def play(actor, envs, frames: int) -> dict:
     """Step `envs` for `frames` frames in all with `actor`'s exploring actions; the episodes
-    that finished, their mean return and length."""
+    that finished, their mean return and length, and the fraction of steps that took each
+    action (index i: action i; as many entries as the largest action taken + 1)."""
     obs = envs.reset()
     finished: list[tuple[float, int]] = []
+    counts = np.zeros(0, dtype=np.int64)
     for _ in range(max(1, frames // envs.num_envs)):
-        step = envs.step(actor.act(obs, deterministic=False))
+        actions = actor.act(obs, deterministic=False)
+        taken = np.bincount(np.asarray(actions, dtype=np.int64).reshape(-1))
+        counts = np.pad(counts, (0, max(0, len(taken) - len(counts))))
+        counts[: len(taken)] += taken
+        step = envs.step(actions)
         obs = step.obs
         finished.extend(step.finished)
     returns = [r for r, _ in finished]
     lengths = [n for _, n in finished]
     return {"episodes": len(finished),
             "return_mean": float(np.mean(returns)) if finished else None,
-            "length_mean": float(np.mean(lengths)) if finished else None}  # fmt: skip
+            "length_mean": float(np.mean(lengths)) if finished else None,
+            "action_fractions": [round(float(c), 4) for c in counts / counts.sum()]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a Procgen run folder or checkpoint of a discrete agent")
-    parser.add_argument("--epsilons", type=float, nargs="*", default=[0.1, 0.2])
+    parser.add_argument("--epsilons", type=float, nargs="*", default=None,
+                        help="epsilon-greedy agents only (default 0.1 0.2)")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=24, help="per side and epsilon")
     parser.add_argument("--frames", type=int, default=12_000, help="per playing mode")
     parser.add_argument("--num-envs", type=int, default=8)
@@ -73,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except evaluate.UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if env is not None or not hasattr(agent, "epsilon"):
-        print(f"error: {source} is not a Procgen run of an epsilon-greedy agent", file=sys.stderr)
+    greedy = hasattr(agent, "epsilon")
+    if env is not None or (args.epsilons and not greedy):
+        what = "an epsilon-greedy agent (--epsilons)" if env is None else "an agent"
+        print(f"error: {source} is not a Procgen run of {what}", file=sys.stderr)
         return 2
+    if args.epsilons is None:
+        args.epsilons = [0.1, 0.2] if greedy else []
     run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
     out = []
     for eps in args.epsilons:
@@ -83,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         report = procgen_report(agent, run_cfg, args.episodes, args.seed)
         out.append({"measure": "report", "epsilon": eps, **{k: report[k] for k in REPORT_KEYS}})
         print(json.dumps(out[-1]), flush=True)
-    agent.acting_steps = max(agent.acting_steps, agent.cfg.epsilon_decay_steps)
-    final = agent.epsilon()
+    modes = [("training", agent)]
+    final = None
+    if greedy:
+        agent.acting_steps = max(agent.acting_steps, agent.cfg.epsilon_decay_steps)
+        final = agent.epsilon()
+        modes.append(("evaluation", EpsilonGreedy(agent, final, agent.bins)))
     torch.manual_seed(args.seed)
-    for mode, actor in (
-        ("training", agent),
-        ("evaluation", EpsilonGreedy(agent, final, agent.bins)),
-    ):
+    for mode, actor in modes:
         envs = procgen_envs(run_cfg, False, args.num_envs, args.seed)
         try:
             result = play(actor, envs, args.frames)

@@ -47,10 +47,29 @@ def test_play_counts_the_finished_episodes_and_acts_exploring():
     actor = RecordingActor()
     result = fp.play(actor, CountingEnvs(), frames=30)  # 15 steps of 2 envs
     # env 0 ends at steps 3, 6, ..., 15 (5 episodes of 10), env 1 at 5, 10, 15 (3 of 0)
-    assert result == {"episodes": 8, "return_mean": 50 / 8, "length_mean": (15 + 15) / 8}
+    assert result == {"episodes": 8, "return_mean": 50 / 8, "length_mean": (15 + 15) / 8,
+                      "action_fractions": [1.0]}  # fmt: skip
     assert actor.flags == [False] * 15
+
+
+class CyclingActor:
+    """Env 0 takes actions 0, 1, 2, 0, ...; env 1 always action 4."""
+
+    def __init__(self):
+        self.t = 0
+
+    def act(self, obs, deterministic):
+        self.t += 1
+        return np.array([(self.t - 1) % 3, 4])
+
+
+def test_play_gives_the_fraction_of_steps_that_took_each_action():
+    result = fp.play(CyclingActor(), CountingEnvs(), frames=12)  # 6 steps of 2 envs
+    # env 0: actions 0, 1, 2 twice each (6 of 12 steps); env 1: action 4 six times; none took 3
+    assert result["action_fractions"] == [0.1667, 0.1667, 0.1667, 0.0, 0.5]
 
 
 def test_play_with_no_finished_episode_says_so():
     result = fp.play(RecordingActor(), CountingEnvs(), frames=4)  # 2 steps: nothing ends
-    assert result == {"episodes": 0, "return_mean": None, "length_mean": None}
+    assert result == {"episodes": 0, "return_mean": None, "length_mean": None,
+                      "action_fractions": [1.0]}  # fmt: skip
