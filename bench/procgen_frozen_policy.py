@@ -45,17 +45,16 @@ def play(actor, envs, frames: int) -> dict:
     action (index i: action i; as many entries as the largest action taken + 1)."""
     obs = envs.reset()
     finished: list[tuple[float, int]] = []
-    counts = np.zeros(0, dtype=np.int64)
+    taken: list[np.ndarray] = []
     for _ in range(max(1, frames // envs.num_envs)):
         actions = actor.act(obs, deterministic=False)
-        taken = np.bincount(np.asarray(actions, dtype=np.int64).reshape(-1))
-        counts = np.pad(counts, (0, max(0, len(taken) - len(counts))))
-        counts[: len(taken)] += taken
+        taken.append(np.asarray(actions, dtype=np.int64).reshape(-1))
         step = envs.step(actions)
         obs = step.obs
         finished.extend(step.finished)
     returns = [r for r, _ in finished]
     lengths = [n for _, n in finished]
+    counts = np.bincount(np.concatenate(taken))
     return {"episodes": len(finished),
             "return_mean": float(np.mean(returns)) if finished else None,
             "length_mean": float(np.mean(lengths)) if finished else None,
