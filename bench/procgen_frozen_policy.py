@@ -13,7 +13,7 @@ Loads RUN's checkpoint (evaluate.py's rules: final.pt, else latest.pt, or the .p
 2. --frames frames in --num-envs of the run's training envs, acting as the training loop acts
    (agent.act with exploration, epsilon at its final value) and then as the evaluation acts
    (EpsilonGreedy at that epsilon), the network frozen: finished episodes, their mean return
-   and length, and the fraction of each action taken.
+   and length, the fraction of each action taken, and the same means level by level.
 A run of an agent without epsilon (PPO) gets step 2's training mode only (its sampled actions,
 as its training and its evaluations act). It prints one JSON line per measurement (and writes
 them all with --json F). Cost: about 10 min for the first command on one busy core.
@@ -42,9 +42,12 @@ REPORT_KEYS = ("train_return_mean", "train_length_mean", "test_return_mean",
 def play(actor, envs, frames: int) -> dict:
     """Step `envs` for `frames` frames in all with `actor`'s exploring actions; the episodes
     that finished, their mean return and length, and the fraction of steps that took each
-    action (index i: action i; as many entries as the largest action taken + 1)."""
+    action (index i: action i; as many entries as the largest action taken + 1). Envs that
+    name the level of each finished episode (`finished_levels`, ProcgenVecEnv) add `levels`:
+    per level, its finished episodes and their mean return and length, by level seed."""
     obs = envs.reset()
     finished: list[tuple[float, int]] = []
+    levels: list[int] = []
     taken: list[np.ndarray] = []
     for _ in range(max(1, frames // envs.num_envs)):
         actions = actor.act(obs, deterministic=False)
@@ -52,13 +55,23 @@ def play(actor, envs, frames: int) -> dict:
         step = envs.step(actions)
         obs = step.obs
         finished.extend(step.finished)
+        levels.extend(getattr(envs, "finished_levels", []))
     returns = [r for r, _ in finished]
     lengths = [n for _, n in finished]
     counts = np.bincount(np.concatenate(taken))
-    return {"episodes": len(finished),
-            "return_mean": float(np.mean(returns)) if finished else None,
-            "length_mean": float(np.mean(lengths)) if finished else None,
-            "action_fractions": [round(float(c), 4) for c in counts / counts.sum()]}  # fmt: skip
+    result = {"episodes": len(finished),
+              "return_mean": float(np.mean(returns)) if finished else None,
+              "length_mean": float(np.mean(lengths)) if finished else None,
+              "action_fractions": [round(float(c), 4) for c in counts / counts.sum()]}  # fmt: skip
+    if hasattr(envs, "finished_levels"):
+        result["levels"] = [
+            {"level": level, "episodes": len(mine),
+             "return_mean": float(np.mean([returns[i] for i in mine])),
+             "length_mean": float(np.mean([lengths[i] for i in mine]))}
+            for level in sorted(set(levels))
+            for mine in [[i for i, s in enumerate(levels) if s == level]]
+        ]  # fmt: skip
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

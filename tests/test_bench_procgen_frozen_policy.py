@@ -73,3 +73,27 @@ def test_play_with_no_finished_episode_says_so():
     result = fp.play(RecordingActor(), CountingEnvs(), frames=4)  # 2 steps: nothing ends
     assert result == {"episodes": 0, "return_mean": None, "length_mean": None,
                       "action_fractions": [1.0]}  # fmt: skip
+
+
+class LevelEnvs(CountingEnvs):
+    """CountingEnvs that name each finished episode's level, as ProcgenVecEnv does: env 0 plays
+    level 7 (3 steps, return 10), env 1 level 2 (5 steps, return 0) then level 7 (5 steps)."""
+
+    def step(self, actions):
+        out = super().step(actions)
+        self.finished_levels = []
+        if self.t[0] % 3 == 0:
+            self.finished_levels.append(7)
+        if self.t[1] % 5 == 0:
+            self.finished_levels.append(2 if self.t[1] == 5 else 7)
+        return out
+
+
+def test_play_gives_each_levels_episodes_and_means():
+    result = fp.play(RecordingActor(), LevelEnvs(), frames=20)  # 10 steps of 2 envs
+    # env 0 ends at steps 3, 6, 9 on level 7 (10 each); env 1 at step 5 on level 2, 10 on 7
+    assert result["episodes"] == 5
+    assert result["levels"] == [
+        {"level": 2, "episodes": 1, "return_mean": 0.0, "length_mean": 5.0},
+        {"level": 7, "episodes": 4, "return_mean": 30 / 4, "length_mean": (9 + 5) / 4},
+    ]  # fmt: skip
