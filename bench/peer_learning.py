@@ -22,7 +22,9 @@ Both evaluate every --eval-every env steps with --eval-episodes deterministic ep
 same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100000 + k), as
 train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
 per evaluation step); the markdown table gives per side and algo the final return (mean +- std
-over seeds) and every seed's curve, then the aggregates (bench/jobs.py Aggregates) of the final
+over seeds) and every seed's curve, each of our sides against SB3's (difference of the means
+with a bootstrap interval, final return and the mean of the last 3 evaluations, and the runs
+stuck low), then the aggregates (bench/jobs.py Aggregates) of the final
 return as a D4RL-normalized score over the seeds (one task), with stratified-bootstrap
 intervals; their performance profiles go to docs/peer-learning-profiles.png.
 """
@@ -138,7 +140,65 @@ def table(rows: list[dict], command: str) -> str:
             cells = [r.get(return_field(s)) for s in steps]
             text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
             lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")
-    return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
+    return "\n".join(lines + comparison(rows, steps)) + "\n" + AGGREGATES.markdown(rows)
+
+
+def difference(ours: list[float], theirs: list[float], reps: int = 10_000,
+               seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+    """mean(ours) - mean(theirs), and the 95% percentile interval of that difference over
+    `reps` bootstrap draws (each side's seeds resampled with replacement, within the side)."""
+    a, b = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(a, (reps, a.size)).mean(1) - rng.choice(b, (reps, b.size)).mean(1)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(a.mean() - b.mean()), float(low), float(high)
+
+
+def last_evals_mean(r: dict, steps: list[int], k: int = 3) -> float | None:
+    """The mean of a run's last k evaluations (less noisy than the final one alone)."""
+    cells = [r.get(return_field(s)) for s in steps]
+    cells = [c for c in cells if c is not None][-k:]
+    return float(np.mean(cells)) if len(cells) == k else None
+
+
+def comparison(rows: list[dict], steps: list[int]) -> list[str]:
+    """Per algorithm, each of our sides (ours, and ablations such as ours-eps) against SB3's:
+    each side's mean, the difference with a bootstrap interval, and how many runs of each
+    ended below half the median final return of all the algorithm's runs on the two sides (a
+    run stuck in a poor gait, as the reviewer's seed 0 was)."""
+    lines = ["", "## Against SB3", "",
+             "Differences of the means over seeds, with 95% percentile intervals of a bootstrap "
+             "that resamples each side's seeds (10,000 draws, seed 0). Stuck: final return below "
+             "half the median final return of both sides' runs of that algorithm.", "",
+             "| algo | side | measure | side (runs) | sb3 (runs) | side - sb3 [95% CI] "
+             "| stuck: side, sb3 |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    measures = [
+        ("final eval return", lambda r: r["final_return"]),
+        ("mean of the last 3 evaluations", lambda r: last_evals_mean(r, steps)),
+    ]
+    found = False
+    for algo in ALGOS:
+        theirs = seeds_of(rows, algo=algo, side="sb3")
+        for side in sorted({r["side"] for r in rows if r["algo"] == algo} - {"sb3"}):
+            ours = seeds_of(rows, algo=algo, side=side)
+            if not theirs:
+                continue
+            half = 0.5 * float(np.median([r["final_return"] for r in ours + theirs]))
+            stuck = [sum(r["final_return"] < half for r in runs) for runs in (ours, theirs)]
+            for name, measure in measures:
+                a = [v for v in map(measure, ours) if v is not None]
+                b = [v for v in map(measure, theirs) if v is not None]
+                if not a or not b:
+                    continue
+                found = True
+                diff, low, high = difference(a, b)
+                lines.append(
+                    f"| {algo} | {side} | {name} | {np.mean(a):.1f} ({len(a)}) | "
+                    f"{np.mean(b):.1f} ({len(b)}) | {diff:+.1f} [{low:+.1f}, {high:+.1f}] | "
+                    f"{stuck[0]} of {len(ours)}, {stuck[1]} of {len(theirs)} |"
+                )
+    return lines if found else []
 
 
 # ---- ours -----------------------------------------------------------------------------------

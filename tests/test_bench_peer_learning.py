@@ -65,6 +65,34 @@ def test_table_gives_mean_std_over_seeds_and_each_curve():
     assert any(x.startswith("| sac sb3 | 1 x 1 | 0.023 [") for x in lines)
 
 
+def test_difference_of_means_and_its_bootstrap_interval():
+    # ours 1, 3 (mean 2), theirs 4, 6 (mean 5): -3; every draw lies in [1 - 6, 3 - 4]
+    diff, low, high = bench.difference([1.0, 3.0], [4.0, 6.0], reps=2000)
+    assert diff == -3.0 and -5.0 <= low < -3.0 < high <= -1.0
+    assert bench.difference([2.0, 2.0], [2.0], reps=100) == (0.0, 0.0, 0.0)  # no spread
+
+
+def test_comparison_gives_both_measures_and_the_stuck_runs():
+    rows = [bench.row(summary([1.0, 10.0, 20.0, 30.0]), "ours", "tqc", 0),
+            bench.row(summary([1.0, 2.0, 2.0, 2.0]), "ours", "tqc", 1),
+            bench.row(summary([1.0, 30.0, 40.0, 50.0]), "sb3", "tqc", 0),
+            bench.row(summary([1.0, 40.0, 50.0, 60.0]), "ours-eps", "tqc", 0),
+            bench.row(summary([5.0]), "sb3", "sac", 0)]  # fmt: skip
+    lines = bench.comparison(rows, bench.eval_steps(rows))
+    # finals: ours 30, 2 (mean 16), sb3 50; median of all three 30 -> stuck below 15: ours seed 1
+    final = next(x for x in lines if x.startswith("| tqc | ours | final eval return |"))
+    assert final.startswith("| tqc | ours | final eval return | 16.0 (2) | 50.0 (1) | -34.0 [")
+    assert final.endswith("| 1 of 2, 0 of 1 |")
+    # the last 3 evaluations: ours 20 and 2 (mean 11), sb3 40
+    last = "| tqc | ours | mean of the last 3 evaluations | 11.0 (2) | 40.0 (1) | -29.0 ["
+    assert any(x.startswith(last) for x in lines)
+    # an ablation side gets its own rows: 60 against 50; median of 60, 50 is 55, none below 27.5
+    ablation = "| tqc | ours-eps | final eval return | 60.0 (1) | 50.0 (1) | +10.0 [+10.0, +10.0] |"
+    assert ablation + " 0 of 1, 0 of 1 |" in lines
+    assert not any(x.startswith("| sac |") for x in lines)  # only SB3 ran SAC: nothing to compare
+    assert bench.comparison(rows[:2], bench.eval_steps(rows)) == []
+
+
 def test_the_aggregates_env_is_the_one_both_sides_run():
     import peer_update_check as check
 
