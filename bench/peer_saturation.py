@@ -1,0 +1,121 @@
+"""Issue 18, item 6: does the one numeric difference between our TQC/SAC update and SB3's (the
+form of log pi, docs/peer-parity.md) act in the learning runs? It can only where the actor's
+pre-tanh actions saturate (|u| beyond about 5), so measure how saturated the trained actors are.
+
+    python bench/peer_saturation.py /root/runs/peer/ours-tqc-s2 /root/runs/peer/sb3-tqc-s2
+
+Each argument is one of our runs (folder or checkpoint, evaluate.py's rules) or an SB3 run
+(folder holding model.zip, or the .zip; `--sb3-algo` says TQC or SAC). On the states of
+`--episodes` deterministic HalfCheetah-v5 episodes of that policy (episode k from
+reset(seed + k)) it gives: the episodes' returns, alpha, the pre-tanh mean |mu| (its average
+and the fractions above 3 and 7), sigma, and for one sampled u ~ N(mu, sigma) per state and
+dimension the fraction with |u| > 7 and -log pi in our exact form and in SB3's
+(log(1 - tanh(u)^2 + 1e-6)). One JSON line per policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agents.sac import tanh_log_prob  # noqa: E402
+
+ENV = "HalfCheetah-v5"
+SB3_EPSILON = 1e-6
+
+
+def saturation(mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> dict:
+    """Statistics of a batch of pre-tanh Gaussians (mean, log_std: B x A) and one sample u of
+    each (B x A): how far into tanh's flat tails they sit, and the mean of -log pi(tanh(u)) in
+    the exact form and in SB3's."""
+    a = mean.abs()
+    return {
+        "mu_abs_mean": float(a.mean()),
+        "mu_abs_above_3": float((a > 3).double().mean()),
+        "mu_abs_above_7": float((a > 7).double().mean()),
+        "sigma_mean": float(log_std.exp().mean()),
+        "u_abs_above_7": float((u.abs() > 7).double().mean()),
+        "neg_log_pi_exact": float(-tanh_log_prob(u, mean, log_std).mean()),
+        "neg_log_pi_sb3": float(-tanh_log_prob(u, mean, log_std, SB3_EPSILON).mean()),
+    }
+
+
+def load_policy(path: str, sb3_algo: str):
+    """(obs tensor -> (mean, log_std), alpha) of our run or SB3's."""
+    p = Path(path)
+    zip_path = p / "model.zip" if p.is_dir() and (p / "model.zip").is_file() else p
+    if zip_path.suffix == ".zip":
+        if sb3_algo == "tqc":
+            from sb3_contrib import TQC as Model
+        else:
+            from stable_baselines3 import SAC as Model
+        model = Model.load(str(zip_path), device="cpu")
+        alpha = float(torch.exp(model.log_ent_coef.detach()))
+
+        def params(obs):
+            mean, log_std, _ = model.actor.get_action_dist_params(obs)
+            return mean, log_std
+
+        return params, alpha
+    import evaluate
+
+    agent, _, _, ckpt = evaluate.load_agent(path, None)
+    if ckpt["env"] != ENV or not hasattr(agent, "temperature"):
+        raise evaluate.UserError(f"{path} is not a SAC or TQC run on {ENV}")
+    return agent.actor, float(agent.temperature.alpha())
+
+
+def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
+    import gymnasium as gym
+
+    params, alpha = load_policy(path, sb3_algo)
+    env = gym.make(ENV)
+    states, returns = [], []
+    with torch.no_grad():
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seed + k)
+            done, total = False, 0.0
+            while not done:
+                states.append(obs)
+                mean, _ = params(torch.as_tensor(obs[None], dtype=torch.float32))
+                obs, reward, terminated, truncated, _ = env.step(torch.tanh(mean)[0].numpy())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(round(total, 1))
+        mean, log_std = params(torch.as_tensor(np.array(states), dtype=torch.float32))
+        torch.manual_seed(seed)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        stats = saturation(mean.double(), log_std.double(), u.double())
+    return {"policy": path, "returns": returns, "alpha": alpha, "states": len(states), **stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("policies", nargs="+", help="our run or checkpoint; SB3 run or .zip")
+    parser.add_argument("--sb3-algo", choices=["tqc", "sac"], default="tqc")
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        print("error: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    import evaluate
+
+    for path in args.policies:
+        try:
+            print(json.dumps(measure(path, args.sb3_algo, args.episodes, args.seed)), flush=True)
+        except (evaluate.UserError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""bench/peer_saturation.py: the saturation statistics and both forms of -log pi by hand."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import peer_saturation as ps  # noqa: E402
+
+
+def test_saturation_by_hand():
+    # one state, two dims: mu 0 with u 0 (the centre), mu 8 with u 10 (deep in tanh's tail)
+    mean = torch.tensor([[0.0, 8.0]], dtype=torch.float64)
+    log_std = torch.zeros_like(mean)  # sigma 1
+    u = torch.tensor([[0.0, 10.0]], dtype=torch.float64)
+    s = ps.saturation(mean, log_std, u)
+    assert (s["mu_abs_mean"], s["mu_abs_above_3"], s["mu_abs_above_7"]) == (4.0, 0.5, 0.5)
+    assert (s["sigma_mean"], s["u_abs_above_7"]) == (1.0, 0.5)
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    gaussian = -half_log_2pi + (-2.0 - half_log_2pi)  # (u - mu)^2 / 2 = 0 and 2
+    # exact: log(1 - tanh(u)^2) = 0 at u 0, 2 (log 2 - 10 - softplus(-20)) at u 10
+    exact_jacobian = 2 * (math.log(2) - 10 - math.log1p(math.exp(-20)))
+    assert s["neg_log_pi_exact"] == pytest.approx(-(gaussian - exact_jacobian), abs=1e-9)
+    # SB3: log(1 - tanh(u)^2 + 1e-6): log(1 + 1e-6) at 0, log(sech(10)^2 + 1e-6) at 10
+    sb3_jacobian = math.log1p(1e-6) + math.log(1 / math.cosh(10) ** 2 + 1e-6)
+    assert s["neg_log_pi_sb3"] == pytest.approx(-(gaussian - sb3_jacobian), abs=1e-9)
+    # SB3's capped Jacobian reads 4.8 nats more entropy in the tail (docs/peer-parity.md at u 10)
+    assert s["neg_log_pi_sb3"] - s["neg_log_pi_exact"] == pytest.approx(4.81, abs=0.01)
+
+
+def test_unsaturated_actions_leave_the_two_forms_equal():
+    torch.manual_seed(0)
+    mean = torch.randn(1000, 6, dtype=torch.float64)  # |mu| mostly < 3
+    log_std = torch.full_like(mean, math.log(0.5))
+    u = mean + 0.5 * torch.randn_like(mean)
+    s = ps.saturation(mean, log_std, u)
+    assert s["u_abs_above_7"] == 0.0
+    assert abs(s["neg_log_pi_exact"] - s["neg_log_pi_sb3"]) < 1e-3
