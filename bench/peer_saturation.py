@@ -11,6 +11,12 @@ reset(seed + k)) it gives: the episodes' returns, alpha, the pre-tanh mean |mu| 
 and the fractions above 3 and 7), sigma, and for one sampled u ~ N(mu, sigma) per state and
 dimension the fraction with |u| > 7 and -log pi in our exact form and in SB3's
 (log(1 - tanh(u)^2 + 1e-6)). One JSON line per policy.
+
+    python bench/peer_saturation.py --sigma-table
+
+prints, for one action dimension with mean 0, the entropy -E[log pi] of the squashed Gaussian
+in both forms against sigma (200,000 samples, seed 0): where an entropy bonus alone would take
+sigma, and from which sigma on the two forms part.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ def saturation(mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> di
         "neg_log_pi_exact": float(-tanh_log_prob(u, mean, log_std).mean()),
         "neg_log_pi_sb3": float(-tanh_log_prob(u, mean, log_std, SB3_EPSILON).mean()),
     }
+
+
+def entropy_by_sigma(sigmas: list[float], samples: int = 200_000, seed: int = 0) -> list[dict]:
+    """-E[log pi] of tanh(u), u ~ N(0, sigma^2), one dimension, in both forms, per sigma."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for sigma in sigmas:
+        mean = torch.zeros(samples, 1, dtype=torch.float64)
+        u = sigma * torch.randn(samples, 1, generator=gen, dtype=torch.float64)
+        log_std = torch.full_like(mean, float(np.log(sigma)))
+        rows.append({"sigma": sigma, **saturation(mean, log_std, u)})
+    return rows
 
 
 def load_policy(path: str, sb3_algo: str):
@@ -97,7 +115,8 @@ def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("policies", nargs="+", help="our run or checkpoint; SB3 run or .zip")
+    parser.add_argument("policies", nargs="*", help="our run or checkpoint; SB3 run or .zip")
+    parser.add_argument("--sigma-table", action="store_true")
     parser.add_argument("--sb3-algo", choices=["tqc", "sac"], default="tqc")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=100_000)
@@ -106,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --episodes must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
+    if args.sigma_table:
+        print("| sigma | entropy, exact | entropy, SB3's form | P(abs(u) > 7) |")
+        print("|---|---|---|---|")
+        for r in entropy_by_sigma([0.37, 0.61, 1.0, 1.65, 2.72, 4.48, 7.39]):
+            print(f"| {r['sigma']:.2f} | {r['neg_log_pi_exact']:.3f} | {r['neg_log_pi_sb3']:.3f} "
+                  f"| {r['u_abs_above_7']:.4f} |")  # fmt: skip
+    if not args.policies and not args.sigma_table:
+        parser.error("give policies, --sigma-table or both")
     import evaluate
 
     for path in args.policies:

@@ -39,3 +39,12 @@ def test_unsaturated_actions_leave_the_two_forms_equal():
     s = ps.saturation(mean, log_std, u)
     assert s["u_abs_above_7"] == 0.0
     assert abs(s["neg_log_pi_exact"] - s["neg_log_pi_sb3"]) < 1e-3
+
+
+def test_entropy_by_sigma_peaks_near_1_and_the_forms_part_only_when_wide():
+    rows = ps.entropy_by_sigma([0.3, 1.0, 3.0, 7.0], samples=50_000)
+    exact = [r["neg_log_pi_exact"] for r in rows]
+    assert exact[1] == max(exact)  # an entropy bonus alone takes sigma to about 1
+    gaps = [r["neg_log_pi_sb3"] - r["neg_log_pi_exact"] for r in rows]
+    assert abs(gaps[0]) < 1e-5 and abs(gaps[1]) < 1e-5  # no sample reaches tanh's flat tail
+    assert gaps[3] > 1.0 and rows[3]["u_abs_above_7"] > 0.25  # sigma 7: a third of |u| > 7
