@@ -4,6 +4,7 @@
     python bench/peer_learning.py --table-only
     python bench/peer_learning.py --algos tqc --seeds 0 1 --sides ours --side-name ours-eps \\
         --ours-args "--set log_prob_epsilon=1e-6"          # an ablation as a third side
+    python bench/peer_learning.py --algos tqc --seeds 2 3 4 --sides hybrid  # our update, SB3 loop
 
 For every (side, algo, seed), on HalfCheetah-v5:
 - ours: train.py (bench/jobs.py: a finished run is skipped, an interrupted one resumed). TQC:
@@ -18,6 +19,10 @@ For every (side, algo, seed), on HalfCheetah-v5:
   one when restarted (not bit-identical to an uninterrupted run: the episode restarts); a
   finished run (summary.json with "finished") is skipped. Its replay buffer holds --steps
   transitions (ours 1M): the same while neither fills.
+- hybrid (not run by default): SB3's loop (warm-up, acting, replay buffer, sampling,
+  evaluation) with our agent's update in place of SB3's gradient step, our weights copied
+  into SB3's networks after every update. It splits a gap between the two sides: where the
+  hybrid learns like sb3, the difference is in our loop; like ours, in our update.
 Both evaluate every --eval-every env steps with --eval-episodes deterministic episodes from the
 same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100000 + k), as
 train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
@@ -60,7 +65,7 @@ from jobs import (  # noqa: E402
 )
 
 ALGOS = ("tqc", "sac")
-SIDES = ("ours", "sb3")
+SIDES = ("ours", "sb3", "hybrid")
 BASE_FIELDS = ["side", "algo", "seed", "env_steps", "final_return", "best_return", "wall_time_s"]
 ENV = "HalfCheetah-v5"  # peer_update_check.ENV (not imported here: it loads torch and train.py)
 AGGREGATES = Aggregates(
@@ -228,13 +233,43 @@ def sb3_summary(folder: Path) -> dict | None:
     return summary if summary.get("finished") else None
 
 
-def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, episodes: int) -> int:
+def hybrid_class(algo: str, agent):
+    """SB3's SAC / sb3-contrib's TQC whose gradient steps are our agent's updates: SB3's loop
+    (warm-up, acting, replay buffer, sampling) around our update. After each train() call our
+    weights go into SB3's networks (peer_update_check.copy_weights), so SB3 acts with them."""
+    import peer_update_check as check
+    import torch
+
+    from agents.buffer import Batch
+
+    class Hybrid(check.sb3_class(algo)):
+        def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+            for _ in range(gradient_steps):
+                data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                rewards = data.rewards.reshape(-1).float()
+                agent.update(Batch(  # SB3 stores float64 observations; its networks cast too
+                    obs=data.observations.float(), actions=data.actions.float(),
+                    rewards=rewards, next_obs=data.next_observations.float(),
+                    # SB3's dones are already 0 for time-limit cuts (handle_timeout_termination)
+                    terminated=data.dones.reshape(-1).float(), truncated=torch.zeros_like(rewards),
+                    discounts=torch.full_like(rewards, self.gamma), extras={}, indices=None,
+                ))  # fmt: skip
+            self._n_updates += gradient_steps
+            check.copy_weights(agent, self)
+
+    return Hybrid
+
+
+def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, episodes: int,
+            hybrid: bool = False) -> int:  # fmt: skip
     """One SB3 run, evaluated and checkpointed every `eval_every` steps; resumes from the last
-    checkpoint in `folder`."""
+    checkpoint in `folder`. `hybrid`: SB3's loop around our agent's update (hybrid_class),
+    our agent initialised under torch seed `seed` and saved beside SB3's model."""
     import peer_update_check as check
     import torch
 
     import training
+    from agents import get_agent_module
     from core.runs import atomic_write_text
     from envs import make_env
     from harness.evaluation import evaluate_policy
@@ -245,12 +280,22 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
     folder.mkdir(parents=True, exist_ok=True)
     _, cfg = check.our_config(algo, sb3_log_std=False)
     env, eval_env = make_env(check.ENV), make_env(check.ENV)
-    cls = check.sb3_class(algo)
-    model_file, replay_file, rng_file = (folder / n for n in ("model.zip", "replay.pkl", "rng.pt"))
+    cls, agent = check.sb3_class(algo), None
+    if hybrid:  # our agent exactly as the ours side configures it (SAC with SB3's clamp)
+        _, ours_cfg = check.our_config(algo)
+        torch.manual_seed(seed)
+        agent = get_agent_module(algo).Agent(ours_cfg, env.observation_space,
+                                             env.action_space, "cpu")  # fmt: skip
+        cls = hybrid_class(algo, agent)
+    files = ("model.zip", "replay.pkl", "rng.pt", "agent.pt")
+    model_file, replay_file, rng_file, agent_file = (folder / n for n in files)
     progress_file = folder / "progress.json"
     if model_file.is_file() and progress_file.is_file():
         model = cls.load(model_file, env=env, device="cpu")
         model.load_replay_buffer(replay_file)
+        if agent is not None:
+            agent.load_state_dict(torch.load(agent_file, weights_only=False))
+            check.copy_weights(agent, model)
         progress = json.loads(progress_file.read_text())
         rng = torch.load(rng_file, weights_only=False)
         torch.set_rng_state(rng["torch"])
@@ -261,6 +306,8 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
         kwargs = check.sb3_kwargs(algo, cfg, int(np.prod(env.action_space.shape)), seed)
         kwargs["buffer_size"] = min(kwargs["buffer_size"], steps)
         model = cls("MlpPolicy", env, **kwargs)
+        if agent is not None:
+            check.copy_weights(agent, model)  # SB3 acts with our initial weights
         progress = {"evals": [], "wall_time_s": 0.0, "resumes": 0}
 
     class Actor:  # harness.evaluation's view of the SB3 policy
@@ -279,6 +326,8 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
         print(f"step {model.num_timesteps}: eval return {result['return_mean']:.1f}", flush=True)
         model.save(model_file)
         model.save_replay_buffer(replay_file)
+        if agent is not None:
+            torch.save(agent.state_dict(), agent_file)
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                "python": random.getstate()}  # fmt: skip
         torch.save(rng, rng_file)
@@ -290,14 +339,15 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
     return 0
 
 
-def sb3_job(algo: str, seed: int, folder: Path, args) -> int:
-    """This script's --sb3-run in its own process, its log beside the folder."""
+def sb3_job(algo: str, seed: int, folder: Path, args, hybrid: bool = False) -> int:
+    """This script's --sb3-run (--hybrid) in its own process, its log beside the folder."""
     if sb3_summary(folder) is not None:
         return 0
     folder.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(Path(__file__).resolve()), "--sb3-run", algo, str(seed),
             str(folder), "--steps", str(args.steps), "--eval-every", str(args.eval_every),
             "--eval-episodes", str(args.eval_episodes)]  # fmt: skip
+    argv += ["--hybrid"] if hybrid else []
     with open(f"{folder}.log", "a") as log:
         return subprocess.call(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
@@ -311,7 +361,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=["ours", "sb3"])
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per run")
     parser.add_argument("--eval-every", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=10)
@@ -325,19 +375,20 @@ def main() -> int:
     parser.add_argument("--side-name", default="ours", help="our side's name in the record")
     parser.add_argument("--sb3-run", nargs=3, metavar=("ALGO", "SEED", "FOLDER"),
                         help="internal: one SB3 run")  # fmt: skip
+    parser.add_argument("--hybrid", action="store_true", help="internal: --sb3-run, our update")
     args = parser.parse_args()
     if args.sb3_run:
         algo, seed, folder = args.sb3_run
         return sb3_run(algo, int(seed), Path(folder), args.steps, args.eval_every,
-                       args.eval_episodes)  # fmt: skip
+                       args.eval_episodes, args.hybrid)  # fmt: skip
     out = REPO / args.out
-    names = {"ours": args.side_name, "sb3": "sb3"}
+    names = {"ours": args.side_name, "sb3": "sb3", "hybrid": "hybrid"}
     grid = [(side, algo, seed) for seed in args.seeds for algo in args.algos for side in args.sides]
     csv_path, table_path = REPO / args.csv, REPO / args.table
 
     def finished_row(side: str, algo: str, seed: int) -> dict | None:
         folder = run_dir(out, names[side], algo, seed)
-        summary = sb3_summary(folder) if side == "sb3" else finished_summary(folder)
+        summary = finished_summary(folder) if side == "ours" else sb3_summary(folder)
         return None if summary is None else row(summary, names[side], algo, seed)
 
     if not args.table_only:
@@ -345,8 +396,8 @@ def main() -> int:
 
         def job(side: str, algo: str, seed: int) -> int:
             folder = run_dir(out, names[side], algo, seed)
-            if side == "sb3":
-                return sb3_job(algo, seed, folder, args)
+            if side != "ours":
+                return sb3_job(algo, seed, folder, args, hybrid=side == "hybrid")
             argv = our_args(algo, seed, args.steps, args.eval_every, args.eval_episodes, extra)
             return train_or_resume(folder, argv)
 

@@ -109,3 +109,36 @@ def test_our_side_takes_sb3s_warmup_and_the_bench_schedule():
     sac = bench.our_args("sac", 0, 2000, 1000, 10, [])
     assert sac[:6] == ["--agent", "sac", "--arch", "mlp", "--env", "HalfCheetah-v5"]
     assert not any(a.startswith("random_steps") for a in sac)  # SAC's warm-up is random already
+
+
+def test_the_hybrid_trains_with_our_update_and_acts_with_our_weights():
+    """SB3's loop around our TQC update: every gradient step is one of our agent's updates,
+    and SB3's networks hold our weights after each (so SB3 acts with them)."""
+    import pytest
+
+    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("mujoco")
+    import peer_update_check as check
+    import torch
+    from stable_baselines3.common.logger import Logger
+
+    from agents import get_agent_module
+    from envs import make_env
+
+    torch.manual_seed(0)
+    _, cfg = check.our_config("tqc")
+    env = make_env(check.ENV)
+    agent = get_agent_module("tqc").Agent(cfg, env.observation_space, env.action_space, "cpu")
+    kwargs = {**check.sb3_kwargs("tqc", cfg, 6, 0), "buffer_size": 500, "learning_starts": 100}
+    model = bench.hybrid_class("tqc", agent)("MlpPolicy", env, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    check.copy_weights(agent, model)
+    before = [p.clone() for p in model.critic.parameters()]
+    sb3_steps = model.critic.optimizer.state_dict()["state"]
+    model.learn(130)
+    # SB3 trains once per step after learning_starts: steps 101..130 -> 30 of our updates
+    assert agent.updates == 30 and model._n_updates == 30
+    assert model.critic.optimizer.state_dict()["state"] == sb3_steps  # SB3's Adam never stepped
+    diffs = check.parameter_diffs(agent, model)
+    assert max(diffs.values()) == 0.0  # SB3's networks hold our weights, target and alpha
+    assert any((p != q).any() for p, q in zip(before, model.critic.parameters(), strict=True))
