@@ -7,7 +7,8 @@ pre-tanh actions saturate (|u| beyond about 5), so measure how saturated the tra
 Each argument is one of our runs (folder or checkpoint, evaluate.py's rules) or an SB3 run
 (folder holding model.zip, or the .zip; `--sb3-algo` says TQC or SAC). On the states of
 `--episodes` deterministic HalfCheetah-v5 episodes of that policy (episode k from
-reset(seed + k)) it gives: the episodes' returns, alpha, the pre-tanh mean |mu| (its average
+reset(seed + k)) it gives: the episodes' returns, the fraction of each episode's steps spent
+upside down (torso pitch past +-90 degrees), alpha, the pre-tanh mean |mu| (its average
 and the fractions above 3 and 7), sigma, and for one sampled u ~ N(mu, sigma) per state and
 dimension the fraction with |u| > 7 and -log pi in our exact form and in SB3's
 (log(1 - tanh(u)^2 + 1e-6)). One JSON line per policy.
@@ -64,6 +65,11 @@ def entropy_by_sigma(sigmas: list[float], samples: int = 200_000, seed: int = 0)
     return rows
 
 
+def upside_down(pitch: float) -> bool:
+    """HalfCheetah's torso pitch (qpos[2], radians, any number of turns) is past +-90 degrees."""
+    return abs((pitch + np.pi) % (2 * np.pi) - np.pi) > np.pi / 2
+
+
 def load_policy(path: str, sb3_algo: str):
     """(obs tensor -> (mean, log_std), alpha) of our run or SB3's."""
     p = Path(path)
@@ -94,23 +100,27 @@ def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
 
     params, alpha = load_policy(path, sb3_algo)
     env = gym.make(ENV)
-    states, returns = [], []
+    states, returns, upside = [], [], []
     with torch.no_grad():
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)
-            done, total = False, 0.0
+            done, total, flipped, steps = False, 0.0, 0, 0
             while not done:
                 states.append(obs)
                 mean, _ = params(torch.as_tensor(obs[None], dtype=torch.float32))
                 obs, reward, terminated, truncated, _ = env.step(torch.tanh(mean)[0].numpy())
                 total += float(reward)
+                flipped += upside_down(float(env.unwrapped.data.qpos[2]))
+                steps += 1
                 done = terminated or truncated
             returns.append(round(total, 1))
+            upside.append(round(flipped / steps, 3))
         mean, log_std = params(torch.as_tensor(np.array(states), dtype=torch.float32))
         torch.manual_seed(seed)
         u = mean + log_std.exp() * torch.randn_like(mean)
         stats = saturation(mean.double(), log_std.double(), u.double())
-    return {"policy": path, "returns": returns, "alpha": alpha, "states": len(states), **stats}
+    return {"policy": path, "returns": returns, "upside_down": upside, "alpha": alpha,
+            "states": len(states), **stats}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

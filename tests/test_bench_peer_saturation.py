@@ -48,3 +48,9 @@ def test_entropy_by_sigma_peaks_near_1_and_the_forms_part_only_when_wide():
     gaps = [r["neg_log_pi_sb3"] - r["neg_log_pi_exact"] for r in rows]
     assert abs(gaps[0]) < 1e-5 and abs(gaps[1]) < 1e-5  # no sample reaches tanh's flat tail
     assert gaps[3] > 1.0 and rows[3]["u_abs_above_7"] > 0.25  # sigma 7: a third of |u| > 7
+
+
+def test_upside_down_is_a_pitch_past_90_degrees_in_any_turn():
+    assert not ps.upside_down(0.0) and not ps.upside_down(1.5) and not ps.upside_down(-1.5)
+    assert ps.upside_down(math.pi) and ps.upside_down(1.6) and ps.upside_down(-1.6)
+    assert not ps.upside_down(2 * math.pi + 0.1) and ps.upside_down(3 * math.pi)  # whole turns
