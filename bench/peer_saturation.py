@@ -75,11 +75,9 @@ def load_policy(path: str, sb3_algo: str):
     p = Path(path)
     zip_path = p / "model.zip" if p.is_dir() and (p / "model.zip").is_file() else p
     if zip_path.suffix == ".zip":
-        if sb3_algo == "tqc":
-            from sb3_contrib import TQC as Model
-        else:
-            from stable_baselines3 import SAC as Model
-        model = Model.load(str(zip_path), device="cpu")
+        import peer_update_check as check
+
+        model = check.sb3_class(sb3_algo).load(str(zip_path), device="cpu")
         alpha = float(torch.exp(model.log_ent_coef.detach()))
 
         def params(obs):
