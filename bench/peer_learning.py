@@ -185,10 +185,10 @@ def comparison(rows: list[dict], steps: list[int]) -> list[str]:
     found = False
     for algo in ALGOS:
         theirs = seeds_of(rows, algo=algo, side="sb3")
+        if not theirs:
+            continue
         for side in sorted({r["side"] for r in rows if r["algo"] == algo} - {"sb3"}):
             ours = seeds_of(rows, algo=algo, side=side)
-            if not theirs:
-                continue
             half = 0.5 * float(np.median([r["final_return"] for r in ours + theirs]))
             stuck = [sum(r["final_return"] < half for r in runs) for runs in (ours, theirs)]
             for name, measure in measures:

@@ -64,12 +64,14 @@ def play(actor, envs, frames: int) -> dict:
               "length_mean": float(np.mean(lengths)) if finished else None,
               "action_fractions": [round(float(c), 4) for c in counts / counts.sum()]}  # fmt: skip
     if hasattr(envs, "finished_levels"):
+        by_level: dict[int, list[int]] = {}  # level -> indices of its finished episodes
+        for i, level in enumerate(levels):
+            by_level.setdefault(level, []).append(i)
         result["levels"] = [
             {"level": level, "episodes": len(mine),
              "return_mean": float(np.mean([returns[i] for i in mine])),
              "length_mean": float(np.mean([lengths[i] for i in mine]))}
-            for level in sorted(set(levels))
-            for mine in [[i for i, s in enumerate(levels) if s == level]]
+            for level, mine in sorted(by_level.items())
         ]  # fmt: skip
     return result
 
