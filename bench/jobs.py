@@ -51,9 +51,10 @@ def resume_flags(argv: list[str]) -> list[str]:
     return kept
 
 
-def train_or_resume(folder: Path, argv: list[str]) -> int:
+def train_or_resume(folder: Path, argv: list[str], script: list[str] | None = None) -> int:
     """train.py `argv` into `folder` (its log beside it as <folder>.log); 0 at once when the
-    run already finished, --resume when it was interrupted. Returns train.py's exit code."""
+    run already finished, --resume when it was interrupted. Returns train.py's exit code.
+    `script`: what runs in train.py's place with the same arguments (default train.py)."""
     if finished(folder):
         return 0
     # A folder with a config was started: train.py --resume continues it from its latest
@@ -65,7 +66,7 @@ def train_or_resume(folder: Path, argv: list[str]) -> int:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(f"{folder}.log", "a") as log:
         return subprocess.call(
-            [sys.executable, "train.py", *argv, "--progress", "off"],
+            [sys.executable, *(script or ["train.py"]), *argv, "--progress", "off"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

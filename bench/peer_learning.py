@@ -5,6 +5,7 @@
     python bench/peer_learning.py --algos tqc --seeds 0 1 --sides ours --side-name ours-eps \\
         --ours-args "--set log_prob_epsilon=1e-6"          # an ablation as a third side
     python bench/peer_learning.py --algos tqc --seeds 2 3 4 --sides hybrid  # our update, SB3 loop
+    python bench/peer_learning.py --algos tqc --seeds 2 3 4 --sides reverse  # SB3 update, our loop
 
 For every (side, algo, seed), on HalfCheetah-v5:
 - ours: train.py (bench/jobs.py: a finished run is skipped, an interrupted one resumed). TQC:
@@ -23,6 +24,9 @@ For every (side, algo, seed), on HalfCheetah-v5:
   evaluation) with our agent's update in place of SB3's gradient step, our weights copied
   into SB3's networks after every update. It splits a gap between the two sides: where the
   hybrid learns like sb3, the difference is in our loop; like ours, in our update.
+- reverse (not run by default): the mirror, our loop (train.py) around SB3's gradient step
+  (reverse_class), SB3's weights copied into our agent after every update. With the hybrid
+  it makes the 2 x 2 of loop and update.
 Both evaluate every --eval-every env steps with --eval-episodes deterministic episodes from the
 same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100000 + k), as
 train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
@@ -65,7 +69,7 @@ from jobs import (  # noqa: E402
 )
 
 ALGOS = ("tqc", "sac")
-SIDES = ("ours", "sb3", "hybrid")
+SIDES = ("ours", "sb3", "hybrid", "reverse")
 BASE_FIELDS = ["side", "algo", "seed", "env_steps", "final_return", "best_return", "wall_time_s"]
 ENV = "HalfCheetah-v5"  # peer_update_check.ENV (not imported here: it loads torch and train.py)
 AGGREGATES = Aggregates(
@@ -260,6 +264,80 @@ def hybrid_class(algo: str, agent):
     return Hybrid
 
 
+def reverse_class(algo: str):
+    """Our agent whose gradient step is SB3's SAC / sb3-contrib's TQC train(): our loop
+    (train.py's Trainer: warm-up, acting, replay buffer, sampling, evaluation, checkpoints)
+    around SB3's update, the mirror of hybrid_class. Each batch our buffer draws goes to SB3's
+    train() in place of its replay sample; SB3's weights come back into ours after every update,
+    so our agent acts, evaluates and checkpoints with them. Our optimizers never step."""
+    import peer_update_check as check
+    import torch
+    from stable_baselines3.common.logger import Logger
+
+    from agents import get_agent_module
+    from envs import make_env
+
+    class Reverse(get_agent_module(algo).Agent):
+        def __init__(self, cfg, observation_space, action_space, device):
+            super().__init__(cfg, observation_space, action_space, device)
+            kwargs = check.sb3_kwargs(algo, cfg, self.action_dim, seed=0)
+            # No seed: SB3 would re-seed the global RNGs the Trainer seeded. SB3 never collects
+            # here, so its own replay buffer stays a stub.
+            kwargs.update(seed=None, buffer_size=1)
+            self.sb3 = check.sb3_class(algo)("MlpPolicy", make_env(check.ENV), **kwargs)
+            self.sb3.set_logger(Logger(folder=None, output_formats=[]))
+            check.copy_weights(self, self.sb3)  # SB3 starts from our initial weights
+
+        def update(self, batch):
+            samples = check.sb3_samples(batch)
+            self.sb3.replay_buffer.sample = lambda *args, **kwargs: samples
+            self.sb3.train(gradient_steps=1, batch_size=self.cfg.batch_size)
+            with torch.no_grad():
+                for _, ours, theirs, layout in check.paired_parameters(self, self.sb3):
+                    ours.copy_(layout(theirs))
+            self.updates += 1
+            logged = self.sb3.logger.name_to_value
+            return {"loss/critic": torch.tensor(logged["train/critic_loss"]),
+                    "loss/actor": torch.tensor(logged["train/actor_loss"]),
+                    "policy/alpha": self.temperature.alpha()}  # fmt: skip
+
+        def sb3_optimizers(self) -> dict:
+            opts = {"actor": self.sb3.actor.optimizer, "critic": self.sb3.critic.optimizer}
+            return opts | {"temperature": self.sb3.ent_coef_optimizer}
+
+        def state_dict(self) -> dict:  # SB3's weights are ours; its Adam states are its own
+            sb3 = {name: opt.state_dict() for name, opt in self.sb3_optimizers().items()}
+            return {**super().state_dict(), "sb3_optimizers": sb3}
+
+        def load_state_dict(self, state: dict) -> None:
+            super().load_state_dict(state)
+            with torch.no_grad():
+                check.copy_weights(self, self.sb3)
+            for name, opt in self.sb3_optimizers().items():
+                opt.load_state_dict(state["sb3_optimizers"][name])
+
+    return Reverse
+
+
+def reverse_train(algo: str, argv: list[str]) -> int:
+    """train.py `argv` with the Trainer's agent replaced by reverse_class(algo)."""
+    from unittest import mock
+
+    import train
+    from agents import get_agent_module
+
+    real = get_agent_module(algo)
+
+    class Module:  # the agent module, but its Agent is the reverse class
+        Agent = reverse_class(algo)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    with mock.patch("training.trainer.get_agent_module", lambda name: Module()):
+        return train.main(argv)
+
+
 def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, episodes: int,
             hybrid: bool = False) -> int:  # fmt: skip
     """One SB3 run, evaluated and checkpointed every `eval_every` steps; resumes from the last
@@ -358,6 +436,8 @@ def run_dir(out: Path, side: str, algo: str, seed: int) -> Path:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--reverse-train"]:  # internal: train.py's arguments follow ALGO
+        return reverse_train(sys.argv[2], sys.argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -382,13 +462,14 @@ def main() -> int:
         return sb3_run(algo, int(seed), Path(folder), args.steps, args.eval_every,
                        args.eval_episodes, args.hybrid)  # fmt: skip
     out = REPO / args.out
-    names = {"ours": args.side_name, "sb3": "sb3", "hybrid": "hybrid"}
+    names = {"ours": args.side_name, "sb3": "sb3", "hybrid": "hybrid", "reverse": "reverse"}
     grid = [(side, algo, seed) for seed in args.seeds for algo in args.algos for side in args.sides]
     csv_path, table_path = REPO / args.csv, REPO / args.table
 
     def finished_row(side: str, algo: str, seed: int) -> dict | None:
         folder = run_dir(out, names[side], algo, seed)
-        summary = finished_summary(folder) if side == "ours" else sb3_summary(folder)
+        ours_loop = side in ("ours", "reverse")
+        summary = finished_summary(folder) if ours_loop else sb3_summary(folder)
         return None if summary is None else row(summary, names[side], algo, seed)
 
     if not args.table_only:
@@ -396,10 +477,13 @@ def main() -> int:
 
         def job(side: str, algo: str, seed: int) -> int:
             folder = run_dir(out, names[side], algo, seed)
-            if side != "ours":
+            if side in ("sb3", "hybrid"):
                 return sb3_job(algo, seed, folder, args, hybrid=side == "hybrid")
             argv = our_args(algo, seed, args.steps, args.eval_every, args.eval_episodes, extra)
-            return train_or_resume(folder, argv)
+            if side == "ours":
+                return train_or_resume(folder, argv)
+            script = [str(Path(__file__).resolve()), "--reverse-train", algo]
+            return train_or_resume(folder, argv, script)
 
         with ThreadPoolExecutor(args.jobs) as pool:
             futures = {pool.submit(job, *g): g for g in grid}

@@ -142,3 +142,49 @@ def test_the_hybrid_trains_with_our_update_and_acts_with_our_weights():
     diffs = check.parameter_diffs(agent, model)
     assert max(diffs.values()) == 0.0  # SB3's networks hold our weights, target and alpha
     assert any((p != q).any() for p, q in zip(before, model.critic.parameters(), strict=True))
+
+
+def test_the_reverse_takes_sb3s_update_and_keeps_our_agent_in_step(tmp_path):
+    """Our loop around SB3's TQC update: one update of the reverse agent is exactly a plain
+    sb3-contrib update from the same weights, batch and RNG state; our Adam never steps; a
+    checkpoint round trip carries SB3's optimizer state, so the next update agrees too."""
+    import pytest
+
+    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("mujoco")
+    import peer_update_check as check
+    import torch
+    from stable_baselines3.common.logger import Logger
+
+    from envs import make_env
+
+    _, cfg = check.our_config("tqc")
+    env = make_env(check.ENV)
+    torch.manual_seed(0)
+    agent = bench.reverse_class("tqc")(cfg, env.observation_space, env.action_space, "cpu")
+    plain = check.sb3_class("tqc")("MlpPolicy", env, **check.sb3_kwargs("tqc", cfg, 6, 1))
+    plain.set_logger(Logger(folder=None, output_formats=[]))
+    check.copy_weights(agent, plain)
+    data = check.transitions(300)
+
+    def both_update(reverse, k):
+        batch = check.make_batch(data, cfg.batch_size, cfg.gamma, seed=k)
+        plain.replay_buffer.sample = lambda *args, **kwargs: check.sb3_samples(batch)
+        torch.manual_seed(100 + k)
+        metrics = reverse.update(batch)
+        torch.manual_seed(100 + k)
+        plain.train(gradient_steps=1, batch_size=cfg.batch_size)
+        return metrics
+
+    before = agent.critic.layers[0].weight.clone()
+    metrics = both_update(agent, 0)
+    assert agent.updates == 1 and float(metrics["policy/alpha"]) < 1.0  # alpha stepped
+    assert not agent.critic.layers[0].weight.equal(before)  # SB3's step came back into ours
+    assert max(check.parameter_diffs(agent, plain).values()) == 0.0
+    assert agent.critic_opt.state_dict()["state"] == {}  # our optimizers never stepped
+    torch.save(agent.state_dict(), tmp_path / "agent.pt")
+    torch.manual_seed(5)  # a fresh agent with other weights, then the checkpoint
+    again = bench.reverse_class("tqc")(cfg, env.observation_space, env.action_space, "cpu")
+    again.load_state_dict(torch.load(tmp_path / "agent.pt", weights_only=True))
+    both_update(again, 1)
+    assert max(check.parameter_diffs(again, plain).values()) == 0.0
