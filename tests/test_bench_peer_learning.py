@@ -188,3 +188,30 @@ def test_the_reverse_takes_sb3s_update_and_keeps_our_agent_in_step(tmp_path):
     again.load_state_dict(torch.load(tmp_path / "agent.pt", weights_only=True))
     both_update(again, 1)
     assert max(check.parameter_diffs(again, plain).values()) == 0.0
+
+
+def test_our_loop_and_sb3s_loop_store_and_learn_the_same_with_shared_draws():
+    """bench/peer_loop_check.py: with the warm-up actions, the acting noise and the replay
+    draws shared, train.py's loop and SB3's loop around our TQC update store the same
+    transitions (both cast to float32, as each buffer stores them) and end with the same
+    weights after 44 updates."""
+    import pytest
+
+    pytest.importorskip("sb3_contrib")
+    pytest.importorskip("mujoco")
+    import copy
+
+    import numpy as np
+    import peer_loop_check as loop
+    import peer_update_check as check
+
+    _, cfg = check.our_config("tqc")
+    init = copy.deepcopy(loop.initial_agent("tqc", cfg, 0).state_dict())
+    warmup = np.random.default_rng(0).uniform(-1, 1, (257, 6)).astype(np.float32)
+    ours = loop.run_ours("tqc", 0, 300, warmup, init)
+    theirs = loop.run_sb3_loop("tqc", 0, 300, warmup, init)
+    assert ours["agent"].updates == theirs["agent"].updates == 300 - 256
+    diffs = loop.transition_diffs(ours, theirs, 300)
+    assert max(diffs) == 0.0
+    assert loop.weight_diff(ours["agent"], theirs["agent"]) == 0.0
+    assert loop.weight_diff(ours["agent"], loop.initial_agent("tqc", cfg, 0)) > 0  # it learned
