@@ -163,6 +163,25 @@ def difference(ours: list[float], theirs: list[float], reps: int = 10_000,
     return float(a.mean() - b.mean()), float(low), float(high)
 
 
+def permutation_p(ours: list[float], theirs: list[float]) -> float:
+    """Exact two-sided permutation p-value of the difference of means: the fraction of all
+    ways to split the pooled runs into groups of these sizes whose difference is at least as
+    far from 0 as the observed one. With 3 seeds a side the bootstrap interval above can only
+    resample 3 values and is too narrow; this test is exact at any size (3 vs 3: the smallest
+    possible p is 2/20 = 0.1)."""
+    import itertools
+
+    pooled = np.asarray([*ours, *theirs], dtype=float)
+    n, total = len(ours), pooled.sum()
+    observed = abs(np.mean(ours) - np.mean(theirs))
+    splits = list(itertools.combinations(range(len(pooled)), n))
+    far = 0
+    for idx in splits:
+        a = pooled[list(idx)].sum()
+        far += abs(a / n - (total - a) / len(theirs)) >= observed - 1e-9 * (1 + observed)
+    return far / len(splits)
+
+
 def last_evals_mean(r: dict, steps: list[int], k: int = 3) -> float | None:
     """The mean of a run's last k evaluations (less noisy than the final one alone)."""
     cells = [r.get(return_field(s)) for s in steps]
@@ -178,10 +197,12 @@ def comparison(rows: list[dict], steps: list[int]) -> list[str]:
     lines = ["", "## Against SB3", "",
              "Differences of the means over seeds, with 95% percentile intervals of a bootstrap "
              "that resamples each side's seeds (10,000 draws, seed 0). Stuck: final return below "
-             "half the median final return of both sides' runs of that algorithm.", "",
-             "| algo | side | measure | side (runs) | sb3 (runs) | side - sb3 [95% CI] "
+             "half the median final return of both sides' runs of that algorithm. p: exact "
+             "two-sided permutation test of the difference of means (permutation_p; with few "
+             "seeds the bootstrap interval is too narrow, the p-value is not).", "",
+             "| algo | side | measure | side (runs) | sb3 (runs) | side - sb3 [95% CI] | p "
              "| stuck: side, sb3 |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     measures = [
         ("final eval return", lambda r: r["final_return"]),
         ("mean of the last 3 evaluations", lambda r: last_evals_mean(r, steps)),
@@ -205,6 +226,7 @@ def comparison(rows: list[dict], steps: list[int]) -> list[str]:
                 lines.append(
                     f"| {algo} | {side} | {name} | {np.mean(a):.1f} ({len(a)}) | "
                     f"{np.mean(b):.1f} ({len(b)}) | {diff:+.1f} [{low:+.1f}, {high:+.1f}] | "
+                    f"{permutation_p(a, b):.3g} | "
                     f"{stuck[0]} of {len(ours)}, {stuck[1]} of {len(theirs)} |"
                 )
     return lines if found else []

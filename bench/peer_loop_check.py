@@ -18,7 +18,9 @@ the learning comparison). Every source of randomness is made the same on both si
   learning_starts + 1 transitions are stored, as SB3 does (docs/peer-parity.md item 7).
 If the two loops do the same thing, the stored transitions and the weights after the last
 update agree exactly (or to float rounding); the first transition that differs is where they
-part. Prints the differences at a few steps and the first step beyond 1e-5.
+part. Our loop also evaluates (10 deterministic episodes every --eval-every steps, as the
+learning runs do) and checkpoints on its 120 s timer, so neither is left out. Prints the
+differences at a few steps and the first step beyond 1e-5.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def uniform_draw(buffer: ReplayBuffer, batch_size: int) -> np.ndarray:
     return np.random.randint(0, len(buffer), size=batch_size)
 
 
-def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict) -> dict:
-    """train.py's loop with the shared draws; its stored transitions and final weights."""
+def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
+             eval_every: int | None = None) -> dict:  # fmt: skip
+    """train.py's loop with the shared draws (and its evaluations of 10 deterministic episodes
+    every `eval_every` steps, as in the learning runs); its stored transitions and weights."""
     stored, held = [], {}
     add = ReplayBuffer.add
     begin = training.off_policy.OffPolicyTrainer.begin
@@ -79,7 +83,7 @@ def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict) -
     _, cfg = check.our_config(algo)
     extra = ["--set", f"learning_starts={cfg.learning_starts + 1}", "--progress", "off",
              "--checkpoint-every", str(10 * steps)]  # fmt: skip
-    argv = peer_learning.our_args(algo, seed, steps, steps, 1, extra)
+    argv = peer_learning.our_args(algo, seed, steps, eval_every or steps, 10, extra)
     with (
         tempfile.TemporaryDirectory() as tmp,
         mock.patch.object(ReplayBuffer, "add", recording_add),
@@ -156,13 +160,14 @@ def main() -> int:
     parser.add_argument("--algo", choices=["tqc", "sac"], default="tqc")
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=1000, help="our loop's evaluations")
     args = parser.parse_args()
     torch.set_num_threads(1)
     _, cfg = check.our_config(args.algo)
     init = copy.deepcopy(initial_agent(args.algo, cfg, args.seed).state_dict())
     warmup = np.random.default_rng(args.seed).uniform(-1, 1, (cfg.learning_starts + 1, 6))
     warmup = warmup.astype(np.float32)
-    ours = run_ours(args.algo, args.seed, args.steps, warmup, init)
+    ours = run_ours(args.algo, args.seed, args.steps, warmup, init, args.eval_every)
     theirs = run_sb3_loop(args.algo, args.seed, args.steps, warmup, init)
     print(compare(ours, theirs, args.steps))
     return 0

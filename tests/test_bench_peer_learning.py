@@ -72,6 +72,17 @@ def test_difference_of_means_and_its_bootstrap_interval():
     assert bench.difference([2.0, 2.0], [2.0], reps=100) == (0.0, 0.0, 0.0)  # no spread
 
 
+def test_exact_permutation_p_by_hand():
+    # 1, 2, 3 vs 4, 5, 6: of the 20 splits only this one and its mirror are 3 apart
+    assert bench.permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == 2 / 20
+    # 1, 4 vs 2, 3: difference 0, every split is at least as far
+    assert bench.permutation_p([1.0, 4.0], [2.0, 3.0]) == 1.0
+    # 0, 10 vs 1: the 3 splits give |5 - 1| = 4, |5.5 - 0| = 5.5, |0.5 - 10| = 9.5 -> 3 of 3
+    assert bench.permutation_p([0.0, 10.0], [1.0]) == 1.0
+    # 0, 1 vs 10: 9.5 observed; the others 4 and 5.5 -> 1 of 3
+    assert bench.permutation_p([0.0, 1.0], [10.0]) == 1 / 3
+
+
 def test_comparison_gives_both_measures_and_the_stuck_runs():
     rows = [bench.row(summary([1.0, 10.0, 20.0, 30.0]), "ours", "tqc", 0),
             bench.row(summary([1.0, 2.0, 2.0, 2.0]), "ours", "tqc", 1),
@@ -88,7 +99,7 @@ def test_comparison_gives_both_measures_and_the_stuck_runs():
     assert any(x.startswith(last) for x in lines)
     # an ablation side gets its own rows: 60 against 50; median of 60, 50 is 55, none below 27.5
     ablation = "| tqc | ours-eps | final eval return | 60.0 (1) | 50.0 (1) | +10.0 [+10.0, +10.0] |"
-    assert ablation + " 0 of 1, 0 of 1 |" in lines
+    assert ablation + " 1 | 0 of 1, 0 of 1 |" in lines  # 1 vs 1: both splits as far, p = 1
     assert not any(x.startswith("| sac |") for x in lines)  # only SB3 ran SAC: nothing to compare
     assert bench.comparison(rows[:2], bench.eval_steps(rows)) == []
 
