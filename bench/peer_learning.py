@@ -32,9 +32,9 @@ same starts (harness.evaluation.evaluate_policy, episode k from reset(seed + 100
 train.py does). Every finished run becomes a row of the CSV (key: side, algo, seed; one column
 per evaluation step); the markdown table gives per side and algo the final return (mean +- std
 over seeds) and every seed's curve, each of our sides against SB3's (difference of the means
-with a bootstrap interval, final return and the mean of the last 3 evaluations, and the runs
-stuck low), then the aggregates (bench/jobs.py Aggregates) of the final
-return as a D4RL-normalized score over the seeds (one task), with stratified-bootstrap
+with a bootstrap interval and an exact permutation p, final return and the mean of the last
+3 evaluations, and the runs stuck low), then the aggregates (bench/jobs.py Aggregates) of the
+final return as a D4RL-normalized score over the seeds (one task), with stratified-bootstrap
 intervals; their performance profiles go to docs/peer-learning-profiles.png.
 """
 
