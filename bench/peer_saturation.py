@@ -13,6 +13,12 @@ and the fractions above 3 and 7), sigma, and for one sampled u ~ N(mu, sigma) pe
 dimension the fraction with |u| > 7 and -log pi in our exact form and in SB3's
 (log(1 - tanh(u)^2 + 1e-6)). One JSON line per policy.
 
+    python bench/peer_saturation.py RUN --replay REPLAY_FILE
+
+measures instead on every state of a replay buffer (ours: RUN/checkpoints/replay-N.pt; SB3's:
+replay.pkl), the states the update's log pi is evaluated on: no returns, the saturation
+statistics only.
+
     python bench/peer_saturation.py --sigma-table
 
 prints, for one action dimension with mean 0, the entropy -E[log pi] of the squashed Gaussian
@@ -121,6 +127,34 @@ def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
             "states": len(states), **stats}  # fmt: skip
 
 
+def replay_states(path: str) -> np.ndarray:
+    """Every stored observation of a replay buffer file: ours (agents.buffer's replay-N.pt) or
+    SB3's (its pickled ReplayBuffer, replay.pkl)."""
+    if path.endswith(".pkl"):
+        import pickle
+
+        with open(path, "rb") as f:
+            buf = pickle.load(f)
+        rows = buf.buffer_size if buf.full else buf.pos
+        return buf.observations[:rows].reshape(rows * buf.n_envs, -1)
+    from agents.buffer import ReplayBuffer
+
+    buf = ReplayBuffer.load(path)
+    return buf.transitions(np.arange(len(buf))).obs.numpy()
+
+
+def measure_replay(path: str, replay: str, sb3_algo: str, seed: int) -> dict:
+    """saturation() of the policy on every state of the replay buffer `replay`."""
+    params, alpha = load_policy(path, sb3_algo)
+    states = torch.as_tensor(replay_states(replay), dtype=torch.float32)
+    with torch.no_grad():
+        mean, log_std = params(states)
+        torch.manual_seed(seed)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        stats = saturation(mean.double(), log_std.double(), u.double())
+    return {"policy": path, "replay": replay, "alpha": alpha, "states": len(states), **stats}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policies", nargs="*", help="our run or checkpoint; SB3 run or .zip")
@@ -128,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sb3-algo", choices=["tqc", "sac"], default="tqc")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=100_000)
+    parser.add_argument("--replay", help="measure on this replay buffer's states (one policy)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         print("error: --episodes must be >= 1", file=sys.stderr)
@@ -141,12 +176,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {r['u_abs_above_7']:.4f} |")  # fmt: skip
     if not args.policies and not args.sigma_table:
         parser.error("give policies, --sigma-table or both")
+    if args.replay and len(args.policies) != 1:
+        parser.error("--replay measures one policy")
     import evaluate
 
     for path in args.policies:
         try:
-            print(json.dumps(measure(path, args.sb3_algo, args.episodes, args.seed)), flush=True)
-        except (evaluate.UserError, FileNotFoundError) as exc:
+            if args.replay:
+                result = measure_replay(path, args.replay, args.sb3_algo, args.seed)
+            else:
+                result = measure(path, args.sb3_algo, args.episodes, args.seed)
+            print(json.dumps(result), flush=True)
+        except (evaluate.UserError, FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return 0

@@ -54,3 +54,30 @@ def test_upside_down_is_a_pitch_past_90_degrees_in_any_turn():
     assert not ps.upside_down(0.0) and not ps.upside_down(1.5) and not ps.upside_down(-1.5)
     assert ps.upside_down(math.pi) and ps.upside_down(1.6) and ps.upside_down(-1.6)
     assert not ps.upside_down(2 * math.pi + 0.1) and ps.upside_down(3 * math.pi)  # whole turns
+
+
+def test_replay_states_read_ours_and_sb3s_buffer_files(tmp_path):
+    """The observations stored in our replay-N.pt and in SB3's pickled replay.pkl, in order."""
+    import numpy as np
+
+    from agents.buffer import ReplayBuffer
+
+    obs = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    ours = ReplayBuffer(10, (3,), (2,), num_envs=1, seed=0)
+    for t in range(5):
+        ours.add(obs[t : t + 1], np.zeros((1, 2)), np.zeros(1), obs[t : t + 1] + 100,
+                 np.zeros(1), np.zeros(1))  # fmt: skip
+    ours.save(tmp_path / "replay-5.pt")
+    assert np.array_equal(ps.replay_states(str(tmp_path / "replay-5.pt")), obs)
+
+    buffers = pytest.importorskip("stable_baselines3.common.buffers")
+    import pickle
+
+    from gymnasium import spaces
+
+    theirs = buffers.ReplayBuffer(10, spaces.Box(-1e3, 1e3, (3,)), spaces.Box(-1, 1, (2,)))
+    for t in range(5):
+        theirs.add(obs[t : t + 1], obs[t : t + 1] + 100, np.zeros((1, 2)), np.zeros(1),
+                   np.zeros(1), [{}])  # fmt: skip
+    (tmp_path / "replay.pkl").write_bytes(pickle.dumps(theirs))
+    assert np.array_equal(ps.replay_states(str(tmp_path / "replay.pkl")), obs)
