@@ -135,7 +135,7 @@ def weight_diff(agent, other) -> float:
     for name in ("actor", "critic", "critic_target", "temperature"):
         mine, theirs = getattr(agent, name), getattr(other, name)
         for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
-            worst = max(worst, float((p - q).detach().abs().max()))
+            worst = max(worst, check.max_diff(p.detach(), q.detach()))
     return worst
 
 

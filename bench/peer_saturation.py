@@ -99,6 +99,16 @@ def load_policy(path: str, sb3_algo: str):
     return agent.actor, float(agent.temperature.alpha())
 
 
+@torch.no_grad()
+def policy_saturation(params, states: np.ndarray, seed: int) -> dict:
+    """saturation() of the policy `params` (obs -> (mean, log_std)) on `states`, one u per state
+    and dimension drawn under torch seed `seed`."""
+    mean, log_std = params(torch.as_tensor(states, dtype=torch.float32))
+    torch.manual_seed(seed)
+    u = mean + log_std.exp() * torch.randn_like(mean)
+    return saturation(mean.double(), log_std.double(), u.double())
+
+
 def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
     import gymnasium as gym
 
@@ -119,10 +129,7 @@ def measure(path: str, sb3_algo: str, episodes: int, seed: int) -> dict:
                 done = terminated or truncated
             returns.append(round(total, 1))
             upside.append(round(flipped / steps, 3))
-        mean, log_std = params(torch.as_tensor(np.array(states), dtype=torch.float32))
-        torch.manual_seed(seed)
-        u = mean + log_std.exp() * torch.randn_like(mean)
-        stats = saturation(mean.double(), log_std.double(), u.double())
+    stats = policy_saturation(params, np.array(states), seed)
     return {"policy": path, "returns": returns, "upside_down": upside, "alpha": alpha,
             "states": len(states), **stats}  # fmt: skip
 
@@ -146,12 +153,8 @@ def replay_states(path: str) -> np.ndarray:
 def measure_replay(path: str, replay: str, sb3_algo: str, seed: int) -> dict:
     """saturation() of the policy on every state of the replay buffer `replay`."""
     params, alpha = load_policy(path, sb3_algo)
-    states = torch.as_tensor(replay_states(replay), dtype=torch.float32)
-    with torch.no_grad():
-        mean, log_std = params(states)
-        torch.manual_seed(seed)
-        u = mean + log_std.exp() * torch.randn_like(mean)
-        stats = saturation(mean.double(), log_std.double(), u.double())
+    states = replay_states(replay)
+    stats = policy_saturation(params, states, seed)
     return {"policy": path, "replay": replay, "alpha": alpha, "states": len(states), **stats}
 
 
