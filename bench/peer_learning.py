@@ -419,9 +419,12 @@ def sb3_run(algo: str, seed: int, folder: Path, steps: int, eval_every: int, epi
         mark = min((model.num_timesteps // eval_every + 1) * eval_every, steps)
         model.learn(mark - model.num_timesteps, reset_num_timesteps=False)
         result = evaluate_policy(Actor(), eval_env, episodes, seed + training.EVAL_SEED_OFFSET)
+        log_alpha = getattr(model, "log_ent_coef", None)  # the temperature, for diagnosis
         progress["evals"].append({"env_steps": model.num_timesteps,
                                   "return_mean": result["return_mean"],
-                                  "return_std": result["return_std"]})  # fmt: skip
+                                  "return_std": result["return_std"],
+                                  "alpha": None if log_alpha is None else
+                                  float(log_alpha.detach().exp().item())})  # fmt: skip
         progress["wall_time_s"] += time.perf_counter() - start
         print(f"step {model.num_timesteps}: eval return {result['return_mean']:.1f}", flush=True)
         model.save(model_file)
