@@ -41,6 +41,17 @@ def finished_summary(folder: Path) -> dict | None:
 RESUME_FLAGS = ("--total-steps", "--device", "--threads")
 
 
+def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+    """A run's TensorBoard scalar `tag` as (step, value) pairs; [] if it never logged it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    events.Reload()
+    if tag not in events.Tags()["scalars"]:
+        return []
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
 def resume_flags(argv: list[str]) -> list[str]:
     """The RESUME_FLAGS of `argv` with their values ("--flag V" or "--flag=V"), in order."""
     kept = []

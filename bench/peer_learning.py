@@ -64,6 +64,7 @@ from jobs import (  # noqa: E402
     mean_std,
     publish,
     say_ended,
+    scalars,
     seeds_of,
     train_or_resume,
 )
@@ -84,9 +85,15 @@ def return_field(step: int) -> str:
     return f"return_at_{step}"
 
 
+def alpha_field(step: int) -> str:
+    return f"alpha_at_{step}"
+
+
 def record(steps: list[int]) -> RunRecord:
-    """The CSV's record for these evaluation steps (one return column per step)."""
-    fields = BASE_FIELDS + [return_field(s) for s in sorted(set(steps))]
+    """The CSV's record for these evaluation steps (a return and a temperature column per
+    step; rows from before the temperature was recorded leave its columns empty)."""
+    steps = sorted(set(steps))
+    fields = BASE_FIELDS + [return_field(s) for s in steps] + [alpha_field(s) for s in steps]
     return RunRecord(fields, ("side", "algo", "seed"), ints=("seed", "env_steps"),
                      what="a peer-learning")  # fmt: skip
 
@@ -101,15 +108,24 @@ def csv_steps(path: Path) -> list[int]:
     return [int(h[len(prefix) :]) for h in header if h.startswith(prefix)]
 
 
-def row(summary: dict, side: str, algo: str, seed: int) -> dict:
-    """A finished run's line of the record, from its summary (train.py's or --sb3-run's)."""
+def row(summary: dict, side: str, algo: str, seed: int,
+        alphas: list[tuple[int, float]] | None = None) -> dict:  # fmt: skip
+    """A finished run's line of the record, from its summary (train.py's or --sb3-run's).
+    The temperature at each evaluation: --sb3-run records it with the evaluation; for a run of
+    train.py pass `alphas`, its logged (step, alpha), and each evaluation gets the last value
+    logged at or before its step."""
     evals = summary["evals"]
+    at = {e["env_steps"]: e.get("alpha") for e in evals}
+    for step in at if alphas else ():
+        logged = [a for s, a in alphas if s <= step]
+        at[step] = logged[-1] if logged else None
     return {
         "side": side, "algo": algo, "seed": seed, "env_steps": summary["env_steps"],
         "final_return": evals[-1]["return_mean"],
         "best_return": max(e["return_mean"] for e in evals),
         "wall_time_s": summary.get("wall_time_s"),
         **{return_field(e["env_steps"]): e["return_mean"] for e in evals},
+        **{alpha_field(step): alpha for step, alpha in at.items()},
     }  # fmt: skip
 
 
@@ -149,7 +165,25 @@ def table(rows: list[dict], command: str) -> str:
             cells = [r.get(return_field(s)) for s in steps]
             text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
             lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")
-    return "\n".join(lines + comparison(rows, steps)) + "\n" + AGGREGATES.markdown(rows)
+    return "\n".join(lines + alpha_table(rows, groups, steps) + comparison(rows, steps)) + (
+        "\n" + AGGREGATES.markdown(rows)
+    )
+
+
+def alpha_table(rows: list[dict], groups: list[tuple[str, str]], steps: list[int]) -> list[str]:
+    """The temperature at each evaluation, for the runs that recorded it."""
+    kept = [r for g in groups for r in seeds_of(rows, algo=g[0], side=g[1])
+            if any(r.get(alpha_field(s)) is not None for s in steps)]  # fmt: skip
+    if not kept:
+        return []
+    lines = ["", "Each seed's temperature alpha at each evaluation (runs that recorded it):", "",
+             "| algo | side | seed | " + " | ".join(f"{s:,}" for s in steps) + " |",
+             "|---|---|---|" + "---|" * len(steps)]  # fmt: skip
+    for r in kept:
+        cells = [r.get(alpha_field(s)) for s in steps]
+        text = " | ".join("" if c is None else f"{c:.4f}" for c in cells)
+        lines.append(f"| {r['algo']} | {r['side']} | {r['seed']} | {text} |")
+    return lines
 
 
 def difference(ours: list[float], theirs: list[float], reps: int = 10_000,
@@ -495,7 +529,10 @@ def main() -> int:
         folder = run_dir(out, names[side], algo, seed)
         ours_loop = side in ("ours", "reverse")
         summary = finished_summary(folder) if ours_loop else sb3_summary(folder)
-        return None if summary is None else row(summary, names[side], algo, seed)
+        if summary is None:
+            return None
+        alphas = scalars(folder, "policy/alpha") if ours_loop else None
+        return row(summary, names[side], algo, seed, alphas)
 
     if not args.table_only:
         extra = shlex.split(args.ours_args)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, publish, recorder, run_all  # noqa: E402
+from jobs import REPO, RunRecord, publish, recorder, run_all, scalars  # noqa: E402
 
 FIELDS = ["game", "precision", "minibatches", "seed", "env_steps", "min_entropy",
           "collapsed_at", "final_entropy", "returns_per_10k"]  # fmt: skip
@@ -53,16 +53,6 @@ def binned_means(points: list[tuple[int, float]], width: int, end: int) -> list[
         inside = [v for step, v in points if low <= step < low + width]
         out.append(float(np.mean(inside)) if inside else None)
     return out
-
-
-def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
 def run_dir(out: Path, game: str, precision: str, minibatches: int, seed: int) -> Path:

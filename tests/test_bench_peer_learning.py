@@ -23,6 +23,27 @@ def test_row_holds_final_best_and_the_curve():
     assert [r[f"return_at_{s}"] for s in (10_000, 20_000, 30_000)] == [100.0, 900.0, 500.0]
 
 
+def test_row_keeps_the_temperature_at_each_evaluation(tmp_path):
+    # train.py's logged alpha: each evaluation takes the last value logged at or before it.
+    logged = [(5_000, 0.9), (10_000, 0.5), (15_000, 0.3), (25_000, 0.2)]
+    r = bench.row(summary([1.0, 2.0, 3.0]), "ours", "tqc", 0, logged)
+    assert [r[f"alpha_at_{s}"] for s in (10_000, 20_000, 30_000)] == [0.5, 0.3, 0.2]
+    # --sb3-run's evaluations carry their own; a run without either leaves the columns empty.
+    theirs = summary([1.0, 2.0])
+    for e, alpha in zip(theirs["evals"], (0.7, 0.06), strict=True):
+        e["alpha"] = alpha
+    mine = bench.row(theirs, "sb3", "tqc", 0)
+    old = bench.row(summary([4.0, 5.0]), "ours", "tqc", 1)
+    assert (mine["alpha_at_10000"], mine["alpha_at_20000"]) == (0.7, 0.06)
+    assert old["alpha_at_20000"] is None
+    rec = bench.record(bench.eval_steps([mine, old]))
+    rec.write(tmp_path / "p.csv", [mine, old])
+    assert rec.read(tmp_path / "p.csv") == [mine, old]
+    text = bench.table([mine, old], "cmd")
+    assert "| tqc | sb3 | 0 | 0.7000 | 0.0600 |" in text
+    assert "| tqc | ours | 1 |  |  |" not in text  # runs without a temperature are left out
+
+
 def test_csv_round_trip_merge_and_new_columns(tmp_path):
     path = tmp_path / "peer.csv"
     old = [bench.row(summary([1.0, 2.0]), "ours", "tqc", 0),
