@@ -90,6 +90,25 @@ def test_warm_up_random_steps_and_learning_starts(tmp_path):
     assert policy_actions_taken(tmp_path, "tqc", *tqc) == (150, 51)
 
 
+def test_warm_up_replay_and_env_draw_from_streams_apart(tmp_path):
+    from training.trainer import REPLAY_STREAM, WARMUP_STREAM, stream_seed
+
+    args = tiny(tmp_path / "r", "--env", "Pendulum-v1", "--total-steps", "100")
+    trainer = train.prepare_new_run(train.build_parser().parse_args(args))
+    replay = np.random.default_rng(stream_seed(0, REPLAY_STREAM))
+    assert trainer.buffer.sampler_state() == replay.bit_generator.state
+    trainer.train()
+    # The 100 warm-up actions (Pendulum's [-2, 2] rescaled to [-1, 1]) are the warm-up
+    # stream's draws, not those of np.random.default_rng(0): that is the stream Gymnasium
+    # seeds the env's resets with, and the replay stream is a third one.
+    stored = trainer.buffer.state_dict()["storage"]["actions"][:100].reshape(-1).numpy()
+    warmup = np.random.default_rng(stream_seed(0, WARMUP_STREAM)).uniform(-1, 1, 100)
+    np.testing.assert_allclose(stored, warmup.astype(np.float32))
+    env_stream = np.random.default_rng(0).uniform(-1, 1, 100)
+    assert np.abs(stored - env_stream).min() > 0
+    assert not np.allclose(replay.uniform(-1, 1, 100), warmup)
+
+
 @pytest.mark.parametrize("agent", ["td3", "sac"])
 def test_bias_measurement_during_training_leaves_training_unchanged(tmp_path, agent):
     base = ["--env", "Hopper-v5", "--total-steps", "200", "--eval-every", "200",

@@ -14,7 +14,7 @@ from core.errors import UserError
 from envs import VecEnv, random_actions, sim_state_dim
 from envs.procgen import is_procgen_id
 from training.procgen import procgen_envs
-from training.trainer import Trainer
+from training.trainer import REPLAY_STREAM, Trainer, stream_seed
 
 
 class OffPolicyTrainer(Trainer):
@@ -54,7 +54,7 @@ class OffPolicyTrainer(Trainer):
             obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
             action_dtype=torch.int64 if discrete else torch.float32,
             extras=extras or None,
-            seed=run_cfg.seed,
+            seed=stream_seed(run_cfg.seed, REPLAY_STREAM),
         )
         self.n_step = getattr(agent_cfg, "n_step", 1)
 

@@ -44,6 +44,16 @@ from training.procgen import procgen_bias, procgen_report
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
 DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
+WARMUP_STREAM, REPLAY_STREAM = 1, 2  # the loop's numpy streams (stream_seed)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of one of a run's numpy streams (warm-up actions, replay indices), apart from
+    each other and from the env's: Gymnasium seeds an env's resets with SeedSequence(seed),
+    the very stream np.random.default_rng(seed) gives, so seeding all three with `seed` tied
+    the first dozen updates' replay indices to the warm-up actions (docs/peer-parity.md)."""
+    state = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1, np.uint64)
+    return int(state[0])
 
 
 class Diverged(UserError):
@@ -115,7 +125,7 @@ class Trainer:
         # Around every update (agents.nets.update_autocast: no weight cache, so each forward
         # sees the weights the previous optimizer step left; a captured update needs it too).
         self.autocast = update_autocast(self.device.type, run_cfg.precision == "bf16")
-        self.rng = np.random.default_rng(run_cfg.seed)  # warm-up random actions
+        self.rng = np.random.default_rng(stream_seed(run_cfg.seed, WARMUP_STREAM))  # warm-up
         self.counters = {
             "env_steps": 0,
             "gradient_updates": 0,
