@@ -157,14 +157,20 @@ def table(rows: list[dict], command: str) -> str:
             f"{mean_std([r['final_return'] for r in group])} | "
             f"{mean_std([r['best_return'] for r in group])} |"
         )
-    lines += ["", "Each seed's curve (eval return at each env step):", "",
+    lines += ["", "Each seed's curve (eval return at each env step), then the side's mean over "
+              "the seeds that reached that step:", "",
               "| algo | side | seed | " + " | ".join(f"{s:,}" for s in steps) + " |",
               "|---|---|---|" + "---|" * len(steps)]  # fmt: skip
     for algo, side in groups:
-        for r in seeds_of(rows, algo=algo, side=side):
-            cells = [r.get(return_field(s)) for s in steps]
+        group = seeds_of(rows, algo=algo, side=side)
+        columns = [[r.get(return_field(s)) for s in steps] for r in group]
+        for r, cells in zip(group, columns):
             text = " | ".join("" if c is None else f"{c:.1f}" for c in cells)
             lines.append(f"| {algo} | {side} | {r['seed']} | {text} |")
+        if len(group) > 1:
+            means = [[c for c in col if c is not None] for col in zip(*columns)]
+            text = " | ".join(f"{np.mean(m):.1f}" if m else "" for m in means)
+            lines.append(f"| {algo} | {side} | mean | {text} |")
     return "\n".join(lines + alpha_table(rows, groups, steps) + comparison(rows, steps)) + (
         "\n" + AGGREGATES.markdown(rows)
     )
@@ -216,11 +222,14 @@ def permutation_p(ours: list[float], theirs: list[float]) -> float:
     return far / len(splits)
 
 
-def last_evals_mean(r: dict, steps: list[int], k: int = 3) -> float | None:
-    """The mean of a run's last k evaluations (less noisy than the final one alone)."""
+def last_evals_mean(r: dict, steps: list[int], k: int | None = 3) -> float | None:
+    """The mean of a run's last k evaluations (less noisy than the final one alone); k None:
+    of all of them, the area under the learning curve over its length, which needs the run to
+    have every evaluation in `steps`."""
     cells = [r.get(return_field(s)) for s in steps]
-    cells = [c for c in cells if c is not None][-k:]
-    return float(np.mean(cells)) if len(cells) == k else None
+    cells = [c for c in cells if c is not None]
+    k = len(steps) if k is None else k
+    return float(np.mean(cells[-k:])) if len(cells) >= k else None
 
 
 def comparison(rows: list[dict], steps: list[int]) -> list[str]:
@@ -240,6 +249,7 @@ def comparison(rows: list[dict], steps: list[int]) -> list[str]:
     measures = [
         ("final eval return", lambda r: r["final_return"]),
         ("mean of the last 3 evaluations", lambda r: last_evals_mean(r, steps)),
+        ("mean of every evaluation", lambda r: last_evals_mean(r, steps, None)),
     ]
     found = False
     for algo in ALGOS:

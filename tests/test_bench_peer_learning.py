@@ -77,6 +77,8 @@ def test_table_gives_mean_std_over_seeds_and_each_curve():
     assert "| sac | sb3 | 0 | 10,000 | 5.0 +- 0.0 | 5.0 +- 0.0 |" in lines
     assert "| algo | side | seed | 10,000 | 20,000 |" in lines
     assert "| tqc | ours | 1 | 20.0 | 10.0 |" in lines
+    assert "| tqc | ours | mean | 15.0 | 20.0 |" in lines  # (10 + 20) / 2, (30 + 10) / 2
+    assert not any(x.startswith("| tqc | sb3 | mean |") for x in lines)  # one seed: no mean row
     assert "| sac | sb3 | 0 | 5.0 |  |" in lines  # a shorter run leaves its later cells empty
     # TQC's rows come before SAC's
     assert lines.index("| tqc | sb3 | 0 | 40.0 | 50.0 |") < lines.index(
@@ -119,6 +121,9 @@ def test_comparison_gives_both_measures_and_the_stuck_runs():
     # the last 3 evaluations: ours 20 and 2 (mean 11), sb3 40
     last = "| tqc | ours | mean of the last 3 evaluations | 11.0 (2) | 40.0 (1) | -29.0 ["
     assert any(x.startswith(last) for x in lines)
+    # every evaluation (the area under the curve): ours 15.25 and 1.75 (mean 8.5), sb3 30.25
+    every = "| tqc | ours | mean of every evaluation | 8.5 (2) | 30.2 (1) | -21.8 ["
+    assert any(x.startswith(every) for x in lines)
     # an ablation side gets its own rows: 60 against 50; median of 60, 50 is 55, none below 27.5
     ablation = "| tqc | ours-eps | final eval return | 60.0 (1) | 50.0 (1) | +10.0 [+10.0, +10.0] |"
     assert ablation + " 1 | 0 of 1, 0 of 1 |" in lines  # 1 vs 1: both splits as far, p = 1
