@@ -15,7 +15,8 @@ the learning comparison). Every source of randomness is made the same on both si
   call; ours replaces its buffer's Generator for this check), seeded alike;
 - the envs start from reset(seed), SB3's action scaling (the identity on [-1, 1] up to float
   rounding, (a + 1) - 1) is made the exact identity, and ours starts updating once
-  learning_starts + 1 transitions are stored, as SB3 does (docs/peer-parity.md item 7).
+  learning_starts + 1 transitions are stored, as SB3 does (docs/peer-parity.md item 7), while
+  still acting at random for learning_starts steps only (SAC ties the two together).
 If the two loops do the same thing, the stored transitions and the weights after the last
 update agree exactly (or to float rounding); the first transition that differs is where they
 part. Our loop also evaluates (10 deterministic episodes every --eval-every steps, as the
@@ -58,9 +59,11 @@ def uniform_draw(buffer: ReplayBuffer, batch_size: int) -> np.ndarray:
 
 
 def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
-             eval_every: int | None = None) -> dict:  # fmt: skip
+             eval_every: int | None = None,
+             overrides: list[str] | None = None) -> dict:  # fmt: skip
     """train.py's loop with the shared draws (and its evaluations of 10 deterministic episodes
-    every `eval_every` steps, as in the learning runs); its stored transitions and weights."""
+    every `eval_every` steps, as in the learning runs); its stored transitions and weights.
+    `overrides`: train.py arguments on top of the algorithm's (both loops must get the same)."""
     stored, held = [], {}
     add = ReplayBuffer.add
     begin = training.off_policy.OffPolicyTrainer.begin
@@ -70,6 +73,9 @@ def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
         return add(self, obs, actions, rewards, next_obs, *rest, **kwargs)
 
     def seeded_begin(self, writer):
+        # Uniform actions for the first learning_starts steps, as SB3 (and the learning runs):
+        # SAC ties its warm-up to learning_starts, which this check moves one step later.
+        object.__setattr__(self.agent_cfg, "random_steps", warm)
         self.agent.load_state_dict(copy.deepcopy(init))
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -80,9 +86,10 @@ def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
         k = len(stored)
         return warmup[k : k + n]
 
-    _, cfg = check.our_config(algo)
-    extra = ["--set", f"learning_starts={cfg.learning_starts + 1}", "--progress", "off",
-             "--checkpoint-every", str(10 * steps)]  # fmt: skip
+    _, cfg = check.our_config(algo, extra=overrides)
+    warm = cfg.learning_starts
+    extra = [*(overrides or []), "--set", f"learning_starts={cfg.learning_starts + 1}",
+             "--progress", "off", "--checkpoint-every", str(10 * steps)]  # fmt: skip
     argv = peer_learning.our_args(algo, seed, steps, eval_every or steps, 10, extra)
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -97,9 +104,10 @@ def run_ours(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
     return {"stored": stored, "agent": held["agent"]}
 
 
-def run_sb3_loop(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict) -> dict:
+def run_sb3_loop(algo: str, seed: int, steps: int, warmup: np.ndarray, init: dict,
+                 overrides: list[str] | None = None) -> dict:  # fmt: skip
     """SB3's loop around our update with the shared draws (the learning comparison's hybrid)."""
-    _, cfg = check.our_config(algo)
+    _, cfg = check.our_config(algo, extra=overrides)
     agent = initial_agent(algo, cfg, seed)
     agent.load_state_dict(copy.deepcopy(init))
     env = make_env(check.ENV)

@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("peer_learning", REPO / "bench" / "peer_learning.py")
 bench = importlib.util.module_from_spec(spec)
@@ -228,13 +230,14 @@ def test_the_reverse_takes_sb3s_update_and_keeps_our_agent_in_step(tmp_path):
     assert max(check.parameter_diffs(again, plain).values()) == 0.0
 
 
-def test_our_loop_and_sb3s_loop_store_and_learn_the_same_with_shared_draws():
+@pytest.mark.parametrize("algo", ["tqc", "sac"])
+def test_our_loop_and_sb3s_loop_store_and_learn_the_same_with_shared_draws(algo):
     """bench/peer_loop_check.py: with the warm-up actions, the acting noise and the replay
-    draws shared, train.py's loop and SB3's loop around our TQC update store the same
-    transitions (both cast to float32, as each buffer stores them) and end with the same
-    weights after 44 updates."""
-    import pytest
-
+    draws shared, train.py's loop and SB3's loop around our update store the same transitions
+    (both cast to float32, as each buffer stores them) and end with the same weights after 44
+    updates. SAC (warm-up shortened to TQC's 256 steps to keep the test short) acts at random
+    for exactly its learning_starts steps on both sides, though the check starts our updates
+    one transition later, as SB3's."""
     pytest.importorskip("sb3_contrib")
     pytest.importorskip("mujoco")
     import copy
@@ -243,13 +246,15 @@ def test_our_loop_and_sb3s_loop_store_and_learn_the_same_with_shared_draws():
     import peer_loop_check as loop
     import peer_update_check as check
 
-    _, cfg = check.our_config("tqc")
-    init = copy.deepcopy(loop.initial_agent("tqc", cfg, 0).state_dict())
+    overrides = ["--set", "learning_starts=256"] if algo == "sac" else None
+    _, cfg = check.our_config(algo, extra=overrides)
+    assert cfg.learning_starts == 256
+    init = copy.deepcopy(loop.initial_agent(algo, cfg, 0).state_dict())
     warmup = np.random.default_rng(0).uniform(-1, 1, (257, 6)).astype(np.float32)
-    ours = loop.run_ours("tqc", 0, 300, warmup, init)
-    theirs = loop.run_sb3_loop("tqc", 0, 300, warmup, init)
+    ours = loop.run_ours(algo, 0, 300, warmup, init, overrides=overrides)
+    theirs = loop.run_sb3_loop(algo, 0, 300, warmup, init, overrides=overrides)
     assert ours["agent"].updates == theirs["agent"].updates == 300 - 256
     diffs = loop.transition_diffs(ours, theirs, 300)
     assert max(diffs) == 0.0
     assert loop.weight_diff(ours["agent"], theirs["agent"]) == 0.0
-    assert loop.weight_diff(ours["agent"], loop.initial_agent("tqc", cfg, 0)) > 0  # it learned
+    assert loop.weight_diff(ours["agent"], loop.initial_agent(algo, cfg, 0)) > 0  # it learned
