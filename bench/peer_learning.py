@@ -222,7 +222,7 @@ def permutation_p(ours: list[float], theirs: list[float]) -> float:
     return far / len(splits)
 
 
-def last_evals_mean(r: dict, steps: list[int], k: int | None = 3) -> float | None:
+def evals_mean(r: dict, steps: list[int], k: int | None = 3) -> float | None:
     """The mean of a run's last k evaluations (less noisy than the final one alone); k None:
     of all of them, the area under the learning curve over its length, which needs the run to
     have every evaluation in `steps`."""
@@ -248,8 +248,8 @@ def comparison(rows: list[dict], steps: list[int]) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     measures = [
         ("final eval return", lambda r: r["final_return"]),
-        ("mean of the last 3 evaluations", lambda r: last_evals_mean(r, steps)),
-        ("mean of every evaluation", lambda r: last_evals_mean(r, steps, None)),
+        ("mean of the last 3 evaluations", lambda r: evals_mean(r, steps)),
+        ("mean of every evaluation", lambda r: evals_mean(r, steps, None)),
     ]
     found = False
     for algo in ALGOS:
