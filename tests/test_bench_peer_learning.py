@@ -154,7 +154,6 @@ def test_our_side_takes_sb3s_warmup_and_the_bench_schedule():
 def test_the_hybrid_trains_with_our_update_and_acts_with_our_weights():
     """SB3's loop around our TQC update: every gradient step is one of our agent's updates,
     and SB3's networks hold our weights after each (so SB3 acts with them)."""
-    import pytest
 
     pytest.importorskip("sb3_contrib")
     pytest.importorskip("mujoco")
@@ -188,7 +187,6 @@ def test_the_reverse_takes_sb3s_update_and_keeps_our_agent_in_step(tmp_path):
     """Our loop around SB3's TQC update: one update of the reverse agent is exactly a plain
     sb3-contrib update from the same weights, batch and RNG state; our Adam never steps; a
     checkpoint round trip carries SB3's optimizer state, so the next update agrees too."""
-    import pytest
 
     pytest.importorskip("sb3_contrib")
     pytest.importorskip("mujoco")
