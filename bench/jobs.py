@@ -29,6 +29,23 @@ def finished(folder: Path) -> bool:
     return (folder / "checkpoints" / "final.pt").is_file()
 
 
+def budget_of(argv: list[str]) -> int | None:
+    """The --total-steps a train.py argv asks for ("--total-steps N" or "=N"); None if absent."""
+    for i, arg in enumerate(argv):
+        if arg == "--total-steps" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--total-steps="):
+            return int(arg.split("=", 1)[1])
+    return None
+
+
+def finished_budget(folder: Path) -> int:
+    """The total_steps a finished run trained to (its config.yaml, which a resume rewrites)."""
+    import yaml
+
+    return int(yaml.safe_load((folder / "config.yaml").read_text())["total_steps"])
+
+
 def finished_summary(folder: Path) -> dict | None:
     """The run's summary.json when it finished, else None."""
     if not finished(folder):
@@ -64,10 +81,14 @@ def resume_flags(argv: list[str]) -> list[str]:
 
 def train_or_resume(folder: Path, argv: list[str], script: list[str] | None = None) -> int:
     """train.py `argv` into `folder` (its log beside it as <folder>.log); 0 at once when the
-    run already finished, --resume when it was interrupted. Returns train.py's exit code.
+    run already finished its budget (and `argv` asks for no more), --resume when it was
+    interrupted or finished a smaller budget. Returns train.py's exit code.
     `script`: what runs in train.py's place with the same arguments (default train.py)."""
     if finished(folder):
-        return 0
+        budget = budget_of(argv)
+        if budget is None or budget <= finished_budget(folder):
+            return 0
+        # finished, but the study now asks for more: train.py --resume continues it
     # A folder with a config was started: train.py --resume continues it from its latest
     # checkpoint, or trains it again from step 0 when it was killed before the first one.
     if (folder / "config.yaml").is_file():

@@ -55,6 +55,23 @@ def test_a_resumed_run_gets_the_studys_budget_device_and_threads(tmp_path, monke
                               "--device=cpu", "--threads", "1"]  # fmt: skip
 
 
+def test_a_finished_run_is_trained_further_only_when_the_study_asks_for_more(tmp_path, monkeypatch):
+    """A run that finished 100k steps: a study re-run at 100k (or with no budget) leaves it;
+    one at 1M continues it with --resume to 1M (train.py then drops the old final.pt)."""
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.yaml").write_text("agent: tqc\nseed: 6\ntotal_steps: 100000\n")
+    (folder / "checkpoints" / "latest.pt").write_bytes(b"")
+    (folder / "checkpoints" / "final.pt").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(jobs.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    for budget in (["--total-steps", "100000"], ["--total-steps=50000"], []):
+        jobs.train_or_resume(folder, ["--agent", "tqc", *budget])
+    assert calls == []
+    jobs.train_or_resume(folder, ["--agent", "tqc", "--total-steps=1000000", "--seed", "6"])
+    assert calls[0][2:-2] == ["--resume", str(folder), "--total-steps=1000000"]
+
+
 def test_each_run_enters_the_record_as_it_ends(tmp_path, monkeypatch):
     """run_all reports runs in the order they end, and recorder merges each good run's row into
     the CSV at once: a study cut short keeps what finished. Run a ends only after b's row is in
