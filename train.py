@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR from its latest checkpoint; only --total-steps, "
-        "--device and --threads may be given with it (default: none)",
+        "--device, --threads and --set compile=true|false may be given with it (default: none)",
     )
     parser.add_argument(
         "--seeds",
@@ -354,6 +354,7 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
     """A group folder's runs, resumed together from checkpoints of one step (or all trained
     again from step 0 when none was written yet). A kill between two seeds' saves leaves them
     one checkpoint apart; the seeds ahead then resume from the previous.pt they kept."""
+    changes, _ = resume_changes(args, root, sets_allowed=())
     try:
         seeds = [int(s) for s in json.loads((root / GROUP_FILE).read_text())["seeds"]]
     except (OSError, ValueError, KeyError, TypeError):
@@ -377,8 +378,6 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
             raise UserError(f"the seeds of {root} stopped at different steps ({steps}): "
                             "resume each alone (train.py --resume FOLDER)")  # fmt: skip
     streams, members = RngStreams(), []
-    changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
-               if getattr(args, k) is not None}  # fmt: skip
     for folder, ckpt in zip(folders, ckpts):
         if ckpt is None:  # killed before the first checkpoint: train every seed again
             trainer = restart(folder, args, SeedMember, quiet=True)
@@ -423,24 +422,38 @@ def warn_if_nothing_learns(run_cfg: cfglib.RunConfig, agent_cfg: Any) -> None:
         )  # fmt: skip
 
 
+# What --resume may change: the budget, and where and how fast the run computes, never its
+# mathematics. `compile` is the agents' speed-only setting (same losses, another random stream,
+# as a change of device gives); seed groups run uncompiled, so they take no --set at all.
+RESUME_FLAGS = ("total_steps", "device", "threads")
+RESUME_SETS = ("compile",)
+
+
+def resume_changes(args: argparse.Namespace, run_dir: Path, sets_allowed=RESUME_SETS):
+    """(run config changes, agent config changes) that --resume of `run_dir` was given;
+    UserError naming any flag it may not change."""
+    sets = cfglib.parse_set(args.set or [])
+    given = [k for k in RUN_FLAGS if getattr(args, k) is not None and k not in RESUME_FLAGS]
+    given += [f"--set {k}" for k in sets if k not in sets_allowed]
+    given += [k for k in ("config", "run_dir") if getattr(args, k)]
+    if given:
+        allowed = ", ".join([*RESUME_FLAGS, *(f"--set {k}" for k in sets_allowed)])
+        raise UserError(f"--resume takes its config from {run_dir}/config.yaml; cannot also "
+                        f"change {', '.join(given)} (it may change {allowed})")  # fmt: skip
+    changes = {k: getattr(args, k) for k in RESUME_FLAGS if getattr(args, k) is not None}
+    return changes, sets
+
+
 def prepare_resume(args: argparse.Namespace) -> Trainer:
     run_dir = Path(args.resume)
-    allowed = {"total_steps", "device", "threads"}
-    extra = [k for k in RUN_FLAGS if getattr(args, k) is not None and k not in allowed]
-    if extra or args.config or args.set or args.run_dir:
-        given = extra + [k for k in ("config", "set", "run_dir") if getattr(args, k)]
-        raise UserError(
-            f"--resume takes its config from {run_dir}/config.yaml; cannot also change "
-            f"{', '.join(given)}"
-        )
+    changes, sets = resume_changes(args, run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"not a run folder (no config.yaml): {run_dir}")
     latest = run_dir / "checkpoints" / "latest.pt"
     if not latest.is_file():  # killed before its first checkpoint: start it again
         return restart(run_dir, args)
     ckpt = load_checkpoint(latest, resume=True)
-    changes = {k: getattr(args, k) for k in allowed if getattr(args, k) is not None}
-    run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
+    run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes, sets)
     clock = trainer_class(run_cfg).clock
     done = ckpt["counters"][clock]
     if (run_dir / "checkpoints" / "final.pt").is_file() and run_cfg.total_steps <= done:
@@ -451,19 +464,21 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.fit()
     trainer.restore(ckpt)
-    if changes:
+    if changes or sets:
         write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
 
 
-def configs_of(run: dict, agent: dict, changes: dict) -> tuple[cfglib.RunConfig, Any]:
-    """A run folder's configs (from its checkpoint or config.yaml), with --resume's changes,
-    checked like a new run's."""
+def configs_of(run: dict, agent: dict, changes: dict,
+               sets: dict | None = None) -> tuple[cfglib.RunConfig, Any]:  # fmt: skip
+    """A run folder's configs (from its checkpoint or config.yaml), with --resume's changes
+    (`sets`: to the agent's config), checked like a new run's."""
     run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), run, "run config")
     run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
     validate(run_cfg)
     what = f"{run_cfg.agent} config"
     agent_cfg = cfglib.apply_overrides(agent_module(run_cfg.agent).Config(), agent, what)
+    agent_cfg = cfglib.apply_overrides(agent_cfg, sets or {}, what)
     check_domains(agent_cfg, what)
     return run_cfg, agent_cfg
 
@@ -474,9 +489,8 @@ def restart(run_dir: Path, args: argparse.Namespace, cls=None, quiet: bool = Fal
     removing what the first attempt left (TensorBoard events, summary, best.pt)."""
     config = cfglib.load_yaml(run_dir / "config.yaml")
     agent = config.pop("agent_config", None) or {}
-    changes = {k: getattr(args, k) for k in ("total_steps", "device", "threads")
-               if getattr(args, k) is not None}  # fmt: skip
-    run_cfg, agent_cfg = configs_of(config, agent, changes)
+    changes, sets = resume_changes(args, run_dir, () if cls else RESUME_SETS)
+    run_cfg, agent_cfg = configs_of(config, agent, changes, sets)
     trainer = (cls or trainer_class(run_cfg))(run_cfg, agent_cfg, run_dir, args.progress)
     stale = [*run_dir.glob("events.out.tfevents.*"), run_dir / "summary.json",
              *(run_dir / "checkpoints").glob("*")]  # fmt: skip

@@ -276,6 +276,28 @@ def test_resume_refuses_changed_flags(base_run, tmp_path, capsys, change):
     assert not (tmp_path / "elsewhere").exists()
 
 
+def test_resume_may_switch_compile_and_nothing_else_of_the_agent(
+    base_run, tmp_path, capsys, monkeypatch
+):
+    """`compile` is a speed-only setting (a long run on a slow machine may take it up half
+    way): --resume accepts --set compile=..., builds the agent with it and records it in
+    config.yaml; a bad value is one error line and leaves the folder as it was."""
+    run_dir = copy_run(base_run, tmp_path / "run")
+    before = snapshot(run_dir)
+    resume = ["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"]
+    capsys.readouterr()
+    assert train.main([*resume, "--set", "compile=maybe"]) == 2
+    assert "compile" in assert_one_line_error(capsys)
+    assert snapshot(run_dir) == before
+    compiled = []  # torch.compile stood in for: the agent's losses pass through it
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(fn) or fn)
+    assert train.main([*resume, "--set", "compile=true"]) == 0
+    assert len(compiled) >= 1
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["agent_config"]["compile"] is True and cfg["total_steps"] == 500
+    assert read_summary(run_dir)["env_steps"] == 500
+
+
 # ---------------------------------------------------------------------- 5. Ctrl-C
 
 

@@ -279,6 +279,11 @@ def test_a_group_whose_seeds_stopped_apart_is_refused(tmp_path, capsys):
     assert train.main(tiny("--seeds", "0", "1", "--run-dir", str(group), total=300)) == 0
     assert train.main(["--resume", str(group / "s1"), "--total-steps", "400"]) == 0
     capsys.readouterr()
+    # flags a group's resume may not change are refused first (a group runs uncompiled)
+    for change, named in ((["--set", "compile=true"], "--set compile"), (["--utd", "2"], "utd")):
+        assert train.main(["--resume", str(group), *change]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot also change" in err[0] and named in err[0], err
     assert train.main(["--resume", str(group), "--total-steps", "600"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different steps" in err[0]
