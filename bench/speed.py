@@ -3,6 +3,7 @@
     python bench/speed.py --algo td3 --env Hopper-v5 --rounds 3
     python bench/speed.py --algo sac --mode update      # ours (--arch mlp) vs SB3 SAC
     python bench/speed.py --algo tqc --mode update      # ours vs sb3-contrib TQC (2 x 25)
+    python bench/speed.py --algo tqc --mode update --compile   # and ours compiled
 
 Two measurements, both with the same 256-256 networks and batch 256 (TQC: 2 critics x 25
 quantiles, 2 dropped per critic, as sb3-contrib's defaults); "sb3" names the peer (SB3 for TD3
@@ -131,11 +132,15 @@ def peer_model(algo: str, env, buffer_size: int, warmup: int, loop: bool):
     )  # fmt: skip
 
 
-def ours_update(algo: str, env_id: str, data: dict, precision: str = "fp32"):
+def ours_update(algo: str, env_id: str, data: dict, precision: str = "fp32",
+                compile: bool = False):  # fmt: skip
+    import dataclasses
+
     import train
 
     with tempfile.TemporaryDirectory() as tmp:
         _, cfg = train.resolve_config(our_args(algo, env_id, f"{tmp}/run", 1, 0, "fp32"))
+    cfg = dataclasses.replace(cfg, compile=compile)
     env = make_env(env_id)
     agent = get_agent_module(SPECS[algo]["ours"][1]).Agent(
         cfg, env.observation_space, env.action_space, "cpu"
@@ -241,8 +246,12 @@ def bench_update(args) -> None:
     }
     if args.bf16:
         runners["ogzoo-bf16"] = ours_update(args.algo, args.env, data, "bf16")
-    for run in runners.values():
-        run(100)  # warm-up: allocator, optimizer state
+    if args.compile:
+        runners["ogzoo-comp"] = ours_update(args.algo, args.env, data, compile=True)
+    for name, run in runners.items():
+        start = time.perf_counter()
+        run(100)  # warm-up: allocator, optimizer state (and torch.compile's compilation)
+        print(f"  {name}: warm-up of 100 updates {time.perf_counter() - start:.1f} s")
     speeds: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, run in runners.items():
@@ -263,6 +272,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1000, help="updates per update round")
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--bf16", action="store_true", help="also time ours with --precision bf16")
+    parser.add_argument("--compile", action="store_true",
+                        help="update mode: also time ours with --set compile=true")  # fmt: skip
     args = parser.parse_args()
 
     torch.set_num_threads(1)
