@@ -3,6 +3,7 @@
     python bench/ppo_speed.py                          # coinrun easy, 200 levels, 4 rounds
     python bench/ppo_speed.py --rounds 3 --num-envs 16 --num-steps 64 --epochs 3 --minibatches 4
     python bench/ppo_speed.py --device cuda --num-envs 64 --num-steps 256 --minibatches 8
+    python bench/ppo_speed.py --rounds 3 --compile     # and ours with --set compile=true
 
 One round = one iteration of the on-policy loop, `OnPolicyTrainer.advance` of
 training/on_policy.py itself (no copy of it): `num_steps` steps of every env with
@@ -68,8 +69,10 @@ class TimedUpdate:
         return metrics
 
 
-def make_trainer(args, channels_last: bool, precision: str, run_dir: Path, sync):
-    """An OnPolicyTrainer (nothing written to run_dir) with its update timed, envs reset."""
+def make_trainer(args, channels_last: bool, precision: str, run_dir: Path, sync,
+                 compile: bool = False):  # fmt: skip
+    """An OnPolicyTrainer (nothing written to run_dir) with its update timed, envs reset;
+    `compile`: PPO's minibatch loss under torch.compile (`--set compile=true`)."""
     run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), {
         "agent": "ppo", "env": f"procgen:{args.game}", "seed": args.seed,
         "distribution_mode": "easy", "train_levels": args.levels, "num_envs": args.num_envs,
@@ -77,7 +80,7 @@ def make_trainer(args, channels_last: bool, precision: str, run_dir: Path, sync)
     }, "run config")  # fmt: skip
     agent_cfg = cfglib.apply_overrides(ppo.Config(), {
         "channels_last": channels_last, "num_steps": args.num_steps, "epochs": args.epochs,
-        "minibatches": args.minibatches,
+        "minibatches": args.minibatches, "compile": compile,
     }, "ppo config")  # fmt: skip
     trainer = OnPolicyTrainer(run_cfg, agent_cfg, run_dir, progress="off")
     trainer.timer = TimedUpdate(trainer.agent.update, sync)
@@ -142,17 +145,21 @@ def main() -> int:
     parser.add_argument("--ours-precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="ours' update: auto is bf16 where the device has native bfloat16 "
                         "kernels, else fp32 (agents.nets.native_bf16)")  # fmt: skip
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with its loss compiled (variant 'comp')")  # fmt: skip
     args = parser.parse_args()
     device = torch.device(args.device)
     args.ours_precision = resolve_precision(args.ours_precision, device)
     variants = {**VARIANTS, "ours": (VARIANTS["ours"][0], args.ours_precision)}
+    if args.compile:  # ours again, its loss compiled
+        variants["comp"] = (*variants["ours"], True)
     print(f"ours: channels-last, {args.ours_precision} update", flush=True)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    names = list(VARIANTS)
+    names = list(variants)
     load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {name: make_trainer(args, *flags, Path(tmp) / name, sync)
+        trainers = {name: make_trainer(args, *flags[:2], Path(tmp) / name, sync, *flags[2:])
                     for name, flags in variants.items()}  # fmt: skip
         batch = args.num_envs * args.num_steps
         print(f"procgen:{args.game} easy, {args.levels} levels; {args.num_envs} envs x "
