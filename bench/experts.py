@@ -11,7 +11,9 @@ steps and 120 s; an interrupted run resumes (bench/jobs.py), so the many session
 run takes on this machine each continue it. `--train-args "--device cuda"` runs it on a GPU.
 `status` writes every run's progress, finished or not, to docs/experts.csv (run folders may
 not outlive the machine) and prints the table. `ship TASK`, when the run's best evaluation
-(deterministic, 10 episodes) has reached the bar (HalfCheetah 9,000, Walker2d 4,000):
+(deterministic, 10 episodes) has reached the bar (HalfCheetah 9,000, Walker2d 4,000) and its
+best checkpoint passes the bar again on 30 fresh deterministic episodes (`--confirm-episodes`;
+the best of many 10-episode evaluations is biased upwards):
 1. exports that run's best checkpoint as <task>-expert (its stochastic return over 100
    episodes becomes the datasets' expert reference, datagen/policies.py);
 2. re-runs the same preset and seed with `--stop-at-return` one third of the expert's
@@ -101,13 +103,39 @@ def datagen(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "datagen", *args], cwd=REPO, check=True)
 
 
-def ship(out: Path, task: str, seed: int, extra: list[str]) -> int:
+# The best of many 10-episode evaluations is biased upwards (the maximum of noisy means), so
+# the best checkpoint must also pass the bar on episodes it was not chosen on.
+CONFIRM_SEED = 500_000  # episode k of the confirmation starts from reset(CONFIRM_SEED + k)
+
+
+def confirm(checkpoint: Path, episodes: int) -> tuple[float, float]:
+    """(mean, std) of `checkpoint`'s deterministic return over `episodes` fresh episodes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "confirm.json"
+        subprocess.run([sys.executable, "evaluate.py", str(checkpoint), "--episodes",
+                        str(episodes), "--seed", str(CONFIRM_SEED), "--json", str(result)],
+                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        report = json.loads(result.read_text())
+    return report["return_mean"], report["return_std"]
+
+
+def ship(out: Path, task: str, seed: int, extra: list[str], episodes: int = 30) -> int:
     folder = run_dir(out, task, seed)
     summary = json.loads((folder / "summary.json").read_text())
     best = summary["best_eval_return_mean"] or float("-inf")
     if best < BARS[task]:
         print(f"error: {folder.name}'s best evaluation is {best:.1f}, below the bar "
               f"{BARS[task]:,.0f}: not shipped", file=sys.stderr)  # fmt: skip
+        return 1
+    mean, std = confirm(folder / "checkpoints" / "best.pt", episodes)
+    print(f"{folder.name}: best evaluation {best:.1f}; on {episodes} fresh episodes "
+          f"{mean:.1f} +- {std:.1f}", flush=True)  # fmt: skip
+    if mean < BARS[task]:
+        print(f"error: {folder.name}'s best checkpoint scores {mean:.1f} on {episodes} fresh "
+              f"episodes, below the bar {BARS[task]:,.0f} (its best evaluation, {best:.1f}, "
+              "was the luckiest of many): not shipped", file=sys.stderr)  # fmt: skip
         return 1
     datagen("export-policy", str(folder / "checkpoints" / "best.pt"), f"{task}-expert")
     import torch
@@ -141,6 +169,9 @@ def main() -> int:
     parser.add_argument("--csv", default="docs/experts.csv")
     parser.add_argument("--table", default="docs/experts-table.md")
     parser.add_argument("--train-args", default="", help="extra train.py arguments, one string")
+    parser.add_argument("--confirm-episodes", type=int, default=30,
+                        help="ship: fresh deterministic episodes the best checkpoint must pass "
+                        "the bar on")  # fmt: skip
     args = parser.parse_args()
     out, extra = REPO / args.out, args.train_args.split()
     if args.command == "train":
@@ -151,7 +182,7 @@ def main() -> int:
         return status(out, REPO / args.csv, REPO / args.table)
     if len(args.tasks) != 1 or args.tasks[0] not in BARS:
         parser.error(f"ship takes one task of {sorted(BARS)}")
-    return ship(out, args.tasks[0], args.seed, extra)
+    return ship(out, args.tasks[0], args.seed, extra, args.confirm_episodes)
 
 
 if __name__ == "__main__":

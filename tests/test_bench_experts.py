@@ -33,3 +33,29 @@ def test_record_round_trip_and_table(tmp_path):
     assert lines[2] == ("| halfcheetah | 1 | 20,000 | yes | 9100.0 (20,000) | 9100.0 | 9,000 "
                         "| 20,000 |")  # fmt: skip
     assert lines[3] == "| walker2d | 1 | 0 | no | n/a | n/a | 4,000 | not yet |"
+
+
+def test_ship_refuses_a_best_checkpoint_that_fails_the_bar_on_fresh_episodes(
+    tmp_path, capsys, monkeypatch
+):
+    """The best of many 10-episode evaluations is biased upwards: a Walker2d run whose best
+    evaluation was 4,021.6 but whose best checkpoint scores 3,613.3 on fresh episodes is not
+    shipped (nothing exported); at 4,100 on fresh episodes it goes on to the export."""
+    import json
+
+    folder = experts.run_dir(tmp_path, "walker2d", 1)
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"best_eval_return_mean": 4021.6}))
+    exported = []
+    monkeypatch.setattr(experts, "datagen", lambda *a: exported.append(a) or 1 / 0)
+    monkeypatch.setattr(experts, "confirm", lambda ckpt, n: (3613.3, 976.0))
+    assert experts.ship(tmp_path, "walker2d", 1, []) == 1
+    err = capsys.readouterr().err
+    assert "3613.3 on 30 fresh episodes" in err and "not shipped" in err and exported == []
+    monkeypatch.setattr(experts, "confirm", lambda ckpt, n: (4100.0, 300.0))
+    try:
+        experts.ship(tmp_path, "walker2d", 1, [])
+    except ZeroDivisionError:  # the stand-in export stops it there
+        pass
+    assert exported == [("export-policy", str(folder / "checkpoints" / "best.pt"),
+                         "walker2d-expert")]  # fmt: skip
