@@ -92,6 +92,9 @@ class RunConfig:
     stop_at_return: float = math.inf
     """End training at the first evaluation with mean return >= this (inf = never); how
     ogzoo makes 'medium' behaviour policies, reproducibly."""
+    stop_window: int = 1
+    """stop_at_return compares the mean of the last this-many evaluations (1 = the latest
+    alone), so one lucky evaluation of a noisy task does not stop the run."""
     dataset: str = ""
     """Offline: train from this dataset (ogzoo name, D4RL/Minari name, or path) with no env
     interaction; total_steps and the *_every intervals then count gradient updates, and the

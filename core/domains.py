@@ -66,6 +66,7 @@ RULES: dict[str, Rule] = {
             "bias_states",
             "bias_rollouts",
             "gen_every",
+            "stop_window",
         ),
         AT_LEAST_1,
     ),  # fmt: skip

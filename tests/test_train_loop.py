@@ -199,3 +199,24 @@ def test_stop_at_return_ends_at_the_first_good_enough_evaluation(tmp_path):
     assert train.main(tiny(tmp_path / "full", *args)) == 0
     assert json.loads((tmp_path / "full" / "summary.json").read_text())["env_steps"] == 400
     assert "stop_at_return: .inf" in (tmp_path / "full" / "config.yaml").read_text()
+    # With a window of 3 the first three evaluations must pass together: it stops at the third.
+    assert train.main(tiny(tmp_path / "w", *args, "--stop-at-return=-1e9", "--stop-window=3")) == 0
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["env_steps"] == 300
+
+
+def test_stop_window_compares_the_mean_of_the_last_evaluations():
+    from types import SimpleNamespace
+
+    from training.trainer import Trainer
+
+    def stops(returns, window, threshold=1000.0):
+        loop = SimpleNamespace(evals=[{"return_mean": r} for r in returns],
+                               run_cfg=SimpleNamespace(stop_window=window,
+                                                       stop_at_return=threshold))  # fmt: skip
+        return Trainer.stop_reached(loop)
+
+    assert stops([1500, 400, 1000], 1)  # the latest alone: 1000 >= 1000
+    assert not stops([1500, 400, 1000], 2)  # (400 + 1000) / 2 = 700
+    assert not stops([1500, 400, 1000], 3)  # 2900 / 3 = 966.7
+    assert stops([1500, 600, 1000], 3)  # 3100 / 3 = 1033.3
+    assert not stops([2000], 2)  # fewer evaluations than the window: never

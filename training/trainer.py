@@ -570,6 +570,14 @@ class Trainer:
         """The next multiple of `every` past the current step."""
         return (self.counters[self.clock] // every + 1) * every
 
+    def stop_reached(self) -> bool:
+        """Whether the mean return of the last stop_window evaluations reached stop_at_return
+        (never before there are that many)."""
+        window = self.evals[-self.run_cfg.stop_window :]
+        if len(window) < self.run_cfg.stop_window:
+            return False
+        return float(np.mean([e["return_mean"] for e in window])) >= self.run_cfg.stop_at_return
+
     def after_advance(self, writer, bar, save: bool | None = None) -> bool:
         """Logging, evaluation, bias measurement and checkpoint when due (`save` decides the
         checkpoint instead, for runs that must save together), after one advance; True when
@@ -584,7 +592,7 @@ class Trainer:
             c["wall_time_s"] = self.wall_time()
             entry = self.evaluate(writer)
             bar.set_postfix(eval=f"{entry['return_mean']:.1f}", refresh=False)
-            reached = entry["return_mean"] >= run_cfg.stop_at_return
+            reached = self.stop_reached()
             if bar.disable:  # no bar: one line per evaluation instead
                 score = f", score {entry['score']:.1f}" if "score" in entry else ""
                 print(
@@ -615,6 +623,8 @@ class Trainer:
             self.save()
             self.last_ckpt = time.perf_counter()
         if reached:
-            print(f"{self.label}step {c[clock]}: eval return reached stop_at_return "
+            what = "eval return" if run_cfg.stop_window == 1 else (
+                f"mean of the last {run_cfg.stop_window} eval returns")  # fmt: skip
+            print(f"{self.label}step {c[clock]}: {what} reached stop_at_return "
                   f"{run_cfg.stop_at_return}; stopping", flush=True)  # fmt: skip
         return reached
