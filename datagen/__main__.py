@@ -4,6 +4,7 @@ python -m datagen list                       # known names, present locally or n
 python -m datagen make hopper-random-v5      # generate (deterministic per seed)
 python -m datagen make hopper-random-v5 --size 10000 --seed 1
 python -m datagen make hopper-medium-v5 --context mass,friction --train-levels 20
+python -m datagen make hopper-medium-replay-v5 --replay-from RUN   # RUN trained the medium policy
 python -m datagen info hopper-random-v5      # or any D4RL/Minari name or path
 python -m datagen export-policy RUN/checkpoints/best.pt hopper-expert
 """
@@ -60,7 +61,8 @@ def cmd_make(args) -> None:
             raise UserError(str(exc)) from None
     elif args.context_range or args.train_levels or args.start_level:
         raise UserError("--context-range, --train-levels and --start-level need --context")
-    path = generate.make(args.name, size=args.size, seed=args.seed, root=root, levels=levels)
+    path = generate.make(args.name, size=args.size, seed=args.seed, root=root, levels=levels,
+                         replay_from=args.replay_from)  # fmt: skip
     print(f"wrote {path}")
 
 
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument(
         "--start-level", type=int, default=0, help="the first training level (default: 0)"
     )
+    make.add_argument("--replay-from", default=None, help="medium-replay: take the replay "
+                      "buffer of this run folder, the medium policy's training run, instead of "
+                      "re-running it (default: re-run)")  # fmt: skip
     export = sub.add_parser("export-policy", help="ship a run's actor as a behaviour policy")
     export.add_argument("checkpoint", help="run folder or checkpoint (e.g. checkpoints/best.pt)")
     export.add_argument("name", help="<task>-<level>, level medium or expert")

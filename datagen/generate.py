@@ -122,6 +122,7 @@ def concat(*parts: Dataset) -> Dataset:
 def make(
     name: str, size: int = DEFAULT_SIZE, seed: int = 0, root: Path | None = None,
     policies: Path | None = None, levels: LevelSpec | None = None,
+    replay_from: Path | None = None,
 ) -> Path:  # fmt: skip
     """Generate dataset `name` and write it (atomically) under `root`; returns its path.
 
@@ -133,7 +134,9 @@ def make(
     `levels`: every episode plays a training level of that spec (envs/levels.py), the level
     of each transition is stored, the spec goes into the metadata, and the file is
     `<name>-<level_tag>.hdf5` (the references stay the nominal env's); a name with that tag
-    (envs/datasets/names.py) makes the same file.
+    (envs/datasets/names.py) makes the same file. `replay_from`: medium-replay takes the
+    replay buffer of this run folder, the medium policy's own training run (its final actor
+    must be the policy bit for bit), instead of re-running that run.
     """
     base, tagged = split_levels(name)  # hopper-medium-v5-levels20-mass-friction
     if tagged is not None and levels is not None and tagged != levels:
@@ -146,6 +149,8 @@ def make(
     if levels is not None and kind == "medium-replay":
         raise UserError("medium-replay re-runs the medium policy's own training run, which "
                         "had no levels: --context does not apply")  # fmt: skip
+    if replay_from is not None and kind != "medium-replay":
+        raise UserError(f"--replay-from is for medium-replay datasets, not {kind}")
     # The expert sets the normalization's upper reference; a random dataset records it too
     # when the expert policy is there (and is made without it otherwise).
     expert, expert_info = None, None
@@ -169,7 +174,7 @@ def make(
             meta["policy"] = "uniform random"
         else:
             data, extra = _policy_kind(name, env_id, task, kind, size, seed, expert, random_act,
-                                       policies, levels)  # fmt: skip
+                                       policies, levels, replay_from)  # fmt: skip
             meta.update(extra)
     path = path_of(name, root)
     if levels is not None:
@@ -187,7 +192,8 @@ def describe(info: dict) -> str:
             f"return {meta['return_mean']:.1f} +- {meta['return_std']:.1f}")  # fmt: skip
 
 
-def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, policies, levels):
+def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, policies, levels,
+                 replay_from=None):  # fmt: skip
     """(dataset, extra metadata) of a kind that uses the shipped policies."""
     expert_act = acting_function(expert)
 
@@ -207,6 +213,8 @@ def _policy_kind(name, env_id, task, kind, size, seed, expert, random_act, polic
     medium, medium_info = load_policy(task, "medium", policies)
     extra = {"medium_policy": describe(medium_info)}
     if kind == "medium-replay":
+        if replay_from is not None:
+            return replay_in(Path(replay_from), medium, medium_info), extra
         return replay_of(medium, medium_info), extra
     medium_part = gather(env_id, acting_function(medium), size, seed,
                          label=name if kind == "medium" else f"{name}, medium part")  # fmt: skip
@@ -237,12 +245,35 @@ def replay_of(policy, info: dict) -> Dataset:
         if run.returncode != 0:
             raise UserError(f"re-running the medium policy's training failed: {last}")
         final = torch.load(Path(tmp, "run", "checkpoints", "final.pt"), weights_only=True)
-        actor = final["agent_state"]["actor"]
-        if any(not torch.equal(v, policy.actor.state_dict()[k]) for k, v in actor.items()):
+        if not same_actor(final, policy):
             raise UserError("re-running the medium policy's training did not reproduce it "
                             "(different torch build or machine?)")  # fmt: skip
         buffer = ReplayBuffer.load(Path(tmp, "run", "checkpoints", final["replay_file"]))
     return from_buffer(buffer, info["env"])
+
+
+def same_actor(checkpoint: dict, policy) -> bool:
+    actor, shipped = checkpoint["agent_state"]["actor"], policy.actor.state_dict()
+    return actor.keys() == shipped.keys() and all(torch.equal(v, shipped[k])
+                                                  for k, v in actor.items())  # fmt: skip
+
+
+def replay_in(run: Path, policy, info: dict) -> Dataset:
+    """The replay buffer kept in `run`, the run that trained `policy` (what replay_of re-makes
+    by re-running it), checked to be that run: its final actor is the policy bit for bit."""
+    final_path = run / "checkpoints" / "final.pt"
+    if not final_path.is_file():
+        raise UserError(f"--replay-from {run}: no finished run there ({final_path} is missing)")
+    try:
+        final = torch.load(final_path, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise UserError(f"--replay-from {run}: cannot read {final_path}: {exc}") from None
+    if not same_actor(final, policy):
+        raise UserError(f"--replay-from {run}: its final actor is not the shipped "
+                        f"{info['env']} medium policy; not the run that trained it")  # fmt: skip
+    print(f"medium-replay: the replay buffer of {run} ({final['counters']['env_steps']:,} env "
+          "steps)", flush=True)  # fmt: skip
+    return from_buffer(ReplayBuffer.load(run / "checkpoints" / final["replay_file"]), info["env"])
 
 
 def from_buffer(buffer: ReplayBuffer, env_id: str) -> Dataset:

@@ -127,6 +127,29 @@ def test_medium_replay_is_the_medium_runs_own_replay_buffer(shipped, tmp_path):
     sim = batch.extras["sim_state"].numpy()
     np.testing.assert_array_equal(np.concatenate([data.qpos, data.qvel], 1), sim)
     assert data.timeouts[-1] or data.terminals[-1]  # the run's last episode is cut there
+    # The same run's kept buffer (--replay-from) makes the same file byte for byte.
+    kept = generate.make("hopper-medium-replay-v5", seed=0, root=tmp_path / "kept",
+                         policies=shipped, replay_from=shipped / "run")  # fmt: skip
+    assert kept.read_bytes() == names.path_of("hopper-medium-replay-v5", tmp_path).read_bytes()
+
+
+def test_replay_from_refuses_a_run_that_did_not_train_the_medium_policy(shipped, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(shipped / "run" / "checkpoints", other / "checkpoints")
+    final = torch.load(other / "checkpoints" / "final.pt", weights_only=True)
+    first = next(iter(final["agent_state"]["actor"]))
+    final["agent_state"]["actor"][first] = final["agent_state"]["actor"][first] + 1e-6
+    torch.save(final, other / "checkpoints" / "final.pt")
+    out = tmp_path / "data"
+    for run, message in ((other, "not the shipped"), (tmp_path / "none", "no finished run")):
+        with pytest.raises(UserError, match=message):
+            generate.make("hopper-medium-replay-v5", seed=0, root=out, policies=shipped,
+                          replay_from=run)  # fmt: skip
+    with pytest.raises(UserError, match="for medium-replay datasets, not medium"):
+        generate.make("hopper-medium-v5", root=out, policies=shipped, replay_from=other)
+    assert not out.exists()  # nothing written
 
 
 def test_train_makes_a_missing_ogzoo_dataset_once_on_first_use(tmp_path, monkeypatch):
