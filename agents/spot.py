@@ -103,6 +103,9 @@ def with_dropout(net: nn.Sequential, p: float) -> nn.Sequential:
     )
 
 
+VAE_SEED = 0  # the behaviour VAE's own seed (fit_dataset)
+
+
 class Agent(td3_bc.Agent):
     def __init__(
         self,
@@ -123,10 +126,13 @@ class Agent(td3_bc.Agent):
             # the authors' do), so pi(s) in the actor loss and pi'(s') in the target drop units.
             self.actor = with_dropout(self.actor, cfg.actor_dropout)
             self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        obs_dim = observation_space.shape[0]
-        latent = cfg.vae_latent_scale * self.action_dim
-        self.vae = VAE(obs_dim, self.action_dim, latent, cfg.vae_hidden).to(self.device)
-        self.vae.requires_grad_(False)  # frozen once fitted; the actor's gradient flows through
+        self.obs_dim = observation_space.shape[0]
+        self.vae = self.new_vae()
+
+    def new_vae(self) -> VAE:
+        latent = self.cfg.vae_latent_scale * self.action_dim
+        vae = VAE(self.obs_dim, self.action_dim, latent, self.cfg.vae_hidden).to(self.device)
+        return vae.requires_grad_(False)  # frozen once fitted; the actor's gradient flows through
 
     # ---- the behaviour model ------------------------------------------------------------
     def vae_key(self, observations: np.ndarray, actions: np.ndarray) -> str:
@@ -138,7 +144,8 @@ class Agent(td3_bc.Agent):
             h.update(str((array.shape, array.dtype.str)).encode())
             h.update(memoryview(array).cast("B"))
         settings = (cfg.vae_hidden, cfg.vae_latent_scale, cfg.vae_kl_weight, cfg.vae_lr,
-                    cfg.vae_steps, cfg.batch_size, cfg.normalize_states)  # fmt: skip
+                    cfg.vae_steps, cfg.batch_size, cfg.normalize_states,
+                    "seed", VAE_SEED)  # fmt: skip
         h.update(repr(settings).encode())
         return h.hexdigest()
 
@@ -146,7 +153,10 @@ class Agent(td3_bc.Agent):
         self, observations: np.ndarray, actions: np.ndarray, cache_dir: Path | None = None
     ) -> None:
         """State statistics, then the VAE: loaded from the cache when the key matches, else
-        trained (seeded from torch's generator, so a run's seed fixes it) and cached."""
+        initialised and trained from its own seed (VAE_SEED) and cached. The fit is a function
+        of the data and the VAE's settings alone, so a cached fit is the one training would
+        make, every seed of a dataset shares it, and torch's random stream, which the run's
+        seed fixes, is the same after the fit whether it was trained or loaded."""
         super().fit_dataset(observations, actions, cache_dir)
         path = None
         if cache_dir is not None:
@@ -157,7 +167,11 @@ class Agent(td3_bc.Agent):
                 return
         obs = self.normalize(torch.as_tensor(observations, device=self.device))
         acts = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
-        self.train_vae(obs, acts, progress=True)
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the run's own stream is left as it was
+            torch.manual_seed(VAE_SEED)
+            self.vae = self.new_vae()
+            self.train_vae(obs, acts, progress=True)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_torch_save(self.vae.state_dict(), path)

@@ -441,6 +441,25 @@ def test_spot_vae_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
         make_spot(vae_steps=21).fit_dataset(states, actions, tmp_path)  # new setting: retrain
 
 
+def test_spot_vae_fit_is_the_datas_alone_and_leaves_the_runs_random_stream(tmp_path):
+    """Two runs with other seeds fit the same VAE, and torch's stream after the fit is the one
+    before it, so a run is the same run whether its VAE was trained or loaded from the cache."""
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(300, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (300, 2)).astype(np.float32)
+    fits = []
+    for seed, cache in ((1, None), (2, tmp_path), (3, tmp_path)):  # trained, trained, loaded
+        agent = make_spot(vae_steps=20)
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        agent.fit_dataset(states, actions, cache)
+        assert torch.equal(torch.get_rng_state(), before)
+        fits.append(agent.vae.state_dict())
+    for name, value in fits[0].items():
+        assert torch.equal(fits[1][name], value) and torch.equal(fits[2][name], value)
+    assert not torch.equal(fits[0][name], make_spot(vae_steps=0).vae.state_dict()[name])
+
+
 # ---- SPOT's actor dropout (the authors' SPOT.py: nn.Dropout(0.1) after l1 and l2) ---------
 def dropout_layers(net: torch.nn.Module) -> list[torch.nn.Dropout]:
     return [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
@@ -498,8 +517,12 @@ def test_spot_without_dropout_is_the_agent_before_dropout():
     # Metrics of 4 updates recorded with agents/spot.py at commit 3e96159 (no dropout).
     rng = np.random.default_rng(0)
     agent = make_spot(vae_steps=5, batch_size=8, actor_dropout=0.0)
-    agent.fit_dataset(rng.normal(2.0, 3.0, (64, 3)).astype(np.float32),
-                      rng.uniform(-1, 1, (64, 2)).astype(np.float32))  # fmt: skip
+    obs = rng.normal(2.0, 3.0, (64, 3)).astype(np.float32)
+    acts = rng.uniform(-1, 1, (64, 2)).astype(np.float32)
+    # The VAE fitted as fit_dataset did at 3e96159, on the run's own stream (it has its own
+    # seed since): the state statistics, then train_vae on the VAE made in __init__.
+    td3_bc.Agent.fit_dataset(agent, obs, acts)
+    agent.train_vae(agent.normalize(torch.as_tensor(obs)), torch.as_tensor(acts))
     recorded = [
         {"loss/critic": 2.090792656, "q/mean": -0.087053373},
         {"actor/lambda": 5.43398428, "loss/actor": 1.001776457, "loss/critic": 1.83995986,
