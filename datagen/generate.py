@@ -33,6 +33,7 @@ import envs
 from agents.buffer import ReplayBuffer
 from core.errors import UserError
 from core.progress import Progress
+from core.runs import torch_load
 from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, policy_path
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
@@ -264,10 +265,10 @@ def replay_in(run: Path, policy, info: dict) -> Dataset:
     final_path = run / "checkpoints" / "final.pt"
     if not final_path.is_file():
         raise UserError(f"--replay-from {run}: no finished run there ({final_path} is missing)")
-    try:
-        final = torch.load(final_path, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file
-        raise UserError(f"--replay-from {run}: cannot read {final_path}: {exc}") from None
+    final = torch_load(final_path, "--replay-from's final checkpoint")
+    state = final.get("agent_state") if isinstance(final, dict) else None
+    if not isinstance(state, dict) or "actor" not in state:
+        raise UserError(f"--replay-from {run}: {final_path} holds no actor")
     if not same_actor(final, policy):
         raise UserError(f"--replay-from {run}: its final actor is not the shipped "
                         f"{info['env']} medium policy; not the run that trained it")  # fmt: skip

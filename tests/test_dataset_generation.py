@@ -142,8 +142,12 @@ def test_replay_from_refuses_a_run_that_did_not_train_the_medium_policy(shipped,
     first = next(iter(final["agent_state"]["actor"]))
     final["agent_state"]["actor"][first] = final["agent_state"]["actor"][first] + 1e-6
     torch.save(final, other / "checkpoints" / "final.pt")
+    foreign = tmp_path / "foreign"
+    (foreign / "checkpoints").mkdir(parents=True)
+    torch.save({"counters": {}}, foreign / "checkpoints" / "final.pt")
     out = tmp_path / "data"
-    for run, message in ((other, "not the shipped"), (tmp_path / "none", "no finished run")):
+    for run, message in ((other, "not the shipped"), (tmp_path / "none", "no finished run"),
+                         (foreign, "holds no actor")):  # fmt: skip
         with pytest.raises(UserError, match=message):
             generate.make("hopper-medium-replay-v5", seed=0, root=out, policies=shipped,
                           replay_from=run)  # fmt: skip
