@@ -36,6 +36,7 @@ import training  # noqa: E402
 from agents import get_agent_module, sac  # noqa: E402
 from agents.buffer import Batch, ReplayBuffer  # noqa: E402
 from envs import make_env  # noqa: E402
+from training import launch  # noqa: E402
 
 ENV = "HalfCheetah-v5"
 # How each side of the comparison is configured: train.py's arguments.
@@ -53,7 +54,7 @@ def our_config(algo: str, sb3_log_std: bool = True, extra: list[str] | None = No
     """(RunConfig, agent Config) as train.py resolves them; SAC with SB3's clamp to [-20, 2]
     when `sb3_log_std` (TQC's preset already clamps there)."""
     argv = [*OUR_ARGS[algo], *(SB3_LOG_STD if algo == "sac" and sb3_log_std else [])]
-    return train.resolve_config(train.build_parser().parse_args([*argv, *(extra or [])]))
+    return launch.resolve_config(train.build_parser().parse_args([*argv, *(extra or [])]))
 
 
 def sb3_class(algo: str):

@@ -136,10 +136,10 @@ def ours_update(algo: str, env_id: str, data: dict, precision: str = "fp32",
                 compile: bool = False):  # fmt: skip
     import dataclasses
 
-    import train
+    from training import launch
 
     with tempfile.TemporaryDirectory() as tmp:
-        _, cfg = train.resolve_config(our_args(algo, env_id, f"{tmp}/run", 1, 0, "fp32"))
+        _, cfg = launch.resolve_config(our_args(algo, env_id, f"{tmp}/run", 1, 0, "fp32"))
     cfg = dataclasses.replace(cfg, compile=compile)
     env = make_env(env_id)
     agent = get_agent_module(SPECS[algo]["ours"][1]).Agent(
@@ -191,12 +191,12 @@ def peer_update(algo: str, env_id: str, data: dict):
 
 
 def ours_loop(algo: str, env_id: str, steps: int, warmup: int, precision: str):
-    import train
+    from training import launch
 
     with tempfile.TemporaryDirectory() as tmp:
         args = our_args(algo, env_id, f"{tmp}/run", steps, warmup, precision)
         with contextlib.redirect_stdout(io.StringIO()):
-            trainer = train.prepare_new_run(args)
+            trainer = launch.prepare_new_run(args)
             start = time.perf_counter()
             trainer.train()
             elapsed = time.perf_counter() - start

@@ -31,8 +31,10 @@ import yaml
 
 import evaluate
 import train
+import training
 from core.config import RunConfig
 from tests.interrupt import ctrl_c_after, exit_code_of
+from training import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -362,7 +364,7 @@ def test_ctrl_c_saves_and_resume_finishes(tmp_path, capsys):
 
 
 def test_ctrl_c_during_update_saves_consistent_checkpoint(tmp_path, capsys):
-    trainer = train.prepare_new_run(train.build_parser().parse_args(tiny_args(tmp_path / "run")))
+    trainer = launch.prepare_new_run(train.build_parser().parse_args(tiny_args(tmp_path / "run")))
     # a real Ctrl-C, arriving as the 50th update returns
     trainer.agent.update = ctrl_c_after(50, trainer.agent.update)
     assert exit_code_of(trainer.train) == 130
@@ -414,7 +416,7 @@ def test_evaluate_json_and_determinism(base_run, tmp_path, capsys):
 
 def test_save_load_gives_identical_actions(tmp_path):
     args = train.build_parser().parse_args(tiny_args(tmp_path / "run"))
-    trainer = train.prepare_new_run(args)
+    trainer = launch.prepare_new_run(args)
     trainer.train()
     obs = sample_obs()
     trained = trainer.agent.act(obs, deterministic=True)
@@ -698,7 +700,7 @@ def test_finished_run_resumed_further_is_unfinished_until_it_ends(base_run, tmp_
     def interrupt(self, writer):
         raise KeyboardInterrupt  # as Ctrl-C does between steps
 
-    monkeypatch.setattr(train.Trainer, "evaluate", interrupt)
+    monkeypatch.setattr(training.Trainer, "evaluate", interrupt)
     with pytest.raises(SystemExit) as stopped:
         train.main(["--resume", str(run_dir), "--total-steps", "500", "--progress", "off"])
     assert stopped.value.code == 130

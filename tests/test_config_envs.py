@@ -120,8 +120,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 )
 def test_every_preset_resolves_and_builds_its_agent(preset):
     import train
+    from training import launch
 
-    run_cfg, agent_cfg = train.resolve_config(train.build_parser().parse_args(["--config", preset]))
+    run_cfg, agent_cfg = launch.resolve_config(
+        train.build_parser().parse_args(["--config", preset])
+    )
     if is_procgen_id(run_cfg.env):  # every game's spaces, known without procgen itself
         obs_space, act_space = procgen_spaces()
         obs = obs_space.sample()
@@ -140,11 +143,12 @@ def test_every_sweep_spec_loads_and_its_points_resolve(spec):
     """configs/sweeps/ holds harness.sweep specs: each point's train.py arguments resolve."""
     import train
     from harness.sweep import load_spec
+    from training import launch
 
     sweep = load_spec(spec)
     for point in sweep.points()[:: max(1, len(sweep.points()) // 4)]:
         args = train.build_parser().parse_args([*sweep.argv(point), "--device", "cpu"])
-        run_cfg, agent_cfg = train.resolve_config(args)
+        run_cfg, agent_cfg = launch.resolve_config(args)
         values = dict(point.values)
         assert run_cfg.utd == float(values["utd"]) and run_cfg.seed == point.seed
         assert agent_cfg.batch_size == values.get("batch_size", agent_cfg.batch_size)
@@ -199,6 +203,7 @@ def test_which_tasks_can_terminate():
 )
 def test_simba_sac_takes_one_critic_where_the_task_cannot_terminate(argv, critics):
     import train
+    from training import launch
 
-    _, agent_cfg = train.resolve_config(train.build_parser().parse_args(argv))
+    _, agent_cfg = launch.resolve_config(train.build_parser().parse_args(argv))
     assert agent_cfg.n_critics == critics

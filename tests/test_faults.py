@@ -24,6 +24,7 @@ import training.trainer
 from core.domains import first_nonfinite
 from core.runs import load_checkpoint
 from tests.test_cli import REPO, assert_one_line_error, copy_run, read_summary, snapshot, tiny_args
+from training import launch
 
 
 def latest_step(run_dir: Path) -> int:
@@ -91,7 +92,7 @@ def test_kill_9_at_random_moments_always_leaves_a_resumable_run(tmp_path, capsys
 def test_a_folder_without_checkpoint_restarts_from_its_config(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # What a kill within the first checkpoint interval leaves: config, events, maybe best.pt.
-    train.prepare_new_run(train.build_parser().parse_args(tiny_args(run_dir)))
+    launch.prepare_new_run(train.build_parser().parse_args(tiny_args(run_dir)))
     (run_dir / "events.out.tfevents.0.host.1.0").write_bytes(b"partial")
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "best.pt.tmp").write_bytes(b"half")
@@ -106,7 +107,7 @@ def test_a_folder_without_checkpoint_restarts_from_its_config(tmp_path, capsys):
 
 
 def test_a_second_ctrl_c_during_the_final_save_waits_for_it(tmp_path, capsys, monkeypatch):
-    real_save = train.Trainer.save
+    real_save = training.Trainer.save
     saves = []
 
     def save(self, name="latest.pt"):
@@ -117,7 +118,7 @@ def test_a_second_ctrl_c_during_the_final_save_waits_for_it(tmp_path, capsys, mo
             signal.raise_signal(signal.SIGINT)  # the second, while the final save runs
         real_save(self, name)
 
-    monkeypatch.setattr(train.Trainer, "save", save)
+    monkeypatch.setattr(training.Trainer, "save", save)
     run_dir = tmp_path / "run"
     capsys.readouterr()
     with pytest.raises(SystemExit) as stopped:
@@ -163,7 +164,7 @@ def test_ctrl_c_is_heard_inside_long_inner_loops(tmp_path, capsys, extra):
 
 def poison_after(updates: int):
     """An update_once that makes the critic's weights NaN once `updates` updates ran."""
-    real = train.Trainer.update_once
+    real = training.Trainer.update_once
 
     def update_once(self):
         real(self)
@@ -178,10 +179,10 @@ def test_nan_in_training_stops_with_one_line_and_keeps_the_finite_checkpoint(
     tmp_path, capsys, monkeypatch
 ):
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(train.Trainer, "update_once", poison_after(120))  # after step 220
+    monkeypatch.setattr(training.Trainer, "update_once", poison_after(120))  # after step 220
     capsys.readouterr()
     args = tiny_args(run_dir, "--checkpoint-every", "200", "--log-every", "50")
-    assert train.main(args) == train.DIVERGED_EXIT
+    assert train.main(args) == training.DIVERGED_EXIT
     line = assert_one_line_error(capsys)
     assert "diverged" in line and "step 200" in line, line
     ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import train
+import training
 from agents import td3_bc
 from agents.buffer import ReplayBuffer
 from agents.nets import DatasetNorm
@@ -250,7 +251,7 @@ def test_offline_bad_input_is_one_line_error(argv, message, hopper_dataset, tmp_
 
 
 def test_d4rl_score_is_reported_for_known_tasks():
-    trainer = train.OfflineTrainer.__new__(train.OfflineTrainer)
+    trainer = training.OfflineTrainer.__new__(training.OfflineTrainer)
     trainer.references = (0.0, 100.0)
     trainer.run_cfg = type("R", (), {"env": "Hopper-v5"})()
     scores = trainer.scores(50.0)

@@ -17,6 +17,7 @@ import train
 from agents import sac, tqc
 from agents.nets import EnsembleMLP, mlp
 from tests.batches import make_batch
+from training import launch
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACT_SPACE = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -236,7 +237,7 @@ def test_tqc_rejects_dropping_every_atom():
 # ---- configuration ------------------------------------------------------------------------
 def test_sac_arch_switch_selects_each_papers_defaults():
     parser = train.build_parser()
-    run, cfg = train.resolve_config(parser.parse_args(["--agent", "sac"]))
+    run, cfg = launch.resolve_config(parser.parse_args(["--agent", "sac"]))
     assert (cfg.arch, cfg.critic_hidden, cfg.actor_hidden, run.utd) == (
         "simba",
         [512, 512],
@@ -245,7 +246,7 @@ def test_sac_arch_switch_selects_each_papers_defaults():
     )
     assert (cfg.critic_lr, cfg.weight_decay, cfg.initial_temperature) == (1e-4, 1e-2, 0.01)
     assert cfg.target_entropy_scale == -0.5
-    run, cfg = train.resolve_config(parser.parse_args(["--agent", "sac", "--arch", "mlp"]))
+    run, cfg = launch.resolve_config(parser.parse_args(["--agent", "sac", "--arch", "mlp"]))
     assert (cfg.critic_hidden, cfg.actor_lr, cfg.weight_decay, run.utd) == (
         [256, 256],
         3e-4,
@@ -255,7 +256,7 @@ def test_sac_arch_switch_selects_each_papers_defaults():
     assert (cfg.initial_temperature, cfg.target_entropy_scale) == (1.0, -1.0)
     # Explicit choices still win over the architecture's defaults.
     args = ["--agent", "sac", "--utd", "1", "--set", "critic_hidden=[64]"]
-    run, cfg = train.resolve_config(parser.parse_args(args))
+    run, cfg = launch.resolve_config(parser.parse_args(args))
     assert (run.utd, cfg.critic_hidden, cfg.actor_hidden) == (1.0, [64], [128])
 
 

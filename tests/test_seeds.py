@@ -25,6 +25,7 @@ import train
 from agents import revalued, sac, td3, tqc
 from agents.buffer import Batch
 from tests.interrupt import ctrl_c_after, exit_code_of
+from training import launch
 from training.seeds import RngStreams, SeedStack, stack_batches
 
 K = 3
@@ -318,7 +319,7 @@ if __name__ == "__main__":
 def test_ctrl_c_saves_every_seed_at_one_step_and_the_group_resumes(tmp_path, capsys):
     root = tmp_path / "group"
     args = train.build_parser().parse_args(tiny("--seeds", "0", "1", "--run-dir", str(root)))
-    group = train.prepare_new_group(args, [0, 1])
+    group = launch.prepare_new_group(args, [0, 1])
     template = group.stack.template
     # a real Ctrl-C, arriving as the 50th stacked update returns
     template.update = ctrl_c_after(50, template.update)
@@ -345,7 +346,7 @@ def test_the_seeds_of_a_group_checkpoint_at_the_same_steps(tmp_path):
     root = tmp_path / "group"
     argv = tiny("--seeds", "0", "1", "--checkpoint-seconds", "0.3", "--checkpoint-every",
                 "100000", "--run-dir", str(root))  # fmt: skip
-    group = train.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
+    group = launch.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
     saved = {0: [], 1: []}
     for k, member in enumerate(group.members):
         real = member.save
@@ -366,7 +367,7 @@ class Killed(Exception):
 def test_a_kill_between_two_seeds_saves_resumes_from_their_common_step(tmp_path):
     root = tmp_path / "group"
     argv = tiny("--seeds", "0", "1", "--checkpoint-every", "100", "--run-dir", str(root))
-    group = train.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
+    group = launch.prepare_new_group(train.build_parser().parse_args(argv), [0, 1])
     second = group.members[1]
     real = second.save
 

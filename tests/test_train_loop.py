@@ -12,6 +12,7 @@ import torch
 import train
 from agents.buffer import ReplayBuffer
 from envs import make_env, set_sim_state
+from training import launch
 
 
 def tiny(run_dir, *extra: str) -> list[str]:
@@ -67,7 +68,7 @@ def policy_actions_taken(tmp_path, agent: str, *sets: str) -> tuple[int, int]:
     """(env steps acted by the agent's policy, gradient updates) in a 150-step run."""
     args = tiny(tmp_path / agent, "--env", "Pendulum-v1", "--total-steps", "150")
     args[1] = agent
-    trainer = train.prepare_new_run(train.build_parser().parse_args([*args, *sets]))
+    trainer = launch.prepare_new_run(train.build_parser().parse_args([*args, *sets]))
     calls = []
     act = trainer.agent.act
 
@@ -94,7 +95,7 @@ def test_warm_up_replay_and_env_draw_from_streams_apart(tmp_path):
     from training.trainer import REPLAY_STREAM, WARMUP_STREAM, stream_seed
 
     args = tiny(tmp_path / "r", "--env", "Pendulum-v1", "--total-steps", "100")
-    trainer = train.prepare_new_run(train.build_parser().parse_args(args))
+    trainer = launch.prepare_new_run(train.build_parser().parse_args(args))
     replay = np.random.default_rng(stream_seed(0, REPLAY_STREAM))
     assert trainer.buffer.sampler_state() == replay.bit_generator.state
     trainer.train()

@@ -1,5 +1,6 @@
 """The training loops, above agents, envs, harness and datagen: small classes sharing one run
-life cycle (training/trainer.py). train.py parses and resolves the config and hands over here.
+life cycle (training/trainer.py). train.py parses the command line; training/launch.py resolves
+and checks the config and prepares the run folder (new, resumed, restarted, or a seed group).
 
 - OffPolicyTrainer: online, vector envs into the replay buffer (training/off_policy.py);
 - OfflineTrainer: a fixed dataset, the clock counts updates (training/offline.py);
