@@ -93,7 +93,7 @@ def bias_states(source: Path, ckpt: dict, env_id: str, env, k: int, seed: int) -
         try:
             if dataset:
                 data, _ = load_dataset(dataset, compat=ckpt["run_config"].get("d4rl_compat"))
-                return states_from_buffer(data.to_buffer(seed), k, seed)
+                return states_from_buffer(ReplayBuffer.from_dataset(data, seed), k, seed)
             if replay.is_file():
                 return states_from_buffer(ReplayBuffer.load(replay), k, seed)
         except ValueError:

@@ -185,6 +185,14 @@ class ReplayBuffer:
         self._truncated[row] = torch.where(ended, self._truncated[row], 1.0)  # N
 
     @classmethod
+    def from_dataset(cls, data: Any, seed: int = 0) -> ReplayBuffer:
+        """A full buffer holding an offline dataset (envs/datasets/dataset.py `Dataset`), every
+        episode's last transition an episode end. The buffer shares the dataset's observation,
+        action, reward and state arrays (no second copy in memory): neither should be modified
+        afterwards."""
+        return cls.from_arrays(**data.buffer_arrays(), seed=seed, copy=False)
+
+    @classmethod
     def from_arrays(
         cls,
         obs: ArrayLike,

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents import get_agent_module  # noqa: E402
+from agents.buffer import ReplayBuffer  # noqa: E402
 from core.runs import find_checkpoint, load_checkpoint  # noqa: E402
 from envs import make_env  # noqa: E402
 from envs.datasets.loading import dataset_env_id, load_dataset  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> int:
     torch.set_num_threads(1)
     data, source = load_dataset(args.dataset)  # reads only
     env = make_env(dataset_env_id(data, args.dataset))
-    buffer = data.to_buffer(seed=0)
+    buffer = ReplayBuffer.from_dataset(data, seed=0)
     agents, fit_s = {}, {}
     for name in ("td3_bc", "prdc-inplace", "prdc"):
         agent_name = name.removesuffix("-inplace")

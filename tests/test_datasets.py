@@ -163,10 +163,10 @@ def test_d4rl_download_layout_and_own_files_load_identical_buffers(tmp_path: Pat
     own = tmp_path / "own.hdf5"
     write_d4rl(own, expected)
 
-    reference = expected.to_buffer()
+    reference = ReplayBuffer.from_dataset(expected)
     _check_expected_buffer(reference)
-    _assert_same_buffer(read_d4rl(download).to_buffer(), reference)
-    _assert_same_buffer(read_d4rl(own).to_buffer(), reference)
+    _assert_same_buffer(ReplayBuffer.from_dataset(read_d4rl(download)), reference)
+    _assert_same_buffer(ReplayBuffer.from_dataset(read_d4rl(own)), reference)
 
 
 def test_minari_layout_loads_identical_buffer(tmp_path: Path, monkeypatch) -> None:
@@ -177,9 +177,11 @@ def test_minari_layout_loads_identical_buffer(tmp_path: Path, monkeypatch) -> No
 
     by_id = read_minari(dataset_id)
     by_folder = read_minari(tmp_path / dataset_id)
-    _check_expected_buffer(by_id.to_buffer())
-    _assert_same_buffer(by_id.to_buffer(), read_d4rl(own).to_buffer())
-    _assert_same_buffer(by_folder.to_buffer(), read_d4rl(own).to_buffer())
+    _check_expected_buffer(ReplayBuffer.from_dataset(by_id))
+    _assert_same_buffer(ReplayBuffer.from_dataset(by_id), ReplayBuffer.from_dataset(read_d4rl(own)))
+    _assert_same_buffer(
+        ReplayBuffer.from_dataset(by_folder), ReplayBuffer.from_dataset(read_d4rl(own))
+    )
     assert by_id.metadata["ref_min_score"] == -5.0
     assert by_id.metadata["ref_max_score"] == 95.0
     assert by_id.metadata["env_id"] == "Hopper-v5"
@@ -241,7 +243,7 @@ def test_compat_drops_timeouts_and_the_last_transition(tmp_path: Path) -> None:
     # bootstrap, so one-step targets are D4RL's).
     assert dataset.timeouts.tolist() == [0, 0, 0, 0, 0, 1, 1]
 
-    buffer = dataset.to_buffer(seed=1)
+    buffer = ReplayBuffer.from_dataset(dataset, seed=1)
     assert _storage(buffer)["truncated"][:, 0].tolist() == [0, 0, 0, 0, 0, 1, 1]
     # n-step (n = 5, gamma = 0.5) sums stop at every episode end, hand-computed per start:
     # start 0 sums 1 + 0.5 * 2 + 0.25 * 3 over m = 3 rewards, start 5 (lost successor) only 13.
@@ -447,11 +449,11 @@ def test_load_dataset_resolves_every_kind_of_name(tmp_path: Path, monkeypatch) -
     dataset_id = _write_minari(tmp_path / "minari", _episodes())
     (tmp_path / "d4rl").mkdir()
     write_d4rl(tmp_path / "d4rl" / "hopper-medium-v2.hdf5", _flat(_episodes()))
-    expected = read_d4rl(tmp_path / "d4rl" / "hopper-medium-v2.hdf5").to_buffer()
+    expected = ReplayBuffer.from_dataset(read_d4rl(tmp_path / "d4rl" / "hopper-medium-v2.hdf5"))
     for name in (dataset_id, str(tmp_path / "minari" / dataset_id), "hopper-medium-v2",
                  str(tmp_path / "d4rl" / "hopper-medium-v2.hdf5")):  # fmt: skip
         data, source = load_dataset(name)
-        _assert_same_buffer(data.to_buffer(), expected)
+        _assert_same_buffer(ReplayBuffer.from_dataset(data), expected)
         assert source.exists()
         assert dataset_env_id(data, name) == "Hopper-v5"  # Minari metadata, or the task name
     nameless = _flat(_episodes())

@@ -22,10 +22,6 @@ FORBIDDEN = {
     "datagen": ABOVE - {"datagen"},
     "training": {"train", "evaluate", "bench"},  # the CLIs sit above the loops
 }
-# The one allowed exception: Dataset.to_buffer fills THE replay buffer (agents/buffer.py,
-# which imports only numpy, torch and core). It goes away once train.py and evaluate.py build the
-# buffer from the dataset on the agents side.
-EXCEPTIONS = {("envs/datasets/dataset.py", "agents.buffer")}
 
 
 def imports_of(path: Path, root: Path) -> list[tuple[int, str]]:
@@ -50,10 +46,6 @@ def agent_modules(root: Path) -> set[str]:
             if p.stem not in SHARED_AGENT_PIECES}  # fmt: skip
 
 
-def excepted(rel: str, module: str) -> bool:
-    return any(rel == f and (module == m or module.startswith(m + ".")) for f, m in EXCEPTIONS)
-
-
 def violations(root: Path = REPO) -> list[str]:
     """'file:line imports module' for every import statement that breaks the layers above."""
     specific_agents = agent_modules(root)
@@ -64,7 +56,7 @@ def violations(root: Path = REPO) -> list[str]:
             for line, module in imports_of(path, root):
                 top = module.split(".")[0]
                 bad = top in forbidden or (layer == "harness" and module in specific_agents)
-                if bad and not excepted(rel, module):
+                if bad:
                     found.setdefault((rel, line), f"{rel}:{line} imports {module}")
     return list(found.values())
 

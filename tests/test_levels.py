@@ -340,7 +340,7 @@ def test_a_dataset_made_across_levels_stores_each_transitions_level(level_datase
         assert len(set(data.levels[start:stop].tolist())) == 1  # one level per episode
         # episode k is the seeded reset seed + k, whose draw picks its level
         assert data.levels[start] == env.reset(seed=2 + k)[1]["level"]
-    buffer = data.to_buffer()
+    buffer = ReplayBuffer.from_dataset(data)
     j = int(bounds[2][0]) + 3
     batch = buffer.transitions(np.array([j]))
     assert int(batch.extras["level"][0]) == data.levels[j]

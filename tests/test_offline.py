@@ -163,7 +163,7 @@ def test_effective_sample_sizes():
 def test_weighted_sampler_frequencies_match_the_weights():
     data = episodes([[0.0, 0.0], [10.0], [2.0, 2.0, 1.0]])
     p = transition_probabilities(data, "rw", temperature=1.0)
-    buffer = data.to_buffer(seed=0)
+    buffer = ReplayBuffer.from_dataset(data, seed=0)
     buffer.set_weights(p)
     n = 60_000
     counts = np.zeros(6)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.buffer import ReplayBuffer
 from core.errors import UserError
 from datagen import load_dataset  # reads a dataset, making a missing ogzoo one on first use
 from envs import check_env_id, make_env
@@ -74,7 +75,7 @@ class OfflineTrainer(Trainer):
 
     def build_buffer(self, obs_space, act_space) -> None:
         run_cfg = self.run_cfg
-        self.buffer = self.data.to_buffer(seed=run_cfg.seed)
+        self.buffer = ReplayBuffer.from_dataset(self.data, seed=run_cfg.seed)
         self.store_sim_state = self.data.qpos is not None
         self.n_step = getattr(self.agent_cfg, "n_step", 1)
         probabilities = transition_probabilities(

@@ -1,9 +1,10 @@
 """Offline datasets: D4RL and Minari readers, ogzoo's own files (D4RL layout), scores.
 
-Every reader returns a `Dataset` (flat D4RL-named arrays); `Dataset.to_buffer()` fills the
-shared replay buffer. Bad files raise `DatasetError` (a `UserError`) naming the file. This
-package only reads: generating ogzoo's datasets rolls out behaviour policies, so it lives
-above agents and harness, in datagen/ (`python -m datagen list|make|info|export-policy`).
+Every reader returns a `Dataset` (flat D4RL-named arrays); `ReplayBuffer.from_dataset(dataset)`
+(agents/buffer.py) fills the shared replay buffer from it. Bad files raise `DatasetError` (a
+`UserError`) naming the file. This package only reads: generating ogzoo's datasets rolls out
+behaviour policies, so it lives above agents and harness, in datagen/
+(`python -m datagen list|make|info|export-policy`).
 """
 
 from envs.datasets.d4rl import d4rl_dataset_dir, read_d4rl, resolve_d4rl, write_d4rl

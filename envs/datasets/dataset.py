@@ -1,11 +1,12 @@
-"""The in-memory offline dataset every reader returns, and its conversion to the replay buffer.
+"""The in-memory offline dataset every reader returns, and what the replay buffer is filled from.
 
 A `Dataset` holds flat numpy arrays under D4RL's names, one row per transition, episodes laid
 end to end. Episode ends are stored the D4RL way: `terminals` (a true terminal state: do not
 bootstrap) and `timeouts` (a time-limit truncation or any other cut: still bootstrap). An
 episode ends at a terminal or a timeout; the last transition of the dataset ends one too.
 
-`to_buffer` is the single path into `agents.buffer.ReplayBuffer`. It makes the last transition
+`buffer_arrays` is what the replay buffer is filled from (`ReplayBuffer.from_dataset` in
+agents/buffer.py; envs/ sits below agents and imports no agent code). It makes the last transition
 of every episode an episode end in the buffer (truncated=1 where it was neither terminal nor
 timeout), so n-step walks never run from one episode into the next. Loading is kept cheap:
 the arrays already have the buffer's dtypes, `from_arrays(copy=False)` uses them as its storage,
@@ -20,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from agents.buffer import ReplayBuffer
 from core.errors import UserError, clip, quote
 
 
@@ -125,10 +125,10 @@ class Dataset:
         starts = self.episode_bounds()[:, 0]
         return np.add.reduceat(self.rewards.astype(np.float64), starts)
 
-    def to_buffer(self, seed: int = 0) -> ReplayBuffer:
-        """A full ReplayBuffer holding every transition, episode ends marked (see module doc).
-        The buffer shares the observation, action, reward and state arrays with this dataset
-        (no second copy in memory): neither should be modified afterwards."""
+    def buffer_arrays(self) -> dict[str, Any]:
+        """The keyword arguments of `ReplayBuffer.from_arrays` for every transition (agents/
+        buffer.py `ReplayBuffer.from_dataset`), episode ends marked (see module doc). The
+        observation, action, reward and state arrays are this dataset's own, not copies."""
         truncated = self.timeouts.copy()
         truncated[-1] |= not self.terminals[-1]  # the dataset's end cuts its last episode
         extras = {}
@@ -136,17 +136,15 @@ class Dataset:
             extras["sim_state"] = sim_state(self.qpos, self.qvel)
         if self.levels is not None:  # envs/levels.py: states are restored in their level
             extras["level"] = self.levels
-        return ReplayBuffer.from_arrays(
-            self.observations,
-            self.actions,
-            self.rewards,
-            self.next_observations,
-            self.terminals,
-            truncated,
-            extras=extras or None,
-            seed=seed,
-            copy=False,
-        )
+        return {
+            "obs": self.observations,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "next_obs": self.next_observations,
+            "terminated": self.terminals,
+            "truncated": truncated,
+            "extras": extras or None,
+        }
 
 
 def check_lengths(arrays: dict[str, np.ndarray], source: object) -> None:
@@ -173,7 +171,7 @@ def check_finite(arrays: dict[str, np.ndarray], source: object) -> None:
 
 
 def split_sim_state(sim: np.ndarray, nq: int) -> tuple[np.ndarray, np.ndarray]:
-    """qpos and qvel as views of one N x (nq + nv) array, so to_buffer can pass it uncopied."""
+    """qpos and qvel as views of one N x (nq + nv) array, so the buffer can take it uncopied."""
     return sim[:, :nq], sim[:, nq:]
 
 

@@ -1,9 +1,9 @@
-"""Load-cost measurement for the issue's bar: 1M transitions into the buffer in <= 5 s, with
-peak memory <= 2x the raw arrays. The buffer adopts the Dataset's arrays as its storage
-(`from_arrays(copy=False)`), so the peak is the raw arrays plus the buffer's float32 flags and
-the reader's temporaries. Not run by the tests; call it from a fresh process:
+"""Load-cost measurement for the dataset issue's bar: 1M transitions into the buffer in <= 5 s,
+with peak memory <= 2x the raw arrays. The buffer adopts the Dataset's arrays as its storage
+(`ReplayBuffer.from_dataset`: `from_arrays(copy=False)`), so the peak is the raw arrays plus the
+buffer's float32 flags and the reader's temporaries. Not run by the tests:
 
-    python -c "from envs.datasets.timing import main; main()"   # 1M Hopper-sized, /tmp
+    python bench/dataset_load.py            # 1M Hopper-sized transitions, in a temp folder
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.datasets.d4rl import read_d4rl, write_d4rl
-from envs.datasets.dataset import Dataset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.buffer import ReplayBuffer  # noqa: E402
+from envs.datasets.d4rl import read_d4rl, write_d4rl  # noqa: E402
+from envs.datasets.dataset import Dataset  # noqa: E402
 
 
 def synthetic_dataset(
@@ -54,7 +56,7 @@ def measure_load(path: str | os.PathLike[str], compat: bool = False) -> dict[str
     t0 = time.perf_counter()
     dataset = read_d4rl(path, compat=compat)
     t1 = time.perf_counter()
-    buffer = dataset.to_buffer()
+    buffer = ReplayBuffer.from_dataset(dataset)
     t2 = time.perf_counter()
     # qpos/qvel may be views of one block; their nbytes still add up to that block's size.
     raw = sum(a.nbytes for a in vars(dataset).values() if isinstance(a, np.ndarray))
@@ -82,8 +84,13 @@ def main(n: int = 1_000_000) -> None:
         write_d4rl(path, synthetic_dataset(n))
         # Measured in a child process so its peak memory is not the writer's.
         code = (
+            f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
             "import torch; torch.set_num_threads(1); "
-            "from envs.datasets.timing import measure_load; "
+            "from dataset_load import measure_load; "
             f"print(measure_load({str(path)!r}))"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+if __name__ == "__main__":
+    main()
