@@ -15,6 +15,7 @@ exact (the script checks each one's distances against PRDC's tree):
 - `state-ball`: the nearest state's key bounds the answer's distance D; only states with
   beta * ||s' - s|| <= D can beat it, found with a k-d tree over the states alone
   (`query_ball_point`), then compared exactly;
+- `kdtree-leafN` (`--leafsizes N ...`): PRDC's tree with N keys per leaf instead of scipy's 16;
 - `brute`: every key, in chunks of 16,384, with one matrix product per chunk
   (||q||^2 + ||k||^2 - 2 q.k; an exact search would re-rank near ties, which is not timed).
 
@@ -71,6 +72,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], help="searches not to run")
+    parser.add_argument("--leafsizes", type=int, nargs="*", default=[],
+                        help="also time PRDC's tree with these leaf sizes (scipy: 16)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -92,6 +95,11 @@ def main() -> int:
     tree = timed_build("kdtree", lambda: cKDTree(keys, balanced_tree=False))
     center = keys.mean(0)
     search = {"kdtree": lambda q: tree.query(q, k=1)[0]}
+    for leaf in args.leafsizes:
+        leafy = timed_build(
+            f"kdtree-leaf{leaf}", lambda n=leaf: cKDTree(keys, leafsize=n, balanced_tree=False)
+        )
+        search[f"kdtree-leaf{leaf}"] = lambda q, t=leafy: t.query(q, k=1)[0]
     if "kdtree-pca" not in args.skip:
         axes = np.linalg.eigh(np.cov((keys - center).T))[1]
         rotated = timed_build(
