@@ -10,8 +10,13 @@ stored with s but the action of the dataset point nearest to (beta * s, pi(s)) i
   actor:  minimise  -lambda * mean Q1(s, pi(s)) + MSE(pi(s), a_nn),
           (s_nn, a_nn) = argmin over (s', a') in D of ||(beta * s, pi(s)) - (beta * s', a')||,
           lambda = alpha / mean|Q1| (detached); alpha 2.5, beta 2 (README: halfcheetah alpha 40).
-The search is exact: a k-d tree (scipy cKDTree) over the whole dataset, built once in
-`fit_dataset` from normalized states, queried with the whole batch at once every actor update.
+The search is exact, over the whole dataset, built once in `fit_dataset` from normalized
+states and queried with the whole batch at once every actor update (agents/nearest.py). A k-d
+tree answers in about a millisecond when pi(s) is near the data but takes over a second on
+23-dimensional keys when it is far (an untrained actor, or a weak constraint such as
+halfcheetah's alpha 40); blocks of keys searched with matrix products take 0.1-0.35 s
+whatever the query. `search: auto` (the default) times both and sends each batch to the one
+that was faster; both return the same nearest point, so the choice never changes the run.
 A large beta makes the nearest point share the state (TD3+BC); beta -> 0 lets the policy take
 any dataset action.
 
@@ -35,10 +40,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from agents import td3_bc
 from agents.buffer import Batch
+from agents.nearest import SEARCHES, make_search
 
 OFFLINE = True
 
@@ -48,7 +53,10 @@ class Config(td3_bc.Config):
     beta: float = 2.0
     """Weight of the state in the nearest-neighbour key [beta * s, a] (paper default 2)."""
     overlap_search: bool = True
-    """Search the tree in a worker thread during the critic step (same result, module doc)."""
+    """Search in a worker thread during the critic step (same result, module doc)."""
+    search: str = "auto"
+    """Exact nearest-neighbour search: kdtree, blocks, or auto (the faster of the two,
+    re-timed as the actor moves; agents/nearest.py). All three give the same answers."""
 
 
 class Agent(td3_bc.Agent):
@@ -62,7 +70,9 @@ class Agent(td3_bc.Agent):
         super().__init__(cfg, observation_space, action_space, device)
         if cfg.beta < 0:
             raise ValueError(f"beta must be >= 0, got {cfg.beta}")
-        self.tree: cKDTree | None = None
+        if cfg.search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}; got {cfg.search!r}")
+        self.search = None  # built by fit_dataset
         self.dataset_actions: torch.Tensor | None = None
         self._worker = ThreadPoolExecutor(1, "prdc-search") if cfg.overlap_search else None
         self._pending: tuple[torch.Tensor, Future] | None = None  # (pi(s), search of it)
@@ -73,18 +83,16 @@ class Agent(td3_bc.Agent):
         super().fit_dataset(observations, actions, cache_dir)
         obs = self.normalize(torch.as_tensor(observations, device=self.device))
         keys = torch.cat([self.cfg.beta * obs, torch.as_tensor(actions, device=self.device)], -1)
-        # Sliding-midpoint splits (balanced_tree=False) answered these queries 1.7x faster
-        # than median splits on a 1M-transition Hopper dataset; the search stays exact.
-        self.tree = cKDTree(keys.cpu().numpy(), balanced_tree=False)  # N x (obs + action)
+        self.search = make_search(keys.cpu().numpy(), self.cfg.search)  # N x (obs + action)
         self.dataset_actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
 
     def _keys(self, obs: torch.Tensor, actions: torch.Tensor) -> np.ndarray:
-        if self.tree is None:
+        if self.search is None:
             raise RuntimeError("PRDC needs fit_dataset(observations, actions) before updates")
         return torch.cat([self.cfg.beta * obs, actions], -1).float().cpu().numpy()  # B x (S+A)
 
     def _search(self, keys: np.ndarray) -> np.ndarray:
-        return self.tree.query(keys, k=1)[1]
+        return self.search(keys)
 
     @torch.no_grad()
     def nearest_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -97,7 +105,7 @@ class Agent(td3_bc.Agent):
             index = self._search(self._keys(obs, actions))
         return self.dataset_actions[torch.as_tensor(index, device=self.device)]
 
-    # The nearest-neighbour search runs on the CPU (a KD-tree) inside the actor's loss, so
+    # The nearest-neighbour search runs on the CPU (numpy, scipy) inside the actor's loss, so
     # PRDC's update cannot be captured as a CUDA graph (agents/graphs.py).
     graph_capturable = False
 

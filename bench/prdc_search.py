@@ -16,8 +16,10 @@ exact (the script checks each one's distances against PRDC's tree):
   beta * ||s' - s|| <= D can beat it, found with a k-d tree over the states alone
   (`query_ball_point`), then compared exactly;
 - `kdtree-leafN` (`--leafsizes N ...`): PRDC's tree with N keys per leaf instead of scipy's 16;
-- `brute`: every key, in chunks of 16,384, with one matrix product per chunk
-  (||q||^2 + ||k||^2 - 2 q.k; an exact search would re-rank near ties, which is not timed).
+- `blocks` (`--blocks N ...` for the block sizes, default 2048): agents/nearest.py's exact
+  search over every key, a float32 matrix product per block of keys with a bounded error,
+  then float64 re-scoring of the keys the bound cannot rule out (what PRDC's `search: auto`
+  switches to when the tree is slower).
 
 States are normalized with the dataset's mean and std, as PRDC does. One torch thread.
 """
@@ -34,6 +36,7 @@ import torch
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.nearest import BlockSearch  # noqa: E402
 from agents.nets import DatasetNorm  # noqa: E402
 from datagen import load_dataset  # noqa: E402  (makes a missing ogzoo dataset)
 
@@ -54,17 +57,6 @@ def state_ball(states: cKDTree, keys: np.ndarray, queries: np.ndarray) -> np.nda
     return np.sqrt(best)
 
 
-def brute(keys: torch.Tensor, queries: np.ndarray, chunk: int = 16_384) -> np.ndarray:
-    q = torch.as_tensor(queries, dtype=torch.float32)
-    norms = (keys * keys).sum(1)
-    best = torch.full((len(q),), float("inf"))
-    for start in range(0, len(keys), chunk):
-        part = slice(start, start + chunk)
-        d2 = torch.addmm(norms[part][None], q, keys[part].T, alpha=-2.0)
-        best = torch.minimum(best, d2.min(1).values)
-    return (best + (q * q).sum(1)).clamp_min(0).sqrt().numpy()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="halfcheetah-medium-v5")
@@ -74,6 +66,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], help="searches not to run")
     parser.add_argument("--leafsizes", type=int, nargs="*", default=[],
                         help="also time PRDC's tree with these leaf sizes (scipy: 16)")  # fmt: skip
+    parser.add_argument("--blocks", type=int, nargs="*", default=[2048],
+                        help="block sizes of the `blocks` search")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -109,9 +103,10 @@ def main() -> int:
     if "state-ball" not in args.skip:
         state_tree = timed_build("state-ball", lambda: cKDTree(states, balanced_tree=False))
         search["state-ball"] = lambda q: state_ball(state_tree, keys, q)
-    if "brute" not in args.skip:
-        key_tensor = torch.as_tensor(keys, dtype=torch.float32)
-        search["brute"] = lambda q: brute(key_tensor, q)
+    if "blocks" not in args.skip:
+        for size in args.blocks:
+            blocks = timed_build(f"blocks{size}", lambda n=size: BlockSearch(keys, n))
+            search[f"blocks{size}"] = lambda q, b=blocks: np.sqrt(((keys[b(q)] - q) ** 2).sum(1))
 
     rng = np.random.default_rng(args.seed)
     rows = rng.integers(0, len(keys), args.batch)
@@ -135,8 +130,7 @@ def main() -> int:
             found = fn(queries)
             cells.append(f"{1000 * (time.perf_counter() - timer):,.1f}")
             exact = found if exact is None else exact
-            tolerance = 1e-3 if name == "brute" else 1e-9  # fp32 expansion vs float64 keys
-            if not np.allclose(found**2, exact**2, rtol=0, atol=tolerance):
+            if not np.allclose(found**2, exact**2, rtol=0, atol=1e-9):
                 print(f"{name} disagrees with the k-d tree on '{label}'", file=sys.stderr)
                 return 1
         print(f"| {label} | " + " | ".join(cells) + f" | {exact.mean():.2f} |", flush=True)

@@ -336,6 +336,29 @@ def test_prdc_overlapped_search_trains_exactly_like_the_search_in_place():
             assert torch.equal(value, params[1][key][name]), f"{key}.{name} differs"
 
 
+def test_prdc_trains_the_same_with_each_exact_search():
+    """The k-d tree, the block search and the adaptive choice between them return the same
+    nearest points, so the same updates give the same weights bit for bit."""
+    rng = np.random.default_rng(3)
+    states = rng.normal(0.0, 1.0, (3000, 3)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (3000, 2)).astype(np.float32)
+    buffer = ReplayBuffer.from_arrays(states, actions, rng.normal(size=3000), states[::-1].copy(),
+                                      np.zeros(3000), np.zeros(3000), seed=0)  # fmt: skip
+    params = {}
+    for search in ("kdtree", "blocks", "auto"):
+        agent = make_prdc(search=search, batch_size=64)
+        agent.fit_dataset(states, actions)
+        buffer.set_sampler_state(np.random.default_rng(4).bit_generator.state)
+        for _ in range(12):  # 6 actor steps: auto tries both searches, then picks
+            agent.update(buffer.sample(64))
+        params[search] = agent.state_dict()["actor"]
+    for name, value in params["kdtree"].items():
+        assert torch.equal(value, params["blocks"][name]), name
+        assert torch.equal(value, params["auto"][name]), name
+    with pytest.raises(ValueError, match="search must be one of auto, kdtree, blocks; got 'ball'"):
+        make_prdc(search="ball")
+
+
 @pytest.mark.parametrize(
     "agent, extra",
     [("td3_bc", []), ("prdc", []),
