@@ -21,10 +21,10 @@ A large beta makes the nearest point share the state (TD3+BC); beta -> 0 lets th
 any dataset action.
 
 Deliberate deviations from the reference code: none in the mathematics. States are normalized
-on the fly as in agents/td3_bc.py; the tree's keys use the same normalized states.
+on the fly as in agents/td3_bc.py; the search's keys use the same normalized states.
 
 Speed: pi(s) does not change during the critic step that precedes each actor step, so
-`update` computes the query keys first and runs the tree search in a worker thread while the
+`update` computes the query keys first and runs the search in a worker thread while the
 critic step runs (scipy and torch both release the GIL); the actor step then takes the
 result. With a second core (or a GPU doing the critic step) the search is hidden behind the
 critic step; the answer is the same as a search made in place (`overlap_search=False`),
