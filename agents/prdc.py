@@ -33,6 +33,7 @@ which the tests check bit for bit.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ class Agent(td3_bc.Agent):
         if cfg.search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}; got {cfg.search!r}")
         self.search = None  # built by fit_dataset
+        self.search_stats: tuple[float, float] | None = None  # (ms, blocks share), _search
         self.dataset_actions: torch.Tensor | None = None
         self._worker = ThreadPoolExecutor(1, "prdc-search") if cfg.overlap_search else None
         self._pending: tuple[torch.Tensor, Future] | None = None  # (pi(s), search of it)
@@ -92,7 +94,19 @@ class Agent(td3_bc.Agent):
         return torch.cat([self.cfg.beta * obs, actions], -1).float().cpu().numpy()  # B x (S+A)
 
     def _search(self, keys: np.ndarray) -> np.ndarray:
-        return self.search(keys)
+        """The nearest keys' rows, timed: `search/ms` and `search/blocks_share` (TensorBoard)
+        are moving averages over about the last 100 searches (weight 0.01 each; the first
+        search sets them) of the milliseconds per batch and of the share the block search
+        answered."""
+        start = time.perf_counter()
+        index = self.search(keys)
+        sample = (1000 * (time.perf_counter() - start), float(self.search.last.name == "blocks"))
+        if self.search_stats is None:
+            self.search_stats = sample
+        else:
+            old = self.search_stats
+            self.search_stats = tuple(0.99 * o + 0.01 * x for o, x in zip(old, sample))
+        return index
 
     @torch.no_grad()
     def nearest_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -123,4 +137,6 @@ class Agent(td3_bc.Agent):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """MSE(pi(s), a_nn): the dataset constraint."""
         dc = (actions - self.nearest_actions(batch.obs, actions.detach())).pow(2).mean()
-        return dc, {"loss/dc": dc}
+        ms, blocks_share = self.search_stats
+        return dc, {"loss/dc": dc, "search/ms": torch.tensor(ms),
+                    "search/blocks_share": torch.tensor(blocks_share)}  # fmt: skip

@@ -338,23 +338,36 @@ def test_prdc_overlapped_search_trains_exactly_like_the_search_in_place():
 
 def test_prdc_trains_the_same_with_each_exact_search():
     """The k-d tree, the block search and the adaptive choice between them return the same
-    nearest points, so the same updates give the same weights bit for bit."""
+    nearest points, so the same updates give the same weights bit for bit; TensorBoard gets
+    each search's moving averages of its time and of the share the blocks answered."""
     rng = np.random.default_rng(3)
     states = rng.normal(0.0, 1.0, (3000, 3)).astype(np.float32)
     actions = rng.uniform(-1, 1, (3000, 2)).astype(np.float32)
     buffer = ReplayBuffer.from_arrays(states, actions, rng.normal(size=3000), states[::-1].copy(),
                                       np.zeros(3000), np.zeros(3000), seed=0)  # fmt: skip
-    params = {}
+    params, metrics, answered = {}, {}, {}
     for search in ("kdtree", "blocks", "auto"):
         agent = make_prdc(search=search, batch_size=64)
         agent.fit_dataset(states, actions)
         buffer.set_sampler_state(np.random.default_rng(4).bit_generator.state)
-        for _ in range(12):  # 6 actor steps: auto tries both searches, then picks
-            agent.update(buffer.sample(64))
+        answered[search] = []
+        for step in range(12):  # 6 actor steps: auto times both searches, then picks
+            metrics[search] = agent.update(buffer.sample(64))
+            if step % 2 == 1:
+                answered[search].append(float(agent.search.last.name == "blocks"))
         params[search] = agent.state_dict()["actor"]
     for name, value in params["kdtree"].items():
         assert torch.equal(value, params["blocks"][name]), name
         assert torch.equal(value, params["auto"][name]), name
+    assert answered["auto"][:2] == [1.0, 0.0]  # blocks timed first, then the tree
+    for search in ("kdtree", "blocks", "auto"):
+        share = answered[search][0]  # the first search sets the average, each later weighs 0.01
+        for blocks in answered[search][1:]:
+            share = 0.99 * share + 0.01 * blocks
+        assert metrics[search]["search/blocks_share"].item() == pytest.approx(share, abs=1e-6)
+        assert metrics[search]["search/ms"].item() > 0
+    assert metrics["kdtree"]["search/blocks_share"].item() == 0.0
+    assert metrics["blocks"]["search/blocks_share"].item() == 1.0
     with pytest.raises(ValueError, match="search must be one of auto, kdtree, blocks; got 'ball'"):
         make_prdc(search="ball")
 
