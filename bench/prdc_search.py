@@ -17,9 +17,12 @@ exact (the script checks each one's distances against PRDC's tree):
   (`query_ball_point`), then compared exactly;
 - `kdtree-leafN` (`--leafsizes N ...`): PRDC's tree with N keys per leaf instead of scipy's 16;
 - `blocks` (`--blocks N ...` for the block sizes, default 2048): agents/nearest.py's exact
-  search over every key, a float32 matrix product per block of keys with a bounded error,
-  then float64 re-scoring of the keys the bound cannot rule out (what PRDC's `search: auto`
-  switches to when the tree is slower).
+  block search (blocks of nearby keys pruned by their bounding boxes, a float32 matrix
+  product per block with a bounded error, float64 re-scoring of the keys the bound cannot
+  rule out), which PRDC's `search: auto` switches to when the tree is slower.
+
+With `--run RUN` a sixth row times the queries of a trained actor at the same states: the
+run's final (else latest) checkpoint, which must have trained on `--dataset`.
 
 States are normalized with the dataset's mean and std, as PRDC does. One torch thread.
 """
@@ -38,7 +41,9 @@ from scipy.spatial import cKDTree
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.nearest import BlockSearch  # noqa: E402
 from agents.nets import DatasetNorm  # noqa: E402
+from core.errors import UserError  # noqa: E402
 from datagen import load_dataset  # noqa: E402  (makes a missing ogzoo dataset)
+from training.offline import fingerprint  # noqa: E402
 
 
 def state_ball(states: cKDTree, keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -57,6 +62,18 @@ def state_ball(states: cKDTree, keys: np.ndarray, queries: np.ndarray) -> np.nda
     return np.sqrt(best)
 
 
+def actor_actions(run: str, data, states: np.ndarray) -> tuple[str, np.ndarray]:
+    """A row label and the deterministic actions of a run's actor at `states`; UserError
+    unless the run's checkpoint recorded this dataset (training.offline.fingerprint)."""
+    import evaluate
+
+    agent, _, source, ckpt = evaluate.load_agent(run, None)
+    if ckpt.get("dataset", {}).get("observations_sum") != fingerprint(data)["observations_sum"]:
+        raise UserError(f"{source} was not trained on this dataset (its fingerprint differs)")
+    updates = ckpt["counters"]["gradient_updates"]
+    return f"actor at {updates:,} updates", agent.act(states, deterministic=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="halfcheetah-medium-v5")
@@ -66,6 +83,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], help="searches not to run")
     parser.add_argument("--leafsizes", type=int, nargs="*", default=[],
                         help="also time PRDC's tree with these leaf sizes (scipy: 16)")  # fmt: skip
+    parser.add_argument("--run", default=None,
+                        help="also time the queries of this run's actor (module doc)")  # fmt: skip
     parser.add_argument("--blocks", type=int, nargs="*", default=[2048],
                         help="block sizes of the `blocks` search")  # fmt: skip
     args = parser.parse_args()
@@ -119,6 +138,13 @@ def main() -> int:
         "zeros": np.zeros_like(own),
         "uniform": rng.uniform(low, high, own.shape),
     }
+    if args.run:
+        try:
+            label, actions = actor_actions(args.run, data, data.observations[rows])
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        action_parts[label] = actions.astype(np.float64)
     print(f"\nms per batch of {args.batch} queries | mean distance to the nearest key")
     print("| action part | " + " | ".join(search) + " | distance |")
     print("|---|" + "---:|" * (len(search) + 1))

@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy.spatial import cKDTree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,3 +25,33 @@ def test_state_ball_finds_the_nearest_key():
     assert not np.allclose(exact, np.linalg.norm(queries - keys[rows], axis=1))
     found = bench.state_ball(cKDTree(states), keys, queries)
     np.testing.assert_allclose(found, exact, rtol=0, atol=1e-12)
+
+
+def test_the_actor_row_comes_from_the_runs_actor_on_its_own_dataset_only(tmp_path):
+    import evaluate
+    import train
+    from core.errors import UserError
+    from datagen import load_dataset
+    from datagen.generate import collect, random_policy
+    from envs.datasets import write_d4rl
+
+    paths = []
+    for seed in (0, 1):  # two datasets of the same env
+        data = collect("Hopper-v5", random_policy("Hopper-v5", seed), 300, seed=seed)
+        data.metadata = {"env_id": "Hopper-v5", "ref_min_score": -20.0, "ref_max_score": 3000.0}
+        paths.append(tmp_path / f"hopper-{seed}.hdf5")
+        write_d4rl(paths[-1], data)
+    run = tmp_path / "prdc"
+    assert train.main(["--agent", "prdc", "--dataset", str(paths[0]), "--total-steps", "20",
+                       "--eval-every", "20", "--eval-episodes", "1", "--progress", "off",
+                       "--run-dir", str(run)]) == 0  # fmt: skip
+    data = load_dataset(str(paths[0]))[0]
+    states = data.observations[:16]
+    label, actions = bench.actor_actions(str(run), data, states)
+    assert label == "actor at 20 updates"
+    expected = evaluate.load_agent(run, None)[0].act(states, deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    assert np.abs(actions).max() > 0  # the actor's, not a placeholder
+    other = load_dataset(str(paths[1]))[0]
+    with pytest.raises(UserError, match="was not trained on this dataset"):
+        bench.actor_actions(str(run), other, other.observations[:16])

@@ -20,6 +20,17 @@ from envs.levels import LevelSpec, range_text, spec_of
 from training.trainer import Trainer
 
 
+def fingerprint(data) -> dict:
+    """What a checkpoint records of its dataset, and a resume (or a bench reading the run)
+    checks it against: sizes and float64 sums of the rewards and observations."""
+    return {
+        "transitions": len(data),
+        "episodes": int(len(data.episode_bounds())),
+        "rewards_sum": float(data.rewards.astype(np.float64).sum()),
+        "observations_sum": float(data.observations.astype(np.float64).sum()),
+    }
+
+
 class OfflineTrainer(Trainer):
     """The same loop on a fixed dataset: no env steps; the clock is the gradient update.
 
@@ -87,17 +98,12 @@ class OfflineTrainer(Trainer):
         meta = self.data.metadata
         self.references = (meta.get("ref_min_score"), meta.get("ref_max_score"))
         # What a resume checks the dataset against; computed once (the data never changes).
-        d = self.data
-        self.fingerprint = {
-            "transitions": len(d),
-            "episodes": int(len(d.episode_bounds())),
-            "rewards_sum": float(d.rewards.astype(np.float64).sum()),
-            "observations_sum": float(d.observations.astype(np.float64).sum()),
-        }
+        self.fingerprint = fingerprint(self.data)
 
     def fit(self) -> None:
-        """The agent's models of the whole dataset (TD3+BC's state normalization, PRDC's k-d
-        tree, SPOT's VAE: minutes of pretraining), fitted once the run folder exists."""
+        """The agent's models of the whole dataset (TD3+BC's state normalization, PRDC's
+        nearest-neighbour search, SPOT's VAE: minutes of pretraining), fitted once the run
+        folder exists."""
         if hasattr(self.agent, "fit_dataset"):
             self.agent.fit_dataset(self.data.observations, self.data.actions, self.cache_dir())
 
