@@ -22,8 +22,9 @@ The float32 pass's error bound: with u the unit roundoff of the matrix product's
 the computed ||k||^2 - 2 q.k is within E = (D + 4) u (||k|| + ||q||)^2 of its exact value for
 D-dimensional operands (the standard dot-product bound D u ||q|| ||k||, plus the rounding of
 keys, queries and norms to float32 and of the sum). The true nearest key's computed value is
-then within 2E of the best computed value (or of any upper bound on it); the search keeps
-every candidate within 4E (a safety factor of 2), so the true nearest key is never dropped.
+then at most 2E above any key's computed value (the best one included); the search keeps every
+candidate within 4E of the value it compares with (a safety factor of 2), so the true nearest
+key is never dropped.
 The candidates are compared in float64 at the end, so ties at float64 resolution go to the
 lowest index (a k-d tree's tie-break is unspecified; on PRDC's keys a tie means the same
 state and action, so the same answer).
