@@ -27,18 +27,53 @@ def test_block_search_finds_the_k_d_trees_nearest_key_near_and_far_from_the_data
         np.testing.assert_array_equal(tree(queries), expected)
 
 
-def test_block_search_separates_keys_that_float32_cannot():
-    # Keys far from the origin (norm about 1000) within 1e-3 of each other: their squared
-    # distances to a query among them differ by about 1e-6, far below the float32 pass's
-    # rounding (about 1000^2 * 6e-8 = 0.06), so that pass ranks them at random. Only the
-    # float64 comparison of every candidate the error bound keeps can find the nearest.
+def test_block_search_separates_keys_its_matrix_products_cannot():
+    # Unit-scale keys plus 40 keys within 1e-9 of one point: their squared distances to a
+    # query among them differ by about 1e-18, below what ||k||^2 - 2 q.k resolves in float64
+    # (about 1e-15 here). Only the exact comparison of every candidate the error bound keeps
+    # finds the nearest, whatever torch's float32 matmul setting (the pass is float64).
     rng = np.random.default_rng(0)
-    keys = np.array([1000.0, -700.0, 300.0]) + 1e-3 * rng.standard_normal((200, 3))
-    queries = keys[:20] + 3e-4 * rng.standard_normal((20, 3))
+    point = rng.standard_normal(3)
+    cluster = point + 1e-9 * rng.standard_normal((40, 3))
+    keys = np.concatenate([rng.standard_normal((500, 3)), cluster])
+    queries = point + 3e-10 * rng.standard_normal((20, 3))
     expected = exact_nearest(keys, queries)
-    assert (expected != np.arange(20)).sum() < 20  # mostly, but not only, the own key
-    for block in (1, 7, 64):
-        np.testing.assert_array_equal(BlockSearch(keys, block)(queries), expected)
+    assert len(set(expected)) > 5  # the cluster's keys, not one of them for all
+    previous = torch.get_float32_matmul_precision()
+    try:
+        for precision in ("highest", "medium"):
+            torch.set_float32_matmul_precision(precision)
+            for block in (1, 7, 64):
+                np.testing.assert_array_equal(BlockSearch(keys, block)(queries), expected)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+@pytest.mark.parametrize("scale, offset", [(1e-22, 0.0), (1e19, 0.0), (1.0, 1e6), (1e-3, -5e4)])
+def test_block_search_is_exact_at_any_scale_and_distance_from_the_origin(scale, offset):
+    # the review's counterexamples: products below float32's normal range (1e-22) and norms
+    # whose squares overflow it (1e19) gave wrong rows; keys far from the origin made every
+    # pair a candidate. The search's frame (centred, scaled by a power of two) removes both.
+    rng = np.random.default_rng(5)
+    keys = offset + scale * rng.standard_normal((300, 2))
+    queries = offset + scale * rng.standard_normal((50, 2))
+    search = BlockSearch(keys, 16)
+    np.testing.assert_array_equal(search(queries), exact_nearest(keys, queries))
+    assert 0.5 < search.max_norm <= 1.0
+
+
+def test_block_search_refuses_non_finite_input_and_answers_an_empty_batch():
+    keys = np.arange(12.0).reshape(6, 2)
+    for bad in (np.nan, np.inf):
+        broken = keys.copy()
+        broken[2, 1] = bad
+        with pytest.raises(ValueError, match="finite"):
+            BlockSearch(broken, 2)
+        with pytest.raises(ValueError, match="finite"):
+            BlockSearch(keys, 2)(np.array([[0.0, bad]]))
+    assert BlockSearch(keys, 2)(np.empty((0, 2))).shape == (0,)
+    with pytest.raises(ValueError, match="queries must be B x 2"):
+        BlockSearch(keys, 2)(np.zeros((3, 3)))
 
 
 def test_block_search_breaks_ties_towards_the_lowest_index():
@@ -104,18 +139,3 @@ def test_every_search_kind_gives_the_same_answers_and_a_bad_kind_is_refused():
             np.testing.assert_array_equal(search(queries), expected)
     with pytest.raises(ValueError, match="search must be one of auto, kdtree, blocks; got 'fast'"):
         make_search(keys, "fast")
-
-
-def test_block_search_widens_its_bound_when_matmuls_may_run_in_tf32():
-    keys = np.ones((4, 3))
-    search = BlockSearch(keys, 2)
-    queries = np.ones((1, 3))
-    previous = torch.get_float32_matmul_precision()
-    try:
-        full = search._slack(queries)[0]
-        torch.set_float32_matmul_precision("high")
-        assert search._slack(queries)[0] == pytest.approx(full * 2.0**13)
-    finally:
-        torch.set_float32_matmul_precision(previous)
-    # (D + 4) u (max ||k|| + ||q||)^2, times 4: D 3, u 2^-24, norms sqrt(3) each
-    assert full == pytest.approx(4 * 7 * 2.0**-24 * (2 * np.sqrt(3)) ** 2)
