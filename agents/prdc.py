@@ -14,9 +14,10 @@ The search is exact, over the whole dataset, built once in `fit_dataset` from no
 states and queried with the whole batch at once every actor update (agents/nearest.py). A k-d
 tree answers in about a millisecond when pi(s) is near the data but takes over a second on
 23-dimensional keys when it is far (an untrained actor, or a weak constraint such as
-halfcheetah's alpha 40); blocks of keys searched with matrix products take 0.1-0.35 s
+halfcheetah's alpha 40); blocks of keys searched with matrix products take 0.1-0.6 s
 whatever the query. `search: auto` (the default) times both and sends each batch to the one
-that was faster; both return the same nearest point, so the choice never changes the run.
+that was faster; both return the same nearest point (distinct keys at exactly the same
+distance aside, which continuous data do not produce), so the choice does not change the run.
 A large beta makes the nearest point share the state (TD3+BC); beta -> 0 lets the policy take
 any dataset action.
 
