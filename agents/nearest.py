@@ -89,20 +89,22 @@ class BlockSearch(Search):
         # (module doc), so its matrix products stay far from under- and overflow.
         self.center = self.keys.mean(0)
         moved = self.keys - self.center
-        spread = float(np.sqrt((moved**2).sum(1)).max())
+        squares = (moved**2).sum(1)
+        spread = float(np.sqrt(squares.max()))
         self.scale = 2.0 ** -np.ceil(np.log2(spread)) if spread > 0 else 1.0
-        moved *= self.scale
+        moved *= self.scale  # a power of two: exact, and so are the rescaled squares below
         self.moved_t = torch.from_numpy(np.ascontiguousarray(moved.T))  # D x N
-        self.norms = torch.from_numpy((moved**2).sum(1))
-        self.max_norm = float(np.sqrt((moved**2).sum(1)).max())  # in (0.5, 1], or 0
+        self.norms = torch.from_numpy(squares * self.scale**2)
+        self.max_norm = spread * self.scale  # in (0.5, 1], or 0
         blocks = [moved[start : start + block] for start in self.starts]
         self.low = torch.from_numpy(np.stack([part.min(0) for part in blocks]))  # blocks x D
         self.high = torch.from_numpy(np.stack([part.max(0) for part in blocks]))
 
-    def _slack(self, moved: np.ndarray) -> np.ndarray:
-        """Per query, how far above a computed value a candidate is kept: 4E (module doc),
-        twice the most the true nearest key's computed value can lie above it."""
-        reach = self.max_norm + np.sqrt((moved**2).sum(1))
+    def _slack(self, squares: np.ndarray) -> np.ndarray:
+        """Per query (its squared norm in the search's frame), how far above a computed value
+        a candidate is kept: 4E (module doc), twice the most the true nearest key's computed
+        value can lie above it."""
+        reach = self.max_norm + np.sqrt(squares)
         dim = self.keys.shape[1]
         return 4.0 * ((dim + 4) * 2.0**-53 * reach**2 + (2 * dim + 8) * 2.0**-1074)
 
@@ -134,8 +136,8 @@ class BlockSearch(Search):
         moved = (queries - self.center) * self.scale
         if np.abs(moved).max() > 2.0**300:
             raise ValueError("a query lies too far from the keys for the block search")
-        moved_t = torch.from_numpy(moved)
-        slack = self._slack(moved)
+        moved_t, squares = torch.from_numpy(moved), (moved**2).sum(1)
+        slack = self._slack(squares)
         box = self._box_distances(moved_t)
         # 1. An upper bound for each query: the best computed value (||k||^2 - 2 q.k) in the
         #    block whose box is nearest, plus the slack. No block whose box lies farther can
@@ -146,7 +148,7 @@ class BlockSearch(Search):
             which = np.flatnonzero(first == b)
             bound[which] = self._partial(b, moved_t[which]).amin(1).numpy()
         bound += slack
-        searched = box <= (bound + (moved**2).sum(1))[:, None] * (1 + 1e-9)  # B x blocks
+        searched = box <= (bound + squares)[:, None] * (1 + 1e-9)  # B x blocks
         # 2. The best computed value in every block left, then the blocks within the slack of
         #    the best of all; 3. their keys within it, compared exactly.
         lowest = np.full(searched.T.shape, np.inf)  # blocks x B
