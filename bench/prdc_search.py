@@ -68,7 +68,8 @@ def actor_actions(run: str, data, states: np.ndarray) -> tuple[str, np.ndarray]:
     import evaluate
 
     agent, _, source, ckpt = evaluate.load_agent(run, None)
-    if ckpt.get("dataset", {}).get("observations_sum") != fingerprint(data)["observations_sum"]:
+    expected = fingerprint(data)
+    if {key: ckpt.get("dataset", {}).get(key) for key in expected} != expected:
         raise UserError(f"{source} was not trained on this dataset (its fingerprint differs)")
     updates = ckpt["counters"]["gradient_updates"]
     return f"actor at {updates:,} updates", agent.act(states, deterministic=True)
