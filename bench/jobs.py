@@ -186,9 +186,12 @@ class RunRecord:
     parsed ('' -> None); merging keeps old rows, each replaced by a new row with its key."""
 
     def __init__(self, fields: list[str], key: tuple[str, ...], ints: tuple[str, ...],
-                 what: str, texts: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 what: str, texts: tuple[str, ...] = (),
+                 defaults: dict | None = None) -> None:  # fmt: skip
         self.fields, self.key, self.ints, self.what = fields, key, ints, what
         self.texts = texts  # text columns besides the key
+        # the values of columns added later, for rows written before them (read as '')
+        self.defaults = defaults or {}
 
     def read(self, path: Path) -> list[dict]:
         if not path.is_file():
@@ -196,11 +199,14 @@ class RunRecord:
         rows = []
         with open(path, newline="") as f:
             for raw in csv.DictReader(f):
-                if set(self.key) - raw.keys():
+                if set(self.key) - raw.keys() - self.defaults.keys():
                     raise SystemExit(
                         f"error: {path} is not {self.what} CSV (no {self.key} columns)"
                     )
                 r: dict = {k: raw.get(k, "") for k in self.fields}
+                for k, value in self.defaults.items():
+                    if r[k] in ("", None):
+                        r[k] = str(value)
                 for k in self.fields:
                     if (k in self.key or k in self.texts) and k not in self.ints:
                         continue  # a text column

@@ -6,6 +6,7 @@ value-based agent at one setting with its critic's bias.
     python bench/procgen_study.py --agent revalued --jobs 2      # the value-based agent
     python bench/procgen_study.py --table-only
     python bench/procgen_study.py --game starpilot --levels 10 200 --seeds 0 1 2
+    python bench/procgen_study.py --start-level seed ...      # a training-level set per seed
 
 The value-based agent (`--agent revalued`): configs/revalued/procgen-coinrun-cpu.yaml (REValueD
 with one action dimension, an ensemble double DQN on the IMPALA encoder), by default 200
@@ -19,11 +20,25 @@ For every training-level count in --levels (default 10 and 200) and seed in --se
 where the device has native bfloat16 kernels, else fp32) for --frames env steps,
 --num-envs envs (64 as the paper; fewer on a CPU, with the rollout in --train-args),
 evaluating every --eval-every frames: each evaluation is the
-generalization report (harness/generalization.py), --eval-episodes deterministic
-episodes on the training levels and as many on held-out levels. Runs go through bench/jobs.py
+generalization report (harness/generalization.py), --eval-episodes episodes on the
+training levels and as many on held-out levels (PPO samples its actions, as the protocol does;
+the value-based agent acts epsilon-greedy at its preset's eval_epsilon). Runs go through bench/jobs.py
 (a finished run is skipped, an interrupted one resumed; --jobs at a time).
 
-Each finished run becomes a row of docs/procgen-study.csv (key: agent, game, levels, seed), the
+Training levels. By default every run trains from level 0, as the protocol does: levels [0, N).
+Ten levels are a small sample, and levels 0-9 are far harder than the average coinrun level
+(an untrained policy's training episodes returned 0.4 on them against 4.5 on levels 0-199,
+docs/procgen.md), so with `--start-level 0` every seed's 10-level arm starts about 0.8
+normalized below the held-out side, and memorizing must first make that up. `--start-level
+seed` gives each seed a level block of its own, [1,000,000 x (seed + 1), ... + N): the
+10-level set of seed s is the first 10 levels of its 200-level set, and across seeds the
+difficulty of the training sets is a random draw instead of one fixed draw shared by every seed.
+Held-out levels are every level above the training range, as always. The record keeps each
+run's `start_level` and `level_sets` ("from 0", or "per seed"), and the tables and the bar
+keep the two ways apart.
+
+Each finished run becomes a row of docs/procgen-study.csv (key: agent, game, levels, seed,
+start_level), the
 record that outlives the run folders: the last evaluation's train return / normalized, held-out
 return / normalized and gap, the best train and held-out normalized of the run, frames, wall
 time, and the curve as one text column: "STEP TRAIN TEST" (normalized) per evaluation,
@@ -97,16 +112,21 @@ MIN_SEEDS = 2  # the issue's bar: at least 2 seeds
 # Per agent: default training-level counts, frames, evaluation interval (module doc).
 DEFAULTS = {"ppo": ([10, 200], 1_000_000, 100_000), "revalued": ([200], 250_000, 50_000)}
 SIDES = ("train", "test")
-CSV_FIELDS = ["agent", "game", "levels", "seed", "env_steps", "train_return",
+# --start-level seed: seed s trains on levels [PER_SEED_BLOCK x (s + 1), ... + N) (module doc)
+PER_SEED_BLOCK = 1_000_000
+CSV_FIELDS = ["agent", "game", "levels", "seed", "start_level", "level_sets", "env_steps",
+              "train_return",
               "train_normalized", "test_return", "test_normalized", "gap",
               "best_train_normalized", "best_test_normalized", "best_test_at", "wall_time_s",
               "bias_train", "bias_train_redq", "bias_test", "bias_test_redq",
               "curve", "final_episodes", "final_train_normalized", "final_test_normalized",
               "final_gap", "final_gap_se"]  # fmt: skip
 FINAL_FIELDS = CSV_FIELDS[-5:]
-RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed"),
-                   ints=("levels", "seed", "env_steps", "best_test_at", "final_episodes"),
-                   what="a Procgen-study", texts=("curve",))  # fmt: skip
+RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed", "start_level"),
+                   ints=("levels", "seed", "start_level", "env_steps", "best_test_at",
+                         "final_episodes"),
+                   what="a Procgen-study", texts=("curve", "level_sets"),
+                   defaults={"start_level": 0, "level_sets": "from 0"})  # fmt: skip
 
 
 def final_or_last(r: dict, side: str) -> float:
@@ -116,8 +136,26 @@ def final_or_last(r: dict, side: str) -> float:
     return r[f"{side}_normalized"] if final is None else final
 
 
+def start_level(spec: str, seed: int) -> int:
+    """The first training level of seed `seed`'s runs under --start-level `spec`: the integer
+    given, or with 'seed' a block of its own, PER_SEED_BLOCK x (seed + 1)."""
+    return PER_SEED_BLOCK * (seed + 1) if spec == "seed" else int(spec)
+
+
+def level_sets(spec: str) -> str:
+    """The record's name of how --start-level `spec` chose the training levels."""
+    return "per seed" if spec == "seed" else f"from {int(spec)}"
+
+
+def levels_label(levels: int, sets: str) -> str:
+    """'10', or '10 (per seed)' where the training levels did not start at level 0."""
+    return str(levels) if sets == "from 0" else f"{levels} ({sets})"
+
+
 AGGREGATES = Aggregates(
-    configuration=lambda r: f"{r['agent']}, {r['levels']} training levels",
+    configuration=lambda r: (
+        f"{r['agent']}, {levels_label(r['levels'], r['level_sets'])} training levels"
+    ),
     task=lambda r: r["game"],
     measures={
         "held-out normalized": lambda r: final_or_last(r, "test"),
@@ -129,16 +167,19 @@ AGGREGATES = Aggregates(
 )
 
 
-def run_dir(out: Path, game: str, levels: int, seed: int, agent: str = "ppo") -> Path:
-    return out / f"{agent}-{game}-l{levels}-s{seed}"
+def run_dir(out: Path, game: str, levels: int, seed: int, agent: str = "ppo",
+            start: int = 0) -> Path:  # fmt: skip
+    return out / (f"{agent}-{game}-l{levels}-s{seed}" + (f"-start{start}" if start else ""))
 
 
 def train_argv(game: str, levels: int, seed: int, args: argparse.Namespace) -> list[str]:
     """train.py's arguments for one run of the study: PPO with the flags below, or the
     value-based agent's preset with the study's level split, budget, evaluations and bias."""
     agent = getattr(args, "agent", "ppo")
+    start = start_level(getattr(args, "start_level", "0"), seed)
     split = ["--env", f"procgen:{game}", "--distribution-mode", "easy",
              "--train-levels", str(levels), "--seed", str(seed),
+             *(["--start-level", str(start)] if start else []),
              "--total-steps", str(args.frames)]  # fmt: skip
     evals = ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
     extra = shlex.split(args.train_args)
@@ -212,7 +253,7 @@ def final_fields(report: dict | None) -> dict:
 
 
 def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
-        final: dict | None = None) -> dict:  # fmt: skip
+        final: dict | None = None, start: int = 0, sets: str = "from 0") -> dict:  # fmt: skip
     """One finished run's line of the record, from its summary.json (its `evals`: one
     generalization report each; its last `bias` entry, if any, one measurement per side) and
     its final report (`final_report`), if made."""
@@ -227,7 +268,8 @@ def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
         bias[f"bias_{side}_redq"] = measured.get("bias_normalized_redq_mean")
     return {
         "agent": agent, **bias,
-        "game": game, "levels": levels, "seed": seed, "env_steps": summary["env_steps"],
+        "game": game, "levels": levels, "seed": seed, "start_level": start, "level_sets": sets,
+        "env_steps": summary["env_steps"],
         "train_return": last["return_mean"], "train_normalized": last["train_normalized"],
         "test_return": last["test_return_mean"], "test_normalized": last["test_normalized"],
         "gap": last["gap"],
@@ -251,15 +293,18 @@ def measured_on(rows: list[dict]) -> tuple[str, str]:
     return "", "last evaluations during training"
 
 
-def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
-    """The issue's bar for one agent on one game, as markdown lines: with the smallest level
-    count train normalized > held-out normalized, and the largest count's gap < the smallest's;
-    per seed (seeds with a row at the count, or at both counts) and in the mean over seeds; on
-    the final reports when every row has one (`measured_on`)."""
-    mine = [r for r in rows if r["game"] == game and r["agent"] == agent]
+def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = "from 0") -> list[str]:
+    """The issue's bar for one agent on one game and one way of choosing the training levels
+    (`level_sets`), as markdown lines: with the smallest level count train normalized >
+    held-out normalized, and the largest count's gap < the smallest's; per seed (seeds with a
+    row at the count, or at both counts) and in the mean over seeds; on the final reports when
+    every row has one (`measured_on`)."""
+    mine = [r for r in rows
+            if (r["game"], r["agent"], r["level_sets"]) == (game, agent, sets)]  # fmt: skip
+    who = f"{agent}, {game}" + ("" if sets == "from 0" else f", level sets {sets}")
     counts = sorted({r["levels"] for r in mine})
     if len(counts) < 2:
-        return [f"- {agent}, {game}: the bar needs two level counts; rows only for "
+        return [f"- {who}: the bar needs two level counts; rows only for "
                 f"{', '.join(map(str, counts))} levels"]  # fmt: skip
     few, many = counts[0], counts[-1]
     small = {r["seed"]: r for r in mine if r["levels"] == few}
@@ -283,16 +328,16 @@ def bar(rows: list[dict], game: str, agent: str = "ppo") -> list[str]:
     seeds = ", ".join(map(str, both))
     gaps = f" ({mean_many:+.3f} vs {mean_few:+.3f}, seeds {seeds})" if both else ""
     return [
-        f"- {agent}, {game}, train > held-out at {few} levels: {per_over}; mean {_yes(mean_over)}",
-        f"- {agent}, {game}, gap smaller at {many} than at {few} levels: {per_shrink}; mean "
+        f"- {who}, train > held-out at {few} levels: {per_over}; mean {_yes(mean_over)}",
+        f"- {who}, gap smaller at {many} than at {few} levels: {per_shrink}; mean "
         f"{_yes(mean_shrinks)}{gaps}",
-        f"- {agent}, {game}: **bar {verdict}** (both parts, every seed and mean, at least "
+        f"- {who}: **bar {verdict}** (both parts, every seed and mean, at least "
         f"{MIN_SEEDS} seeds at both level counts; on the {source})",
     ]
 
 
 def table(rows: list[dict]) -> str:
-    groups = sorted({(r["agent"], r["game"], r["levels"]) for r in rows})
+    groups = sorted({(r["agent"], r["game"], r["levels"], r["level_sets"]) for r in rows})
     lines = [
         "# Procgen (easy): training levels vs held-out levels (issue 20, CPU study)", "",
         "Produced by bench/procgen_study.py (its docstring has the commands); every run's row "
@@ -303,11 +348,12 @@ def table(rows: list[dict]) -> str:
         "| gap | train return | held-out return | best held-out normalized |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for agent, game, levels in groups:
-        group = seeds_of(rows, agent=agent, game=game, levels=levels)
+    for agent, game, levels, sets in groups:
+        group = seeds_of(rows, agent=agent, game=game, levels=levels, level_sets=sets)
         frames = ", ".join(sorted({f"{r['env_steps']:,}" for r in group}))
         lines.append(
-            f"| {agent} | {game} | {levels} | {', '.join(str(r['seed']) for r in group)} | "
+            f"| {agent} | {game} | {levels_label(levels, sets)} | "
+            f"{', '.join(str(r['seed']) for r in group)} | "
             f"{frames} | "
             f"{mean_std([r['train_normalized'] for r in group], '.3f')} | "
             f"{mean_std([r['test_normalized'] for r in group], '.3f')} | "
@@ -320,11 +366,12 @@ def table(rows: list[dict]) -> str:
     lines += bias_table(rows, groups)
     lines += ["", "The bar (issue 20): train above held-out with the fewest levels, and a "
               "smaller gap with the most.", ""]  # fmt: skip
-    for agent, game in sorted({(r["agent"], r["game"]) for r in rows}):
-        lines += bar(rows, game, agent)
+    for agent, game, sets in sorted({(r["agent"], r["game"], r["level_sets"]) for r in rows}):
+        lines += bar(rows, game, agent, sets)
     lines += ["", "Each run's curve: train / held-out normalized at each evaluation (frames).",
               ""]  # fmt: skip
-    for r in sorted(rows, key=lambda r: (r["agent"], r["game"], r["levels"], r["seed"])):
+    order = ("agent", "game", "level_sets", "levels", "seed")
+    for r in sorted(rows, key=lambda r: tuple(r[k] for k in order)):
         points = ", ".join(f"{step:,}: {train:.3f} / {test:.3f}"
                            for step, train, test in parse_curve(r["curve"]))  # fmt: skip
         final = ""
@@ -332,18 +379,21 @@ def table(rows: list[dict]) -> str:
             final = (f"; final report ({r['final_episodes']} episodes a side): "
                      f"{r['final_train_normalized']:.3f} / {r['final_test_normalized']:.3f}, "
                      f"gap {r['final_gap']:+.3f} +- {r['final_gap_se']:.3f} (s.e.)")  # fmt: skip
-        lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} levels, seed {r['seed']}: "
+        start = r["start_level"]
+        levels = f"levels {start:,}-{start + r['levels'] - 1:,}" if start else "levels"
+        lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} {levels}, seed {r['seed']}: "
                      f"{points}{final}")  # fmt: skip
     return "\n".join(lines) + "\n" + AGGREGATES.markdown(rows)
 
 
 def measured(rows: list[dict], groups: list[tuple], column: str):
-    """(agent, game, levels, the group's rows that have `column`) for every group with one."""
-    for agent, game, levels in groups:
-        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels)
+    """(agent, game, the levels' label, the group's rows that have `column`) for every group
+    with one."""
+    for agent, game, levels, sets in groups:
+        group = [r for r in seeds_of(rows, agent=agent, game=game, levels=levels, level_sets=sets)
                  if r[column] is not None]  # fmt: skip
         if group:
-            yield agent, game, levels, group
+            yield agent, game, levels_label(levels, sets), group
 
 
 def final_table(rows: list[dict], groups: list[tuple]) -> list[str]:
@@ -395,7 +445,8 @@ def finished_row(folder: Path, summary: dict, levels: int, seed: int, args: argp
     if args.final_episodes:
         final = final_report(folder, summary["env_steps"], args.final_episodes, args.final_seed,
                              compute)  # fmt: skip
-    return row(summary, args.game, levels, seed, args.agent, final)
+    start, sets = start_level(args.start_level, seed), level_sets(args.start_level)
+    return row(summary, args.game, levels, seed, args.agent, final, start, sets)
 
 
 def main() -> int:
@@ -406,6 +457,10 @@ def main() -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=None,
                         help="training-level counts (ppo: 10 200; revalued: 200)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--start-level", default="0",
+                        help="first training level of every run (default 0, the protocol's), "
+                        f"or 'seed': seed s trains from level {PER_SEED_BLOCK:,} x (s + 1), a "
+                        "level set of its own per seed (see doc)")  # fmt: skip
     parser.add_argument("--frames", type=int, default=None,
                         help="env steps per run (ppo: 1M; revalued: 250k)")  # fmt: skip
     parser.add_argument("--num-envs", type=int, default=None,
@@ -444,10 +499,16 @@ def main() -> int:
         parser.error("--levels: counts must be >= 1 (train.py reads 0 as the protocol's 200)")
     if args.final_episodes < 0:
         parser.error(f"--final-episodes must be >= 0, got {args.final_episodes}")
+    if args.start_level != "seed" and not args.start_level.isdigit():
+        parser.error(f"--start-level: a level >= 0 or 'seed', got {args.start_level!r}")
     out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
+
+    def folder_of(n: int, s: int) -> Path:
+        return run_dir(out, args.game, n, s, args.agent, start_level(args.start_level, s))
+
     if not args.table_only:
-        keys = {run_dir(out, args.game, n, s, args.agent): (n, s) for n, s in grid}
+        keys = {folder_of(n, s): (n, s) for n, s in grid}
 
         def row_of(folder: Path) -> dict | None:
             summary = finished_summary(folder)
@@ -456,10 +517,8 @@ def main() -> int:
 
         run_all([(folder, train_argv(args.game, n, s, args)) for folder, (n, s) in keys.items()],
                 args.jobs, recorder(RECORD, REPO / args.csv, row_of))  # fmt: skip
-    summaries = [(finished_summary(run_dir(out, args.game, n, s, args.agent)), n, s)
-                 for n, s in grid]  # fmt: skip
-    finished = [finished_row(run_dir(out, args.game, n, s, args.agent), summary, n, s, args,
-                             compute=not args.table_only)
+    summaries = [(finished_summary(folder_of(n, s)), n, s) for n, s in grid]
+    finished = [finished_row(folder_of(n, s), summary, n, s, args, compute=not args.table_only)
                 for summary, n, s in summaries if summary]  # fmt: skip
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
     if code == 0:

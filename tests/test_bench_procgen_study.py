@@ -1,6 +1,7 @@
 """bench/procgen_study.py's record: a finished run's row from a hand-made summary.json, the CSV
 round trip, the table, and the issue's bar (holding and failing) from hand-made rows."""
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -270,3 +271,64 @@ def test_a_failed_final_report_leaves_the_row_without_one(tmp_path, monkeypatch,
     monkeypatch.setattr(study.subprocess, "run", fail)
     assert study.final_report(tmp_path, 1000, 200, 7) is None
     assert "final report failed: error: no checkpoint in x" in capsys.readouterr().err
+
+
+def test_start_level_seed_gives_each_seed_a_level_block_of_its_own():
+    assert [study.start_level("seed", s) for s in (0, 1, 2)] == [1_000_000, 2_000_000, 3_000_000]
+    assert [study.start_level("0", 1), study.start_level("500", 1)] == [0, 500]
+    assert (study.level_sets("seed"), study.level_sets("0"), study.level_sets("7")) == (
+        "per seed", "from 0", "from 7")  # fmt: skip
+    args = study.argparse.Namespace(frames=1000, num_envs=16, eval_every=500, eval_episodes=50,
+                                    train_args="", start_level="seed")  # fmt: skip
+    argv = study.train_argv("coinrun", 10, 1, args)
+    i = argv.index("--start-level")
+    assert argv[i + 1] == "2000000" and argv[argv.index("--seed") + 1] == "1"
+    assert study.run_dir(Path("o"), "coinrun", 10, 1, start=2_000_000) == Path(
+        "o/ppo-coinrun-l10-s1-start2000000"
+    )
+    args.start_level = "0"  # the protocol's split: no flag, the folder named as before
+    assert "--start-level" not in study.train_argv("coinrun", 10, 1, args)
+
+
+def per_seed(rows):
+    for r in rows:
+        r["start_level"], r["level_sets"] = study.start_level("seed", r["seed"]), "per seed"
+    return rows
+
+
+def test_level_sets_are_kept_apart_in_the_record_the_table_and_the_bar(tmp_path):
+    # from level 0 the bar fails (train below held-out at 10 levels); per seed it holds
+    fixed = rows_of({(10, 0): (0.3, 0.4), (10, 1): (0.2, 0.4),
+                     (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)})  # fmt: skip
+    own = per_seed(rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4),
+                            (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)}))  # fmt: skip
+    # the same (agent, game, levels, seed) from another start level is another row
+    rows = study.RECORD.merge(fixed, own)
+    assert len(rows) == 8
+    study.RECORD.write(tmp_path / "r.csv", rows)
+    assert study.RECORD.read(tmp_path / "r.csv") == rows
+    lines = study.table(rows).splitlines()
+    assert any(
+        x.startswith("| ppo | coinrun | 10 | 0, 1 | 1,000 | 0.250 +- 0.050 |") for x in lines
+    )
+    assert any(x.startswith("| ppo | coinrun | 10 (per seed) | 0, 1 | 1,000 | 0.700 +- 0.100 |")
+               for x in lines)  # fmt: skip
+    assert "- ppo, coinrun, train > held-out at 10 levels: seed 0 no, seed 1 no; mean no" in lines
+    assert ("- ppo, coinrun, level sets per seed, train > held-out at 10 levels: seed 0 yes, "
+            "seed 1 yes; mean yes") in lines  # fmt: skip
+    verdicts = [x for x in lines if "**bar" in x]
+    assert len(verdicts) == 2 and "fails" in verdicts[0] and "holds" in verdicts[1]
+    assert "- ppo, coinrun, 10 levels 2,000,000-2,000,009, seed 1: 1,000: 0.600 / 0.400" in lines
+    assert any(x.startswith("| ppo, 10 (per seed) training levels | 2 x 1 |") for x in lines)
+
+
+def test_rows_written_before_the_start_level_columns_read_as_from_level_0(tmp_path):
+    rows = rows_of({(10, 0): (0.8, 0.4)})
+    old = [k for k in study.CSV_FIELDS if k not in ("start_level", "level_sets")]
+    with open(tmp_path / "old.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    back = study.RECORD.read(tmp_path / "old.csv")
+    assert (back[0]["start_level"], back[0]["level_sets"]) == (0, "from 0")
+    assert back == rows
