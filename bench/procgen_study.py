@@ -25,17 +25,16 @@ training levels and as many on held-out levels (PPO samples its actions, as the 
 the value-based agent acts epsilon-greedy at its preset's eval_epsilon). Runs go through bench/jobs.py
 (a finished run is skipped, an interrupted one resumed; --jobs at a time).
 
-Training levels. By default every run trains from level 0, as the protocol does: levels [0, N).
-Ten levels are a small sample, and levels 0-9 are far harder than the average coinrun level
-(an untrained policy's training episodes returned 0.4 on them against 4.5 on levels 0-199,
-docs/procgen.md), so with `--start-level 0` every seed's 10-level arm starts about 0.8
-normalized below the held-out side, and memorizing must first make that up. `--start-level
-seed` gives each seed a level block of its own, [1,000,000 x (seed + 1), ... + N): the
-10-level set of seed s is the first 10 levels of its 200-level set, and across seeds the
-difficulty of the training sets is a random draw instead of one fixed draw shared by every seed.
-Held-out levels are every level above the training range, as always. The record keeps each
-run's `start_level` and `level_sets` ("from 0", or "per seed"), and the tables and the bar
-keep the two ways apart.
+Training levels. By default every run trains from level 0, as the protocol does: levels
+[0, N). `--start-level seed` gives each seed a level block of its own, [1,000,000 x (seed + 1),
+... + N): the 10-level set of seed s is then the first 10 levels of its 200-level set, and the
+difficulty of the training sets is drawn per seed instead of once for every seed. A
+uniform-random policy returns 1.4-2.6 on 10-level blocks of coinrun and 2.1-3.1 on 200-level
+blocks, 1.73 on levels 0-9 (bench/procgen_level_sets.py, docs/procgen.md "How hard a block
+of training levels is"): any small set starts below its held-out side, levels 0-9 no more than
+others. Held-out levels are every level above the training range, as always. The record keeps
+each run's `start_level` and `level_sets` ("from 0", or "per seed"), and the tables and the bar
+keep the two apart.
 
 Each finished run becomes a row of docs/procgen-study.csv (key: agent, game, levels, seed,
 start_level), the
