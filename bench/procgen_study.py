@@ -22,8 +22,8 @@ where the device has native bfloat16 kernels, else fp32) for --frames env steps,
 evaluating every --eval-every frames: each evaluation is the
 generalization report (harness/generalization.py), --eval-episodes episodes on the
 training levels and as many on held-out levels (PPO samples its actions, as the protocol does;
-the value-based agent acts epsilon-greedy at its preset's eval_epsilon). Runs go through bench/jobs.py
-(a finished run is skipped, an interrupted one resumed; --jobs at a time).
+the value-based agent acts epsilon-greedy at its preset's eval_epsilon). Runs go through
+bench/jobs.py (a finished run is skipped, an interrupted one resumed; --jobs at a time).
 
 Training levels. By default every run trains from level 0, as the protocol does: levels
 [0, N). `--start-level seed` gives each seed a level block of its own, [1,000,000 x (seed + 1),
@@ -113,6 +113,7 @@ DEFAULTS = {"ppo": ([10, 200], 1_000_000, 100_000), "revalued": ([200], 250_000,
 SIDES = ("train", "test")
 # --start-level seed: seed s trains on levels [PER_SEED_BLOCK x (s + 1), ... + N) (module doc)
 PER_SEED_BLOCK = 1_000_000
+FROM_ZERO = "from 0"  # the record's level_sets of the protocol's split, and of rows before it
 CSV_FIELDS = ["agent", "game", "levels", "seed", "start_level", "level_sets", "env_steps",
               "train_return",
               "train_normalized", "test_return", "test_normalized", "gap",
@@ -125,7 +126,7 @@ RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed", "start_level"
                    ints=("levels", "seed", "start_level", "env_steps", "best_test_at",
                          "final_episodes"),
                    what="a Procgen-study", texts=("curve", "level_sets"),
-                   defaults={"start_level": 0, "level_sets": "from 0"})  # fmt: skip
+                   defaults={"start_level": 0, "level_sets": FROM_ZERO})  # fmt: skip
 
 
 def final_or_last(r: dict, side: str) -> float:
@@ -148,7 +149,7 @@ def level_sets(spec: str) -> str:
 
 def levels_label(levels: int, sets: str) -> str:
     """'10', or '10 (per seed)' where the training levels did not start at level 0."""
-    return str(levels) if sets == "from 0" else f"{levels} ({sets})"
+    return str(levels) if sets == FROM_ZERO else f"{levels} ({sets})"
 
 
 AGGREGATES = Aggregates(
@@ -252,7 +253,7 @@ def final_fields(report: dict | None) -> dict:
 
 
 def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
-        final: dict | None = None, start: int = 0, sets: str = "from 0") -> dict:  # fmt: skip
+        final: dict | None = None, start: int = 0, sets: str = FROM_ZERO) -> dict:  # fmt: skip
     """One finished run's line of the record, from its summary.json (its `evals`: one
     generalization report each; its last `bias` entry, if any, one measurement per side) and
     its final report (`final_report`), if made."""
@@ -292,7 +293,7 @@ def measured_on(rows: list[dict]) -> tuple[str, str]:
     return "", "last evaluations during training"
 
 
-def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = "from 0") -> list[str]:
+def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) -> list[str]:
     """The issue's bar for one agent on one game and one way of choosing the training levels
     (`level_sets`), as markdown lines: with the smallest level count train normalized >
     held-out normalized, and the largest count's gap < the smallest's; per seed (seeds with a
@@ -300,7 +301,7 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = "from 0") -
     every row has one (`measured_on`)."""
     mine = [r for r in rows
             if (r["game"], r["agent"], r["level_sets"]) == (game, agent, sets)]  # fmt: skip
-    who = f"{agent}, {game}" + ("" if sets == "from 0" else f", level sets {sets}")
+    who = f"{agent}, {game}" + ("" if sets == FROM_ZERO else f", level sets {sets}")
     counts = sorted({r["levels"] for r in mine})
     if len(counts) < 2:
         return [f"- {who}: the bar needs two level counts; rows only for "
