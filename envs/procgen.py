@@ -26,7 +26,9 @@ done episode is `truncated` when it reached the timeout without completing the l
 `terminated` otherwise (a death on exactly the timeout step counts as truncated). Procgen
 resets inside its C++ step and renders only the new level's first frame: the last frame of an
 ended episode is never produced, so `next_obs` of an ended env is that first frame, like `obs`
-(`final_obs_available = False`); bootstrapping a truncated episode from it would be wrong.
+(`final_obs_available = False`); bootstrapping a truncated episode from it would be wrong, so
+the off-policy loop stores such an end as terminal (training/off_policy.py), and PPO's GAE
+treats every end alike.
 
 Sim states: `sim_states()` is one bytes object per env (Procgen's `get_state`, ~37 KB, plus
 this wrapper's episode return, length and current frame); `set_sim_states(states)` restores

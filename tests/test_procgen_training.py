@@ -50,3 +50,30 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     assert all(level >= 3 for level in report["test_levels_seen"])
     assert {side: report["bias"][side]["n_states"] for side in ("train", "test")} == {
         "train": 2, "test": 2}  # fmt: skip
+
+
+def test_a_procgen_timeout_is_stored_as_terminal(tmp_path):
+    # Procgen never renders an ended episode's last frame: a timed-out transition's next_obs is
+    # the next level's first frame, so the off-policy loop stores the end as terminal (no
+    # bootstrap from it). maze times out at 500 steps; 4 envs of random actions for 510 steps
+    # each end at least one episode by the timeout with this seed (asserted).
+    import torch
+
+    from agents.buffer import ReplayBuffer
+
+    run = tmp_path / "run"
+    argv = [
+        "--config", "configs/revalued/procgen-coinrun-cpu.yaml", "--env", "procgen:maze",
+        "--train-levels", "20", "--num-envs", "4", "--total-steps", "2040",
+        "--eval-every", "100000", "--eval-episodes", "1",
+        "--set", "learning_starts=100000",  # random actions only
+        "--set", "n_members=2", "--set", "hidden=[16]", "--set", "buffer_size=2040",
+        "--device", "cpu", "--progress", "off", "--run-dir", str(run), "--seed", "0",
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    (replay,) = (run / "checkpoints").glob("replay-*.pt")
+    storage = ReplayBuffer.load(replay).state_dict()["storage"]
+    truncated, terminated = storage["truncated"] > 0, storage["terminated"] > 0
+    assert truncated.sum() >= 1  # some episode reached the timeout
+    assert torch.equal(terminated & truncated, truncated)  # and every such end is terminal
+    assert (terminated & ~truncated).sum() >= 1  # the maze solved by chance: a plain terminal

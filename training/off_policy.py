@@ -88,8 +88,14 @@ class OffPolicyTrainer(Trainer):
             actions = self.agent.act(obs, deterministic=False)
         states = self.buffer_extras()
         step = self.envs.step(actions)
+        terminated = step.terminated
+        if not getattr(self.envs, "final_obs_available", True):
+            # The env never renders an ended episode's last frame (Procgen): a truncated end's
+            # next_obs is the next level's first frame, and nothing can be bootstrapped from
+            # it. Its end is stored as terminal, as EDE's Procgen DQN and ppo2 store every end.
+            terminated = step.terminated | step.truncated
         self.buffer.add(
-            obs, actions, step.rewards, step.next_obs, step.terminated, step.truncated,
+            obs, actions, step.rewards, step.next_obs, terminated, step.truncated,
             extras=states,
         )  # fmt: skip
         c["env_steps"] += n
