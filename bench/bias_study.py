@@ -54,7 +54,10 @@ PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/td3/hopper-bias-single-critic.yaml",
 ]
 # One measurement's numbers in the record: (prefix, key in a harness result).
+# redq: per state, a state's rollouts averaged first; redq_sample: REDQ's per-sample formula
+# (harness/bias.py; measured since 2026-12-05, None in older rows)
 MEASURED = [("norm", "bias_normalized_mean"), ("redq", "bias_normalized_redq_mean"),
+            ("redq_sample", "bias_normalized_redq_sample_mean"),
             ("bias", "bias_mean"), ("q", "q_mean"), ("g", "mc_return_mean")]  # fmt: skip
 CSV_FIELDS = [
     "preset", "seed", "env_steps", "final_return", "bias_target", "bias_at", "alpha",
@@ -99,7 +102,8 @@ def row(summary: dict, preset: str, seed: int) -> dict:
     return r
 
 
-MAIN_CELLS = [("norm_main", "+.3f"), ("redq_main", "+.3f"), ("norm_main_all", "+.3f"),
+MAIN_CELLS = [("norm_main", "+.3f"), ("redq_main", "+.3f"), ("redq_sample_main", "+.3f"),
+              ("norm_main_all", "+.3f"),
               ("q_main", ".1f"), ("g_main", ".1f")]  # fmt: skip
 DET_CELLS = [("norm_det", "+.3f"), ("redq_det", "+.3f"), ("norm_det_all", "+.3f"),
              ("g_det", ".1f")]  # fmt: skip
@@ -122,10 +126,11 @@ AGGREGATES = Aggregates(
 def table(rows: list[dict]) -> str:
     lines = [
         "| preset | seeds | env steps | eval return | truth G | normalized bias "
-        "| REDQ-normalized | mean of the run's normalized | mean Q | G "
+        "| REDQ-normalized, per state | REDQ-normalized, per sample (REDQ's) "
+        "| mean of the run's normalized | mean Q | G "
         "| deterministic: normalized | REDQ-normalized | mean of the run's | G (reward only) "
         "| alpha |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for preset in [*PRESETS, *sorted({r["preset"] for r in rows} - set(PRESETS))]:
         group = seeds_of(rows, preset=preset)

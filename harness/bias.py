@@ -18,13 +18,23 @@ github.com/watchernyu/REDQ `redq/utils/bias_utils.py`):
      and follows the sampled policy; every later step adds -alpha log pi(a_t|s_t), discounted:
        G = sum_{t>=0} gamma^t r_t - alpha sum_{t>=1} gamma^t log pi(a_t|s_t)
      (the first action's own log-probability is not part of Q(s, a)). alpha is the agent's
-     temperature at the time of measurement, as in REDQ. The draws use a torch RNG forked from
+     temperature at the time of measurement, the one its critic's target uses (REDQ's
+     bias_utils is passed the constructor's fixed alpha instead, 0.2, even where the
+     temperature is tuned). The draws use a torch RNG forked from
      the states' seed, so measuring never moves the training run's random streams.
 3. Bias_i = mean over rollouts of Q(s_i, a_i^r) - G_i^r, Q the estimate the agent's policy
    maximises (`q_value`). Two normalizations, both reported:
    - ours: Bias_i / |mean_i G_i| (`bias_normalized_*`), one scale for the whole batch;
-   - REDQ's: Bias_i / max(|G_i|, 10) per state (`bias_normalized_redq_*`); the floor of 10
-     reward units keeps states with returns near zero from dominating.
+   - per state, REDQ's floor: Bias_i / max(|mean_r G_i^r|, 10) (`bias_normalized_redq_*`),
+     the rollouts of a state averaged first; the floor of 10 reward units keeps states with
+     returns near zero from dominating;
+   - REDQ's own formula, per sample: (Q(s_i, a_i^r) - G_i^r) / max(|G_i^r|, 10), averaged over
+     every (state, rollout) (`bias_normalized_redq_sample_*`; REDQ makes one rollout per
+     sampled state). It equals the per-state one where a state's rollouts agree; where they
+     part (one of a state's rollouts falls), a small |G| makes its sample large.
+   States come from the replay buffer (or the policy's episodes), not from REDQ's fresh
+   episodes of the current policy, and SAC's Q is the minimum of its two critics (REDQ averages
+   its ensemble): neither normalization compares with REDQ's published curves as is.
    Report mean and std of each, mean Q and mean G, and the same for every variant in
    `q_estimates` (TD3's min, TQC's truncated mean).
 Soft agents also get the deterministic measurement, labelled `bias_target = "reward"`, under
@@ -201,11 +211,18 @@ def rollout_returns(
 REDQ_FLOOR = 10.0  # REDQ's per-state normalization divides by max(|G_i|, 10)
 
 
-def _stats(q: np.ndarray, g: np.ndarray, bias: np.ndarray) -> dict[str, float]:
-    """Per-state estimates q, truths g and biases (each K; bias = mean over rollouts of Q - G)."""
+def _stats(q: np.ndarray, g: np.ndarray, bias: np.ndarray,
+           samples: np.ndarray | None = None) -> dict[str, float]:  # fmt: skip
+    """Per-state estimates q, truths g and biases (each K; bias = mean over rollouts of Q - G);
+    `samples`, where given, REDQ's per-sample normalized biases (Q - G) / max(|G|, 10), one per
+    (state, rollout)."""
     scale = abs(float(g.mean()))
     normalized = bias / scale if scale > 0 else np.full_like(bias, np.nan)
     redq = bias / np.maximum(np.abs(g), REDQ_FLOOR)
+    extra = {}
+    if samples is not None:
+        extra = {"bias_normalized_redq_sample_mean": float(samples.mean()),
+                 "bias_normalized_redq_sample_std": float(samples.std())}  # fmt: skip
     return {
         "q_mean": float(q.mean()),
         "bias_mean": float(bias.mean()),
@@ -214,6 +231,7 @@ def _stats(q: np.ndarray, g: np.ndarray, bias: np.ndarray) -> dict[str, float]:
         "bias_normalized_std": float(normalized.std()),
         "bias_normalized_redq_mean": float(redq.mean()),
         "bias_normalized_redq_std": float(redq.std()),
+        **extra,
     }
 
 
@@ -294,7 +312,8 @@ def _result(
     def stats(q_runs: torch.Tensor) -> dict[str, float]:
         """Per state: mean Q over rollouts, and the mean over rollouts of Q - G."""
         q_runs = q_runs.double().cpu().numpy().reshape(k, m)
-        return _stats(q_runs.mean(axis=1), g, (q_runs - g_runs).mean(axis=1))
+        samples = (q_runs - g_runs) / np.maximum(np.abs(g_runs), REDQ_FLOOR)
+        return _stats(q_runs.mean(axis=1), g, (q_runs - g_runs).mean(axis=1), samples)
 
     result = {
         **stats(agent.q_value(obs_t, act_t)),

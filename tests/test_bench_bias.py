@@ -14,6 +14,7 @@ TD3 = "configs/td3/hopper-bias.yaml"
 
 def measurement(norm, redq, g, target="reward", **extra):
     return {"bias_normalized_mean": norm, "bias_normalized_redq_mean": redq,
+            "bias_normalized_redq_sample_mean": 2 * redq,
             "bias_mean": norm * g, "q_mean": g + norm * g, "mc_return_mean": g,
             "bias_target": target, **extra}  # fmt: skip
 
@@ -32,6 +33,7 @@ def test_soft_row_keeps_both_measurements_and_means_over_the_run():
     r = study.row(summary([soft(50_000, 0.5, 0.4, 0.9), soft(100_000, -0.1, -0.2, 0.3)]), TQC, 1)
     assert (r["bias_target"], r["bias_at"], r["alpha"]) == ("soft", 100_000, 0.05)
     assert (r["norm_main"], r["redq_main"], r["g_main"]) == (-0.1, -0.2, 200.0)
+    assert (r["redq_sample_main"], r["redq_sample_det"]) == (-0.4, 0.3)
     assert (r["norm_det"], r["redq_det"], r["g_det"]) == (0.3, 0.15, 150.0)
     assert r["norm_main_all"] == (0.5 - 0.1) / 2 and r["norm_det_all"] == (0.9 + 0.3) / 2
     assert r["redq_main_all"] == (0.4 - 0.2) / 2 and r["redq_det_all"] == (0.45 + 0.15) / 2
@@ -54,7 +56,8 @@ def test_record_round_trip_and_table(tmp_path):
     assert back == rows  # bias_target stays text
     lines = study.table(back).splitlines()
     assert lines[2] == (f"| {TQC} | 0, 1 | 100,000, 100,000 | 1000.0 +- 100.0 | soft "
-                        "| +0.100 +- 0.100 | +0.100 +- 0.000 | +0.100 +- 0.100 | 220.0 +- 20.0 "
+                        "| +0.100 +- 0.100 | +0.100 +- 0.000 | +0.200 +- 0.000 "
+                        "| +0.100 +- 0.100 | 220.0 +- 20.0 "
                         "| 200.0 +- 0.0 | +0.500 +- 0.100 | +0.250 +- 0.050 | +0.500 +- 0.100 "
                         "| 150.0 +- 0.0 | 0.0400 +- 0.0100 |")  # fmt: skip
     assert (

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import harness.bias as bias_module
 from agents.buffer import ReplayBuffer
 from envs import get_sim_state, make_env, set_sim_state
 from harness.bias import BiasMeter, States, horizon_for, start_states, states_from_buffer
@@ -275,3 +276,28 @@ def test_gamma_must_allow_a_finite_horizon():
     with pytest.raises(ValueError, match="gamma"):
         horizon_for(1.0)
     assert math.isfinite(horizon_for(0.0))
+
+
+def test_redq_per_sample_normalization_divides_each_rollout_by_its_own_return():
+    # One state, four rollouts, one of which falls: G = 300, 300, 300, 5 and Q = 250 at each
+    # rollout's first action. Per state: mean(Q - G) = (-50 * 3 + 245) / 4 = 23.75, divided by
+    # max(|mean G|, 10) = 226.25. REDQ per sample: (-50/300 * 3 + 245/10) / 4 = 6.0.
+    class Constant:
+        device = torch.device("cpu")
+
+        def q_value(self, obs, actions):
+            return torch.full((len(obs),), 250.0)
+
+    g_runs = np.array([[300.0, 300.0, 300.0, 5.0]])
+    result = bias_module._result(Constant(), torch.zeros(4, 1), torch.zeros(4, 1), g_runs,
+                                 "soft", 688, 0.99, True, 0, {})  # fmt: skip
+    assert result["bias_normalized_redq_mean"] == pytest.approx(23.75 / 226.25, abs=1e-12)
+    assert result["bias_normalized_redq_sample_mean"] == pytest.approx(6.0, abs=1e-12)
+    spread = np.array([-50 / 300] * 3 + [24.5])
+    assert result["bias_normalized_redq_sample_std"] == pytest.approx(spread.std(), abs=1e-12)
+    # a state whose rollouts agree gives the same number both ways
+    agree = np.array([[200.0, 200.0]])
+    same = bias_module._result(Constant(), torch.zeros(2, 1), torch.zeros(2, 1), agree,
+                               "soft", 688, 0.99, True, 0, {})  # fmt: skip
+    assert same["bias_normalized_redq_sample_mean"] == pytest.approx(
+        same["bias_normalized_redq_mean"], abs=1e-12)  # fmt: skip
