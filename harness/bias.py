@@ -23,7 +23,7 @@ github.com/watchernyu/REDQ `redq/utils/bias_utils.py`):
      temperature is tuned). The draws use a torch RNG forked from
      the states' seed, so measuring never moves the training run's random streams.
 3. Bias_i = mean over rollouts of Q(s_i, a_i^r) - G_i^r, Q the estimate the agent's policy
-   maximises (`q_value`). Two normalizations, both reported:
+   maximises (`q_value`). Three normalizations, all reported:
    - ours: Bias_i / |mean_i G_i| (`bias_normalized_*`), one scale for the whole batch;
    - per state, REDQ's floor: Bias_i / max(|mean_r G_i^r|, 10) (`bias_normalized_redq_*`),
      the rollouts of a state averaged first; the floor of 10 reward units keeps states with
@@ -208,7 +208,7 @@ def rollout_returns(
     return Rollouts(rewards, entropy, first_actions, cut)
 
 
-REDQ_FLOOR = 10.0  # REDQ's per-state normalization divides by max(|G_i|, 10)
+REDQ_FLOOR = 10.0  # REDQ divides by max(|G|, 10): per sample, and here per state too
 
 
 def _stats(q: np.ndarray, g: np.ndarray, bias: np.ndarray,
