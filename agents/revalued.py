@@ -9,11 +9,12 @@ An action has D sub-actions (one per dimension, `train.py --bins N` makes them f
 space; a Discrete space is D = 1). Each of K critics outputs utilities U_k,i(s, a_i) for every
 dimension i and bin, and
   Q_k(s, a) = mean_i U_k,i(s, a_i);      greedy action: a_i = argmax_b mean_k U_k,i(s, b);
-  target    y = R_n + gamma^n (1 - terminated) * mean_i max_b mean_k U'_k,i(s_n, b)
+  target    y = c R_n + gamma^n (1 - terminated) * mean_i max_b mean_k U'_k,i(s_n, b)
             (n-step return from the buffer, target networks U'; the ensemble's mean utility
             is maximised, as ../shared/REFERENCES.md orders it and the authors' REValueD does
             (`revalued.py`, update type 'Mean') — not the mean of each member's own max,
-            which is larger by Jensen's inequality);
+            which is larger by Jensen's inequality); c is `reward_scale` (1 unless a preset
+            scales rewards; the critics then estimate c x the return);
             with `double_q` (DecQN's target, the authors' `decqn.py` and Seyde et al.'s
             `learning.py`): the online critics pick b*_i = argmax_b mean_k U_k,i(s_n, b) and
             the target critics value it, mean_i mean_k U'_k,i(s_n, b*_i);
@@ -113,6 +114,10 @@ class Config:
     """Polyak rate of the target critics (every update)."""
     huber_delta: float = 1.0
     """Huber loss threshold."""
+    reward_scale: float = 1.0
+    """c: targets use c x the n-step reward, so the critics learn c x the return, on the Huber
+    threshold's scale (Nature DQN clips rewards to [-1, 1]; EDE normalizes returns). `q_value`
+    and the logged q/mean divide by c: estimates stay in the env's reward units."""
     grad_clip: float = 40.0
     """Gradient-norm clip of each update."""
     compile: bool = False
@@ -167,8 +172,10 @@ class Agent:
             raise ValueError(f"revalued needs the same number of bins per dimension, got {nvec}")
         shape = tuple(observation_space.shape)
         check_encoder(cfg.encoder, observation_space, "simba")
-        if cfg.n_members < 1 or cfg.n_step < 1 or cfg.reg_weight < 0:
-            raise ValueError("need n_members >= 1, n_step >= 1 and reg_weight >= 0")
+        if cfg.n_members < 1 or cfg.n_step < 1 or cfg.reg_weight < 0 or cfg.reward_scale <= 0:
+            raise ValueError(
+                "need n_members >= 1, n_step >= 1, reg_weight >= 0 and reward_scale > 0"
+            )
         self.cfg = cfg
         self.device = torch.device(device)
         self.dims, self.bins = len(nvec), nvec[0]
@@ -218,7 +225,8 @@ class Agent:
         else:
             per_member = next_u.max(dim=-1).values.mean(dim=-1)  # K x B
             value = next_u.mean(dim=0).max(dim=-1).values.mean(dim=-1)  # B
-        y = batch.rewards + batch.discounts * (1.0 - batch.terminated) * value
+        y = self.cfg.reward_scale * batch.rewards
+        y = y + batch.discounts * (1.0 - batch.terminated) * value
         return y, per_member
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -233,7 +241,7 @@ class Agent:
         metrics = {
             "loss/td": td.detach(),
             "loss/reg": reg.detach(),
-            "q/mean": q.detach().mean(),
+            "q/mean": q.detach().mean() / self.cfg.reward_scale,  # env reward units
             # Spread of the members' own targets: the variance the ensemble averages away.
             "target/member_std": per_member.std(dim=0, unbiased=False).mean()
             if per_member.shape[0] > 1
@@ -284,9 +292,11 @@ class Agent:
     # ---- measurement --------------------------------------------------------------------
     @torch.no_grad()
     def q_value(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The decomposed, ensemble-averaged estimate mean_k mean_i U_k,i(s, a_i): B."""
+        """The decomposed, ensemble-averaged estimate mean_k mean_i U_k,i(s, a_i) / c: B, in
+        the env's reward units."""
         u = self.utilities(self.critic, obs)
-        return self.chosen_utilities(u, actions).mean(dim=-1).mean(dim=0)
+        q = self.chosen_utilities(u, actions).mean(dim=-1).mean(dim=0)
+        return q / self.cfg.reward_scale
 
     # ---- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:

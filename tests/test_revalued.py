@@ -3,6 +3,7 @@ ensemble, exploration, and a smoke run with save/load and determinism."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -182,6 +183,38 @@ def test_ablation_presets_change_only_what_they_ablate(full_name, ablation_name,
 
 
 # ---- pixels: the shared IMPALA-CNN encoder (issue 20, item 5) --------------------------------
+def test_reward_scale_scales_the_target_and_q_value_reports_env_units():
+    agent = make_agent(reward_scale=0.1)
+    table = [[1, 5, 2, 0], [3, 1, 0, 4]]
+    agent.critic, agent.critic_target = Fixed(table), Fixed(table)
+    batch = make_batch(2, rewards=torch.tensor([10.0, 10.0]), discounts=torch.tensor([0.9, 0.9]),
+                       terminated=torch.tensor([0.0, 1.0]))  # fmt: skip
+    # the target ensemble's max-of-mean is 2.5 (test above); the reward enters as 0.1 x 10
+    torch.testing.assert_close(agent.compute_target(batch)[0], torch.tensor([1 + 0.9 * 2.5, 1.0]))
+    # the critics output 2.0 at a = (0, 1) (first test): 2.0 / 0.1 in the env's units
+    q = agent.q_value(torch.zeros(1, 3), torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(q, torch.tensor([20.0]))
+
+
+def test_reward_scale_c_learns_what_scale_1_learns_on_c_times_the_rewards():
+    """Same initial weights and batches: scale 0.1 on rewards r updates the critics exactly as
+    scale 1 on rewards 0.1 r, and reports that agent's estimates divided by 0.1."""
+    scaled, plain = make_agent(reward_scale=0.1), make_agent()
+    for i in range(3):
+        batch = make_batch(16, seed=i, bins=2, rewards=torch.linspace(-10, 10, 16))
+        scaled.update(batch)
+        plain.update(dataclasses.replace(batch, rewards=batch.rewards * 0.1))
+    for (name, a), b in zip(scaled.critic.named_parameters(), plain.critic.parameters()):
+        assert torch.equal(a, b), name
+    obs, actions = torch.randn(5, 3), torch.randint(0, 2, (5, 2)).float()
+    torch.testing.assert_close(scaled.q_value(obs, actions), plain.q_value(obs, actions) / 0.1)
+
+
+def test_reward_scale_must_be_positive():
+    with pytest.raises(ValueError, match="reward_scale > 0"):
+        make_agent(reward_scale=0.0)
+
+
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)  # Procgen's observations
 BUTTONS = gym.spaces.Discrete(15)  # Procgen's actions: one dimension of 15 bins
 
