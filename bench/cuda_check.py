@@ -5,6 +5,7 @@
     python bench/cuda_check.py --part offline   # the offline agents of 1 only
     python bench/cuda_check.py --part speed     # 5 only (run it alone on the GPU)
     python bench/cuda_check.py --part capture   # 6 only (issue 23: --cuda-graph)
+    python bench/cuda_check.py --part procgen   # 7 only (issue 20: the pixel agents)
 
 1. train.py with --device cuda for every online agent (TD3, classic SAC, SAC+SimBa, TQC,
    REValueD on discretised Hopper), in fp32, in bf16 (--precision bf16), and TD3 with its
@@ -23,6 +24,12 @@
    numbers (TD3 with policy_noise 0, REValueD): largest parameter difference after 40
    updates; and updates/s eager, compiled, captured, compiled + captured (bar: single-seed TD3
    with capture >= 900 updates/s).
+7. Procgen (issue 20): PPO and pixel REValueD (the coinrun preset) on procgen:coinrun with
+   --device cuda, fp32 and bf16 (REValueD's fp32 run with the bias harness on restored
+   Procgen states); their GPU checkpoints against CPU copies on 256 random uint8 frames
+   (largest output difference: PPO's logits, REValueD's utilities; share of equal greedy
+   actions); a GPU run resumed on the CPU; two equal-seed GPU runs (largest parameter
+   difference). PPO's frames/s on the GPU is bench/procgen_gpu.sh's.
 
 Each check prints one line and is recorded in the JSON; a failing check does not stop the
 others, and the exit status is non-zero if any failed.
@@ -49,7 +56,7 @@ sys.path.insert(0, str(REPO))
 from agents import get_agent_module  # noqa: E402
 from agents.buffer import ReplayBuffer  # noqa: E402
 from agents.graphs import capture_update  # noqa: E402
-from agents.nets import update_autocast  # noqa: E402
+from agents.nets import native_bf16, update_autocast  # noqa: E402
 from envs import make_env, random_actions  # noqa: E402
 
 # name -> train.py arguments (short Pendulum runs: updates start at step 300).
@@ -73,6 +80,15 @@ AGENTS = {
         "n_members=5",
     ],
 }
+# Pixel agents on Procgen: tiny runs (4 envs; PPO 32-step rollouts in 4 minibatches, REValueD
+# updating from frame 256 out of a 4k-transition buffer), 10 training levels.
+PROCGEN_FRAMES = 1024
+PROCGEN = {
+    "ppo": ["--agent", "ppo", "--set", "num_steps=32", "--set", "minibatches=4"],
+    "revalued": ["--config", "configs/revalued/procgen-coinrun-cpu.yaml",
+                 "--set", "learning_starts=256", "--set", "buffer_size=4096"],
+}  # fmt: skip
+PROCGEN_COMMON = ["--env", "procgen:coinrun", "--train-levels", "10", "--num-envs", "4"]
 # Offline agents: gradient updates on a small dataset (made on the GPU machine first).
 DATASET = "hopper-medium-v5"
 DATASET_SIZE = 20_000
@@ -198,14 +214,61 @@ def same_actions_on_cpu(run: Path) -> dict:
     return {"max_action_diff": float(diff)}
 
 
-def resume_on_cpu(run: Path) -> dict:
+def pixel_outputs(agent, frames: np.ndarray) -> torch.Tensor:
+    """What a pixel agent acts on: PPO's logits, REValueD's utilities (fp32, on the CPU)."""
+    with torch.no_grad():
+        if hasattr(agent, "net"):
+            return agent.net(agent._obs(frames))[0].float().cpu()
+        obs = torch.as_tensor(frames, device=agent.device)
+        return agent.utilities(agent.critic, obs).cpu()
+
+
+def same_pixel_outputs_on_cpu(run: Path) -> dict:
+    import evaluate
+
+    gpu_agent = evaluate.load_agent(run, None, DEVICE)[0]
+    cpu_agent = evaluate.load_agent(run, None, "cpu")[0]
+    frames = np.random.default_rng(1).integers(0, 256, (256, 64, 64, 3), dtype=np.uint8)
+    out_gpu, out_cpu = pixel_outputs(gpu_agent, frames), pixel_outputs(cpu_agent, frames)
+    diff = float((out_gpu - out_cpu).abs().max())
+    same = float((gpu_agent.act(frames, True) == cpu_agent.act(frames, True)).mean())
+    if diff > 1e-2:  # TF32 convolutions on the GPU round at about 1e-3
+        raise AssertionError(f"outputs differ by {diff}")
+    return {"max_output_diff": diff, "same_greedy_actions": same}
+
+
+def procgen_determinism(tmp: Path, name: str) -> dict:
+    runs = [tmp / f"det-procgen-{name}-{i}" for i in range(2)]
+    for run in runs:
+        train(run, [*PROCGEN[name], *PROCGEN_COMMON], steps=PROCGEN_FRAMES, seed=3)
+    return {"max_param_diff": max_diff(*(final_state(r) for r in runs))}
+
+
+def run_procgen(tmp: Path) -> None:
+    # bf16 where its kernels are native (a --device cpu try-out on an AVX2 CPU: fp32 only)
+    precisions = ("fp32", "bf16") if native_bf16(torch.device(DEVICE)) else ("fp32",)
+    for name, agent_args in PROCGEN.items():
+        for precision in precisions:
+            bias = ["--bias-every", "1024", "--bias-states", "8"]
+            bias = bias if name == "revalued" and precision == "fp32" else []
+            argv = [*agent_args, *PROCGEN_COMMON, "--precision", precision, *bias]
+            record(f"train procgen {name} {precision}", train, tmp / f"procgen-{name}-{precision}",
+                   argv, PROCGEN_FRAMES)  # fmt: skip
+        record(f"gpu checkpoint acts the same on cpu: procgen {name}", same_pixel_outputs_on_cpu,
+               tmp / f"procgen-{name}-fp32")  # fmt: skip
+        record(f"gpu run resumed on cpu: procgen {name}", resume_on_cpu,
+               tmp / f"procgen-{name}-fp32", 2 * PROCGEN_FRAMES)  # fmt: skip
+        record(f"determinism on gpu: procgen {name}", procgen_determinism, tmp, name)
+
+
+def resume_on_cpu(run: Path, steps: int = 1500) -> dict:
     argv = [sys.executable, str(REPO / "train.py"), "--resume", str(run), "--device", "cpu",
-            "--total-steps", "1500", "--progress", "off"]  # fmt: skip
+            "--total-steps", str(steps), "--progress", "off"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip()[-400:])
     summary = json.loads((run / "summary.json").read_text())
-    if summary["env_steps"] != 1500:
+    if summary["env_steps"] != steps:
         raise AssertionError(f"resumed run stopped at {summary['env_steps']}")
     return {"env_steps_after_resume": summary["env_steps"]}
 
@@ -307,7 +370,7 @@ def main() -> int:
     parser.add_argument("--out", default="cuda_check.json")
     parser.add_argument("--updates", type=int, default=300, help="timed updates per size")
     parser.add_argument(
-        "--part", choices=["all", "checks", "offline", "speed", "capture"], default="all"
+        "--part", choices=["all", "checks", "offline", "speed", "capture", "procgen"], default="all"
     )
     parser.add_argument("--device", default="cuda", help="cpu only to try this script out")
     args = parser.parse_args()
@@ -328,6 +391,8 @@ def main() -> int:
         run_speed(args.updates)
     if args.part in ("all", "capture"):
         run_capture(tmp, args.updates)
+    if args.part in ("all", "procgen"):
+        run_procgen(tmp)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0 if all(r.get("ok") for r in results.values()) else 1
 
