@@ -117,7 +117,7 @@ class Config:
     reward_scale: float = 1.0
     """c: targets use c x the n-step reward, so the critics learn c x the return, on the Huber
     threshold's scale (Nature DQN clips rewards to [-1, 1]; EDE normalizes returns). `q_value`
-    and the logged q/mean divide by c: estimates stay in the env's reward units."""
+    and the logged q/mean and target/member_std divide by c: the env's reward units."""
     grad_clip: float = 40.0
     """Gradient-norm clip of each update."""
     compile: bool = False
@@ -244,6 +244,7 @@ class Agent:
             "q/mean": q.detach().mean() / self.cfg.reward_scale,  # env reward units
             # Spread of the members' own targets: the variance the ensemble averages away.
             "target/member_std": per_member.std(dim=0, unbiased=False).mean()
+            / self.cfg.reward_scale
             if per_member.shape[0] > 1
             else torch.zeros((), device=y.device),
         }

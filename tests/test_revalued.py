@@ -202,8 +202,10 @@ def test_reward_scale_c_learns_what_scale_1_learns_on_c_times_the_rewards():
     scaled, plain = make_agent(reward_scale=0.1), make_agent()
     for i in range(3):
         batch = make_batch(16, seed=i, bins=2, rewards=torch.linspace(-10, 10, 16))
-        scaled.update(batch)
-        plain.update(dataclasses.replace(batch, rewards=batch.rewards * 0.1))
+        logged = scaled.update(batch)
+        logged_plain = plain.update(dataclasses.replace(batch, rewards=batch.rewards * 0.1))
+        for key in ("q/mean", "target/member_std"):  # logged in the env's reward units
+            torch.testing.assert_close(logged[key], logged_plain[key] / 0.1)
     for (name, a), b in zip(scaled.critic.named_parameters(), plain.critic.parameters()):
         assert torch.equal(a, b), name
     obs, actions = torch.randn(5, 3), torch.randint(0, 2, (5, 2)).float()
