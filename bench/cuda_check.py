@@ -237,13 +237,6 @@ def same_pixel_outputs_on_cpu(run: Path) -> dict:
     return {"max_output_diff": diff, "same_greedy_actions": same}
 
 
-def procgen_determinism(tmp: Path, name: str) -> dict:
-    runs = [tmp / f"det-procgen-{name}-{i}" for i in range(2)]
-    for run in runs:
-        train(run, [*PROCGEN[name], *PROCGEN_COMMON], steps=PROCGEN_FRAMES, seed=3)
-    return {"max_param_diff": max_diff(*(final_state(r) for r in runs))}
-
-
 def run_procgen(tmp: Path) -> None:
     # bf16 where its kernels are native (a --device cpu try-out on an AVX2 CPU: fp32 only)
     precisions = ("fp32", "bf16") if native_bf16(torch.device(DEVICE)) else ("fp32",)
@@ -258,7 +251,8 @@ def run_procgen(tmp: Path) -> None:
                tmp / f"procgen-{name}-fp32")  # fmt: skip
         record(f"gpu run resumed on cpu: procgen {name}", resume_on_cpu,
                tmp / f"procgen-{name}-fp32", 2 * PROCGEN_FRAMES)  # fmt: skip
-        record(f"determinism on gpu: procgen {name}", procgen_determinism, tmp, name)
+        record(f"determinism on gpu: procgen {name}", determinism, tmp, f"procgen-{name}",
+               [*agent_args, *PROCGEN_COMMON], PROCGEN_FRAMES)  # fmt: skip
 
 
 def resume_on_cpu(run: Path, steps: int = 1500) -> dict:
@@ -273,10 +267,11 @@ def resume_on_cpu(run: Path, steps: int = 1500) -> dict:
     return {"env_steps_after_resume": summary["env_steps"]}
 
 
-def determinism(tmp: Path, name: str) -> dict:
+def determinism(tmp: Path, name: str, argv: list[str] | None = None, steps: int = 800) -> dict:
+    """Two runs with the same seed (AGENTS[name] unless `argv`): largest parameter difference."""
     runs = [tmp / f"det-{name}-{i}" for i in range(2)]
     for run in runs:
-        train(run, AGENTS[name], steps=800, seed=3)
+        train(run, AGENTS[name] if argv is None else argv, steps=steps, seed=3)
     return {"max_param_diff": max_diff(*(final_state(r) for r in runs))}
 
 
