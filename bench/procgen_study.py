@@ -46,11 +46,14 @@ separated by "; ". Then the final report: every finished run is evaluated once m
 --final-seed`, cached in the run folder as generalization-STEPS-Kep-seedS.json), as the
 50-episode evaluations during training leave a gap's standard error near 0.18 on coinrun; the
 row keeps its normalized scores, gap and the gap's standard error
-(sqrt((std_train^2 + std_test^2) / K)). docs/procgen-study.md, drawn from every row, gives per
-(agent, game, levels) the mean +- std over seeds at the end (and the bias where measured), and
-per agent and game the issue's bar: with the smallest level count the policy scores higher on
-its training levels than on held-out ones, and with the largest count the gap is smaller than
-with the smallest, per seed and in the mean, judged on the final reports when every row has one
+(sqrt((std_train^2 + std_test^2) / K)), and for a run on at most 20 training levels its training
+side by level (final_train_levels, "LEVEL:EPISODES:MEAN_RETURN" in level order: which levels
+the policy has memorized, kept when the run folder is gone). docs/procgen-study.md, drawn
+from every row, gives per (agent, game, levels) the mean +- std over seeds at the end (and the
+bias where measured), and per agent and game the issue's bar: with the smallest level count the
+policy scores higher on its training levels than on held-out ones, and with the largest count
+the gap is smaller than with the smallest, per seed and in the mean, judged on the final
+reports when every row has one
 (else on the last evaluations, and it says which); then the aggregates (bench/jobs.py
 Aggregates) per level count over its games and seeds: IQM, mean and optimality gap of the
 held-out and the training-level normalized scores, with stratified-bootstrap intervals; their
@@ -120,12 +123,15 @@ CSV_FIELDS = ["agent", "game", "levels", "seed", "start_level", "level_sets", "e
               "best_train_normalized", "best_test_normalized", "best_test_at", "wall_time_s",
               "bias_train", "bias_train_redq", "bias_test", "bias_test_redq",
               "curve", "final_episodes", "final_train_normalized", "final_test_normalized",
-              "final_gap", "final_gap_se"]  # fmt: skip
-FINAL_FIELDS = CSV_FIELDS[-5:]
+              "final_gap", "final_gap_se", "final_train_levels"]  # fmt: skip
+FINAL_FIELDS = CSV_FIELDS[-6:]
+# A final report's training side broken down by level (final_train_levels) for a run with at
+# most this many training levels: what a small level count memorized, kept in the record.
+PER_LEVEL_MAX = 20
 RECORD = RunRecord(CSV_FIELDS, ("agent", "game", "levels", "seed", "start_level"),
                    ints=("levels", "seed", "start_level", "env_steps", "best_test_at",
                          "final_episodes"),
-                   what="a Procgen-study", texts=("curve", "level_sets"),
+                   what="a Procgen-study", texts=("curve", "level_sets", "final_train_levels"),
                    defaults={"start_level": 0, "level_sets": FROM_ZERO})  # fmt: skip
 
 
@@ -240,16 +246,29 @@ def final_report(folder: Path, env_steps: int, episodes: int, seed: int,
     return report
 
 
+def per_level_text(report: dict) -> str | None:
+    """The training side of a final report by level, 'level:episodes:mean return' in level
+    order, for a run with at most PER_LEVEL_MAX training levels (else '': a text column)."""
+    levels = report.get("train_levels")
+    if levels is None or (report.get("n_train_levels") or PER_LEVEL_MAX + 1) > PER_LEVEL_MAX:
+        return ""
+    by_level: dict[int, list[float]] = {}
+    for level, value in zip(levels, report["train_returns"], strict=True):
+        by_level.setdefault(int(level), []).append(float(value))
+    return " ".join(f"{level}:{len(values)}:{sum(values) / len(values):.2f}"
+                    for level, values in sorted(by_level.items()))  # fmt: skip
+
+
 def final_fields(report: dict | None) -> dict:
     """The record's final-report columns (None without a report); the gap's standard error
     from the two sides' population stds of the normalized score over `n_episodes` each."""
     if report is None:
-        return dict.fromkeys(FINAL_FIELDS)
+        return {**dict.fromkeys(FINAL_FIELDS), "final_train_levels": ""}
     n = report["n_episodes"]
     se = math.sqrt((report["train_normalized_std"] ** 2 + report["test_normalized_std"] ** 2) / n)
     return {"final_episodes": n, "final_train_normalized": report["train_normalized"],
             "final_test_normalized": report["test_normalized"], "final_gap": report["gap"],
-            "final_gap_se": se}  # fmt: skip
+            "final_gap_se": se, "final_train_levels": per_level_text(report)}  # fmt: skip
 
 
 def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
@@ -379,6 +398,10 @@ def table(rows: list[dict]) -> str:
             final = (f"; final report ({r['final_episodes']} episodes a side): "
                      f"{r['final_train_normalized']:.3f} / {r['final_test_normalized']:.3f}, "
                      f"gap {r['final_gap']:+.3f} +- {r['final_gap_se']:.3f} (s.e.)")  # fmt: skip
+        if r.get("final_train_levels"):
+            final += ("; its training levels (level: episodes, mean return): "
+                      + ", ".join("{}: {}, {}".format(*item.split(":"))
+                                  for item in r["final_train_levels"].split()))  # fmt: skip
         start = r["start_level"]
         levels = f"levels {start:,}-{start + r['levels'] - 1:,}" if start else "levels"
         lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} {levels}, seed {r['seed']}: "

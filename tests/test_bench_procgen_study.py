@@ -200,7 +200,37 @@ def test_final_fields_carry_the_gap_and_its_standard_error():
     # s.e. = sqrt((0.9^2 + 1.2^2) / 100) = sqrt(2.25) / 10 = 0.15
     assert abs(fields["final_gap_se"] - 0.15) < 1e-12
     assert (fields["final_episodes"], fields["final_gap"]) == (100, 0.25)
-    assert study.final_fields(None) == dict.fromkeys(study.FINAL_FIELDS)
+    assert fields["final_train_levels"] == ""  # the report says nothing of its levels
+    assert study.final_fields(None) == {**dict.fromkeys(study.FINAL_FIELDS),
+                                        "final_train_levels": ""}  # fmt: skip
+
+
+def test_a_small_level_count_keeps_its_training_side_by_level(tmp_path):
+    made = final(0.4, 0.3)
+    # 6 episodes on 3 training levels: level 2 twice (10, 0), level 0 three times (10, 10, 0),
+    # level 7 once (0); in level order: 0 -> 20/3, 2 -> 5, 7 -> 0
+    made.update(n_train_levels=10, train_levels=[2, 0, 7, 0, 2, 0],
+                train_returns=[10.0, 10.0, 0.0, 10.0, 0.0, 0.0])  # fmt: skip
+    assert study.final_fields(made)["final_train_levels"] == "0:3:6.67 2:2:5.00 7:1:0.00"
+    # more training levels than PER_LEVEL_MAX: not kept (the row would be as long as the run)
+    assert study.per_level_text({**made, "n_train_levels": study.PER_LEVEL_MAX + 1}) == ""
+    assert study.per_level_text({**made, "n_train_levels": study.PER_LEVEL_MAX}) != ""
+    r = study.row(summary([(1000, 7.0, 6.5)]), "coinrun", 10, 0, final=made)
+    study.RECORD.write(tmp_path / "r.csv", [r])
+    assert study.RECORD.read(tmp_path / "r.csv") == [r]
+    assert ("final report (100 episodes a side): 0.400 / 0.300, gap +0.100 +- 0.150 (s.e.); its "
+            "training levels (level: episodes, mean return): 0: 3, 6.67, 2: 2, 5.00, 7: 1, 0.00"
+            ) in study.table([r])  # fmt: skip
+    # a record written before the column reads it as '' and draws no breakdown
+    with open(tmp_path / "r.csv", newline="") as f:
+        old = [{k: v for k, v in row.items() if k != "final_train_levels"}
+               for row in csv.DictReader(f)]  # fmt: skip
+    with open(tmp_path / "old.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(old[0]))
+        writer.writeheader()
+        writer.writerows(old)
+    (back,) = study.RECORD.read(tmp_path / "old.csv")
+    assert back["final_train_levels"] == "" and "its training levels" not in study.table([back])
 
 
 def test_the_bar_is_judged_on_the_final_reports_when_every_row_has_one(tmp_path):
