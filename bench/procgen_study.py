@@ -246,11 +246,11 @@ def final_report(folder: Path, env_steps: int, episodes: int, seed: int,
     return report
 
 
-def per_level_text(report: dict) -> str | None:
+def per_level_text(report: dict) -> str:
     """The training side of a final report by level, 'level:episodes:mean return' in level
     order, for a run with at most PER_LEVEL_MAX training levels (else '': a text column)."""
-    levels = report.get("train_levels")
-    if levels is None or (report.get("n_train_levels") or PER_LEVEL_MAX + 1) > PER_LEVEL_MAX:
+    levels, count = report.get("train_levels"), report.get("n_train_levels")
+    if levels is None or count is None or count > PER_LEVEL_MAX:
         return ""
     by_level: dict[int, list[float]] = {}
     for level, value in zip(levels, report["train_returns"], strict=True):
@@ -260,8 +260,9 @@ def per_level_text(report: dict) -> str | None:
 
 
 def final_fields(report: dict | None) -> dict:
-    """The record's final-report columns (None without a report); the gap's standard error
-    from the two sides' population stds of the normalized score over `n_episodes` each."""
+    """The record's final-report columns (None without a report, final_train_levels ''); the
+    gap's standard error from the two sides' population stds of the normalized score over
+    `n_episodes` each."""
     if report is None:
         return {**dict.fromkeys(FINAL_FIELDS), "final_train_levels": ""}
     n = report["n_episodes"]
@@ -399,9 +400,10 @@ def table(rows: list[dict]) -> str:
                      f"{r['final_train_normalized']:.3f} / {r['final_test_normalized']:.3f}, "
                      f"gap {r['final_gap']:+.3f} +- {r['final_gap_se']:.3f} (s.e.)")  # fmt: skip
         if r.get("final_train_levels"):
-            final += ("; its training levels (level: episodes, mean return): "
-                      + ", ".join("{}: {}, {}".format(*item.split(":"))
-                                  for item in r["final_train_levels"].split()))  # fmt: skip
+            per_level = (item.split(":") for item in r["final_train_levels"].split())
+            final += "; by training level (level: mean return (episodes)): " + ", ".join(
+                f"{level}: {mean} ({n})" for level, n, mean in per_level
+            )
         start = r["start_level"]
         levels = f"levels {start:,}-{start + r['levels'] - 1:,}" if start else "levels"
         lines.append(f"- {r['agent']}, {r['game']}, {r['levels']} {levels}, seed {r['seed']}: "

@@ -218,8 +218,8 @@ def test_a_small_level_count_keeps_its_training_side_by_level(tmp_path):
     r = study.row(summary([(1000, 7.0, 6.5)]), "coinrun", 10, 0, final=made)
     study.RECORD.write(tmp_path / "r.csv", [r])
     assert study.RECORD.read(tmp_path / "r.csv") == [r]
-    assert ("final report (100 episodes a side): 0.400 / 0.300, gap +0.100 +- 0.150 (s.e.); its "
-            "training levels (level: episodes, mean return): 0: 3, 6.67, 2: 2, 5.00, 7: 1, 0.00"
+    assert ("final report (100 episodes a side): 0.400 / 0.300, gap +0.100 +- 0.150 (s.e.); by "
+            "training level (level: mean return (episodes)): 0: 6.67 (3), 2: 5.00 (2), 7: 0.00 (1)"
             ) in study.table([r])  # fmt: skip
     # a record written before the column reads it as '' and draws no breakdown
     with open(tmp_path / "r.csv", newline="") as f:
@@ -230,7 +230,7 @@ def test_a_small_level_count_keeps_its_training_side_by_level(tmp_path):
         writer.writeheader()
         writer.writerows(old)
     (back,) = study.RECORD.read(tmp_path / "old.csv")
-    assert back["final_train_levels"] == "" and "its training levels" not in study.table([back])
+    assert back["final_train_levels"] == "" and "by training level" not in study.table([back])
 
 
 def test_the_bar_is_judged_on_the_final_reports_when_every_row_has_one(tmp_path):
