@@ -53,11 +53,10 @@ from every row, gives per (agent, game, levels) the mean +- std over seeds at th
 bias where measured), and per agent and game the issue's bar: with the smallest level count the
 policy scores higher on its training levels than on held-out ones, and with the largest count
 the gap is smaller than with the smallest, per seed and in the mean, judged on the final
-reports when every row has one
-(else on the last evaluations, and it says which); then the aggregates (bench/jobs.py
-Aggregates) per level count over its games and seeds: IQM, mean and optimality gap of the
-held-out and the training-level normalized scores, with stratified-bootstrap intervals; their
-performance profiles go to docs/procgen-study-profiles.png.
+reports when every row has one (else on the last evaluations, and it says which); then the
+aggregates (bench/jobs.py Aggregates) per level count over its games and seeds: IQM, mean and
+optimality gap of the held-out and the training-level normalized scores, with
+stratified-bootstrap intervals; their performance profiles go to docs/procgen-study-profiles.png.
 
 Default game: coinrun. CoinRun is the game of the train-vs-test-with-N-levels experiment that
 Procgen grew out of (Cobbe et al. 2019, "Quantifying Generalization in Reinforcement
