@@ -186,7 +186,9 @@ def train_argv(game: str, levels: int, seed: int, args: argparse.Namespace) -> l
              "--train-levels", str(levels), "--seed", str(seed),
              *(["--start-level", str(start)] if start else []),
              "--total-steps", str(args.frames)]  # fmt: skip
-    evals = ["--eval-every", str(args.eval_every), "--eval-episodes", str(args.eval_episodes)]
+    # every evaluation the generalization report: --gen-every no longer than --eval-every
+    evals = ["--eval-every", str(args.eval_every), "--gen-every", str(args.eval_every),
+             "--eval-episodes", str(args.eval_episodes)]  # fmt: skip
     extra = shlex.split(args.train_args)
     precision = getattr(args, "precision", "auto")
     if agent == "ppo":
@@ -273,10 +275,11 @@ def final_fields(report: dict | None) -> dict:
 
 def row(summary: dict, game: str, levels: int, seed: int, agent: str = "ppo",
         final: dict | None = None, start: int = 0, sets: str = FROM_ZERO) -> dict:  # fmt: skip
-    """One finished run's line of the record, from its summary.json (its `evals`: one
-    generalization report each; its last `bias` entry, if any, one measurement per side) and
-    its final report (`final_report`), if made."""
-    evals = summary["evals"]
+    """One finished run's line of the record, from its summary.json (the `evals` that made
+    the generalization report, which the study asks of every evaluation and train.py of a
+    run's last; its last `bias` entry, if any, one measurement per side) and its final report
+    (`final_report`), if made."""
+    evals = [e for e in summary["evals"] if "gap" in e]
     last = evals[-1]
     best_test = max(evals, key=lambda e: e["test_normalized"])
     biases = summary.get("bias") or [{}]

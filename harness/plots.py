@@ -1,13 +1,20 @@
-"""Compare runs: bias and return against env steps, one line per configuration.
+"""Compare runs: bias, return, and train vs held-out levels against env steps, one line per
+configuration.
 
     python -m harness.plots runs/td3-s0 runs/td3-s1 runs/td3-single-s0 runs/td3-single-s1 \\
         --out docs/bias-hopper.png --table docs/bias-hopper.md
+    python -m harness.plots runs/ppo-l10-s* runs/ppo-l200-s* --out docs/procgen-curves.png
 
 Runs that differ only in their seed form one configuration: its line is the mean over seeds
 and the shaded band spans the seeds' minimum to maximum. A configuration is labelled by its
 agent and by the settings that differ between its configurations (e.g. `td3 n_critics=1`).
 Each run folder needs the `summary.json` and `config.yaml` train.py writes; bias points come
-from `--bias-every`. The figure is also logged to TensorBoard (`--tb-dir`).
+from `--bias-every` (the bias panels are drawn when a run has them). Runs with levels (Procgen,
+MuJoCo levels) add two panels from their generalization reports (`--gen-every`; summary.json's
+`generalization`, or a run folder's evaluations with a gap where it predates that list): the
+training-level score (solid) against the held-out one (dashed), normalized where every report
+has a normalized score (Procgen) and returns otherwise, and the gap; the table then gets a
+second part, the last common report. The figure is also logged to TensorBoard (`--tb-dir`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from core.errors import UserError
 # Settings that do not make a different configuration: the seed and the loop's bookkeeping.
 NOT_CONFIG = {
     "seed", "total_steps", "device", "threads", "eval_every", "log_every", "checkpoint_every",
-    "bias_every", "bias_states", "eval_episodes",
+    "bias_every", "bias_states", "eval_episodes", "gen_every",
 }  # fmt: skip
 # What a curve shows: (summary list, value key, axis label).
 PANELS = [
@@ -43,7 +50,24 @@ def load_run(run: Path) -> dict:
         config = yaml.safe_load((run / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"{run}: not a readable run folder ({exc.__class__.__name__})") from None
+    summary.setdefault("generalization", reports_in_evals(summary))
     return {"path": run, "summary": summary, "config": config}
+
+
+def reports_in_evals(summary: dict) -> list[dict]:
+    """The generalization reports of a summary.json written before it listed them apart: its
+    evaluations with a gap, the training side's return named as the report names it."""
+    return [{**e, "train_return_mean": e["return_mean"]}
+            for e in summary.get("evals", []) if "gap" in e]  # fmt: skip
+
+
+def gen_score(runs: list[dict]) -> tuple[str, str]:
+    """(key suffix, label) of the generalization panels: the normalized score where every
+    report of every run has one, else the return."""
+    reports = [g for r in runs for g in r["summary"]["generalization"]]
+    if reports and all("train_normalized" in g and "test_normalized" in g for g in reports):
+        return "normalized", "normalized score"
+    return "return_mean", "return"
 
 
 def _flat_config(config: dict) -> dict:
@@ -87,30 +111,49 @@ def curve(runs: list[dict], series: str, key: str) -> tuple[np.ndarray, np.ndarr
     return np.array(steps), np.array([[p[s] for s in steps] for p in per_run], dtype=float)
 
 
+def last(runs: list[dict], series: str, key: str, fmt: str) -> tuple[int | None, str]:
+    """(env steps, 'mean +- std' over seeds) of the last common point, or (None, 'n/a')."""
+    steps, values = curve(runs, series, key)
+    if len(steps) == 0:
+        return None, "n/a"
+    v = values[:, -1]
+    return int(steps[-1]), f"{v.mean():{fmt}} +- {v.std():{fmt.lstrip('+')}}"
+
+
 def final_table(groups: dict[str, list[dict]]) -> str:
-    """Markdown: per configuration, the last common measurement (mean +- std over seeds)."""
+    """Markdown: per configuration, the last common measurement (mean +- std over seeds);
+    where runs have generalization reports, a second table of the last common report."""
     lines = [
         "| configuration | seeds | env steps | normalized bias | bias | mean Q | MC return "
         "| eval return |",
         "|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-
-    def last(runs, series, key, fmt):
-        """(env steps, 'mean +- std' over seeds) of the last common point, or (None, 'n/a')."""
-        steps, values = curve(runs, series, key)
-        if len(steps) == 0:
-            return None, "n/a"
-        v = values[:, -1]
-        return int(steps[-1]), f"{v.mean():{fmt}} +- {v.std():{fmt.lstrip('+')}}"
-
     for label, runs in groups.items():
         step, norm = last(runs, "bias", "bias_normalized_mean", "+.3f")
         keys = ("bias_mean", "q_mean", "mc_return_mean")
         cells = [norm, *(last(runs, "bias", k, ".1f")[1] for k in keys)]
         cells.append(last(runs, "evals", "return_mean", ".1f")[1])
-        seeds = ",".join(str(r["config"]["seed"]) for r in runs)
-        lines.append(f"| {label} | {seeds} | {step or 'n/a'} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | {seeds_of(runs)} | {step or 'n/a'} | " + " | ".join(cells) + " |"
+        )
+    reported = {label: runs for label, runs in groups.items()
+                if all(r["summary"]["generalization"] for r in runs)}  # fmt: skip
+    if reported:
+        lines += ["", "| configuration | seeds | env steps | train | held-out | gap |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+    for label, runs in reported.items():
+        suffix, name = gen_score(runs)
+        fmt = ".3f" if suffix == "normalized" else ".1f"
+        step, train = last(runs, "generalization", f"train_{suffix}", fmt)
+        test = last(runs, "generalization", f"test_{suffix}", fmt)[1]
+        gap = last(runs, "generalization", "gap", "+" + fmt)[1]
+        lines.append(f"| {label} | {seeds_of(runs)} | {step or 'n/a'} | {train} | {test} | "
+                     f"{gap} ({name}) |")  # fmt: skip
     return "\n".join(lines)
+
+
+def seeds_of(runs: list[dict]) -> str:
+    return ",".join(str(r["config"]["seed"]) for r in runs)
 
 
 def plot(groups: dict[str, list[dict]], out: Path):
@@ -119,25 +162,55 @@ def plot(groups: dict[str, list[dict]], out: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4), constrained_layout=True)
-    for ax, (series, key, title) in zip(axes, PANELS):
-        for label, runs in groups.items():
-            steps, values = curve(runs, series, key)
-            if len(steps) == 0:
-                continue
-            line = ax.plot(steps, values.mean(0), label=f"{label} ({len(runs)} seeds)")[0]
-            if len(runs) > 1:
-                ax.fill_between(
-                    steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color()
-                )
-        ax.set_xlabel("env steps")
+    runs = [r for group in groups.values() for r in group]
+    panels = [p for p in PANELS if p[0] != "bias" or any(r["summary"].get("bias") for r in runs)]
+    with_gen = any(r["summary"]["generalization"] for r in runs)
+    n = len(panels) + 2 * with_gen
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), constrained_layout=True, squeeze=False)
+    axes = list(axes[0])
+    for ax, (series, key, title) in zip(axes, panels):
+        for label, group in groups.items():
+            draw(ax, group, series, key, label)
         ax.set_title(title)
+    if panels[0][0] == "bias":
+        axes[0].axhline(0.0, color="black", linewidth=0.8)
+    if with_gen:
+        sides, gap = axes[len(panels) :]
+        names = set()
+        for label, group in groups.items():
+            suffix, name = gen_score(group)
+            names.add(name)
+            line = draw(sides, group, "generalization", f"train_{suffix}", f"{label} train")
+            color = None if line is None else line.get_color()
+            draw(sides, group, "generalization", f"test_{suffix}", f"{label} held-out", "--", color)
+            draw(gap, group, "generalization", "gap", label, color=color)
+        sides.set_title(
+            f"training levels (solid) vs held-out (dashed): {' / '.join(sorted(names))}"
+        )
+        gap.set_title("gap (train - held-out)")
+        gap.axhline(0.0, color="black", linewidth=0.8)
+        sides.legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
-    axes[0].axhline(0.0, color="black", linewidth=0.8)
     axes[0].legend(fontsize=8)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return fig
+
+
+def draw(ax, runs: list[dict], series: str, key: str, label: str, style: str = "-",
+         color=None):  # fmt: skip
+    """One configuration's curve: the mean over its seeds, shaded from their min to max (where
+    it has more than one); None where its runs share no point."""
+    steps, values = curve(runs, series, key)
+    if len(steps) == 0:
+        return None
+    line = ax.plot(steps, values.mean(0), style, color=color,
+                   label=f"{label} ({len(runs)} seeds)")[0]  # fmt: skip
+    if len(runs) > 1:
+        ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:

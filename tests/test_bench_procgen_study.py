@@ -41,6 +41,11 @@ def test_row_from_a_summary_json(tmp_path):
     assert r["wall_time_s"] == 321.5
     assert r["curve"] == "100 0.2000 0.1000; 200 0.8000 0.5000; 300 0.7000 0.2000"
     assert study.parse_curve(r["curve"]) == [(100, 0.2, 0.1), (200, 0.8, 0.5), (300, 0.7, 0.2)]
+    # an evaluation of the training levels alone (between two gen_every reports) is not a point
+    between = summary([(100, 6.0, 5.5), (200, 9.0, 7.5), (300, 8.5, 6.0)])
+    between["evals"].insert(1, {"env_steps": 150, "return_mean": 10.0, "return_std": 0.0,
+                                "train_normalized": 1.0})  # fmt: skip
+    assert study.row(between, "coinrun", 10, 1) == r
 
 
 def test_train_argv_is_the_study_s_ppo_run():
@@ -49,8 +54,9 @@ def test_train_argv_is_the_study_s_ppo_run():
     argv = study.train_argv("coinrun", 10, 1, args)
     assert argv == ["--agent", "ppo", "--env", "procgen:coinrun", "--distribution-mode", "easy",
                     "--train-levels", "10", "--seed", "1", "--total-steps", "1000",
-                    "--num-envs", "16", "--eval-every", "500", "--eval-episodes", "50",
-                    "--precision", "auto", "--set", "num_steps=64"]  # fmt: skip
+                    "--num-envs", "16", "--eval-every", "500", "--gen-every", "500",
+                    "--eval-episodes", "50", "--precision", "auto",
+                    "--set", "num_steps=64"]  # fmt: skip
     assert study.run_dir(Path("o"), "coinrun", 10, 1) == Path("o/ppo-coinrun-l10-s1")
     args.precision = "fp32"  # the study's --precision goes to train.py as given
     assert study.train_argv("coinrun", 10, 1, args)[-4:-2] == ["--precision", "fp32"]
@@ -64,8 +70,9 @@ def test_train_argv_of_the_value_based_agent_is_its_preset_with_the_study_s_spli
     assert argv == ["--config", "configs/revalued/procgen-coinrun-cpu.yaml",
                     "--env", "procgen:coinrun", "--distribution-mode", "easy",
                     "--train-levels", "200", "--seed", "0", "--total-steps", "1000",
-                    "--eval-every", "500", "--eval-episodes", "20", "--precision", "auto",
-                    "--bias-every", "400", "--bias-states", "30", "--set", "lr=1e-4"]  # fmt: skip
+                    "--eval-every", "500", "--gen-every", "500", "--eval-episodes", "20",
+                    "--precision", "auto", "--bias-every", "400", "--bias-states", "30",
+                    "--set", "lr=1e-4"]  # fmt: skip
     assert (REPO / argv[1]).is_file()
     assert study.run_dir(Path("o"), "coinrun", 200, 0, "revalued") == Path(
         "o/revalued-coinrun-l200-s0"

@@ -190,7 +190,8 @@ def test_restoring_a_state_in_its_level_reproduces_the_next_obs(level_run):
 
 
 def test_evaluations_report_held_out_levels_every_gen_every(level_run):
-    evals = json.loads((level_run / "summary.json").read_text())["evals"]
+    summary = json.loads((level_run / "summary.json").read_text())
+    evals = summary["evals"]
     assert [e["env_steps"] for e in evals] == [300, 600, 900]
     held = ["test_return_mean" in e for e in evals]
     assert held == [False, True, True]  # the one at 600, and the last
@@ -199,6 +200,14 @@ def test_evaluations_report_held_out_levels_every_gen_every(level_run):
         assert e["gap_extrapolation"] == pytest.approx(
             e["return_mean"] - e["extrapolation_return_mean"]
         )
+    # the reports again under their own names: summary.json's "generalization" (and gen/*)
+    gen = summary["generalization"]
+    assert [g["env_steps"] for g in gen] == [600, 900]
+    for g, e in zip(gen, evals[1:]):
+        assert g["train_return_mean"] == e["return_mean"]
+        assert (g["test_return_mean"], g["extrapolation_return_mean"]) == (
+            e["test_return_mean"], e["extrapolation_return_mean"])  # fmt: skip
+        assert (g["gap"], g["gap_extrapolation"]) == (e["gap"], e["gap_extrapolation"])
 
 
 def test_evaluate_gives_the_report_with_bias_per_side(level_run, tmp_path):

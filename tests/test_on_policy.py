@@ -58,14 +58,41 @@ def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
     run = tmp_path / "pg"
     argv = ["--agent", "ppo", "--env", "procgen:leaper", "--train-levels", "5", "--num-envs", "2",
             "--set", "num_steps=16", "--set", "minibatches=2", "--set", "epochs=1",
-            "--total-steps", "32", "--eval-every", "32", "--eval-episodes", "2",
-            "--device", "cpu", "--progress", "off", "--run-dir", str(run)]  # fmt: skip
+            "--total-steps", "96", "--eval-every", "32", "--gen-every", "64",
+            "--eval-episodes", "2", "--device", "cpu", "--progress", "off",
+            "--run-dir", str(run)]  # fmt: skip
     assert train.main(argv) == 0
-    (entry,) = summary(run)["evals"]
-    assert {"train_normalized", "test_return_mean", "test_normalized", "gap"} <= set(entry)
-    # leaper's easy range [1.5, 10]: normalized = (R - 1.5) / 8.5, for each side
-    assert entry["train_normalized"] == pytest.approx((entry["return_mean"] - 1.5) / 8.5)
-    assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+    done = summary(run)
+    evals = done["evals"]
+    assert [e["env_steps"] for e in evals] == [32, 64, 96]
+    # the held-out side at the first evaluation past a multiple of gen_every, and the last
+    assert ["gap" in e for e in evals] == [False, True, True]
+    for entry in evals:  # leaper's easy range [1.5, 10]: normalized = (R - 1.5) / 8.5
+        assert entry["train_normalized"] == pytest.approx((entry["return_mean"] - 1.5) / 8.5)
+    for entry in evals[1:]:
+        assert {"test_return_mean", "test_normalized", "gap"} <= set(entry)
+        assert entry["test_normalized"] == pytest.approx((entry["test_return_mean"] - 1.5) / 8.5)
+        assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+    # summary.json's "generalization" and TensorBoard's gen/* hold the reports, under the
+    # report's names; eval/* keeps the training side
+    gen = done["generalization"]
+    assert [g["env_steps"] for g in gen] == [64, 96]
+    for g, e in zip(gen, evals[1:]):
+        assert g["train_return_mean"] == e["return_mean"] and g["gap"] == e["gap"]
+        assert (g["train_normalized"], g["test_normalized"]) == (
+            e["train_normalized"], e["test_normalized"])  # fmt: skip
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = run.glob("events.out.tfevents.*")
+    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"gen/train_return_mean", "gen/test_return_mean", "gen/train_normalized",
+            "gen/test_normalized", "gen/gap"} <= tags  # fmt: skip
+    assert not {"eval/gap", "eval/test_return_mean", "eval/test_normalized"} & tags
+    assert [(s.step, s.value) for s in acc.Scalars("gen/gap")] == [
+        (g["env_steps"], pytest.approx(g["gap"])) for g in gen]  # fmt: skip
+    assert [s.step for s in acc.Scalars("eval/train_normalized")] == [32, 64, 96]
     out = tmp_path / "gen.json"
     assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())

@@ -80,3 +80,64 @@ def test_a_run_written_before_new_settings_existed_groups_with_a_new_one(tmp_pat
     (tmp_path / "new" / "config.yaml").write_text(yaml.safe_dump(config))
     groups = plots.group_runs([plots.load_run(plots.Path(p)) for p in (old, new)])
     assert list(groups) == ["td3"] and len(groups["td3"]) == 2
+
+
+def level_run(root, name, seed, train_levels, points, listed=True):
+    """A Procgen-like run: evaluations at 100 and 200 env steps, the one at 200 (and only it)
+    with a generalization report, (train, held-out) returns on coinrun's [5, 10]; `listed`:
+    summary.json lists the reports apart, else only its evaluations carry them (older runs)."""
+    run = root / name
+    run.mkdir()
+    config = {"agent": "ppo", "env": "procgen:coinrun", "seed": seed, "total_steps": 200,
+              "train_levels": train_levels, "agent_config": {"gamma": 0.999}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (first, _), (train, test) = points
+    evals = [{"env_steps": 100, "return_mean": first, "train_normalized": (first - 5) / 5},
+             {"env_steps": 200, "return_mean": train, "train_normalized": (train - 5) / 5,
+              "test_return_mean": test, "test_normalized": (test - 5) / 5,
+              "gap": (train - test) / 5}]  # fmt: skip
+    summary = {"evals": evals, "bias": []}
+    if listed:
+        summary["generalization"] = [{"env_steps": 200, "train_return_mean": train,
+                                      "train_normalized": (train - 5) / 5,
+                                      "test_return_mean": test, "test_normalized": (test - 5) / 5,
+                                      "gap": (train - test) / 5}]  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    return str(run)
+
+
+def test_runs_with_levels_add_train_vs_held_out_curves_and_their_table(tmp_path):
+    runs = [
+        level_run(tmp_path, "l10s0", 0, 10, [(6.0, 0), (9.0, 6.0)]),
+        level_run(tmp_path, "l10s1", 1, 10, [(6.0, 0), (8.0, 6.0)], listed=False),
+        level_run(tmp_path, "l200s0", 0, 200, [(6.0, 0), (7.5, 7.0)]),
+    ]
+    loaded = [plots.load_run(plots.Path(r)) for r in runs]
+    # an older summary.json: its evaluation with a gap is its report
+    assert loaded[1]["summary"]["generalization"] == [
+        {**loaded[1]["summary"]["evals"][1], "train_return_mean": 8.0}]  # fmt: skip
+    groups = plots.group_runs(loaded)
+    assert {k: len(v) for k, v in groups.items()} == {"ppo train_levels=10": 2,
+                                                      "ppo train_levels=200": 1}  # fmt: skip
+    fig = plots.plot(groups, tmp_path / "gen.png")
+    # no bias measured: the return, then train vs held-out and the gap
+    assert [ax.get_title() for ax in fig.axes] == [
+        "eval return", "training levels (solid) vs held-out (dashed): normalized score",
+        "gap (train - held-out)"]  # fmt: skip
+    sides = fig.axes[1]
+    solid = [ln for ln in sides.lines if ln.get_linestyle() == "-"]
+    dashed = [ln for ln in sides.lines if ln.get_linestyle() == "--"]
+    assert len(solid) == len(dashed) == 2
+    # 10 levels: train (9 - 5) / 5 = 0.8 and (8 - 5) / 5 = 0.6 -> 0.7; held-out 0.2 in both
+    assert solid[0].get_ydata().tolist() == [0.7] and dashed[0].get_ydata().tolist() == [0.2]
+    table = plots.final_table(groups).split("\n\n")[1].splitlines()
+    assert table[2] == ("| ppo train_levels=10 | 0,1 | 200 | 0.700 +- 0.100 | 0.200 +- 0.000 | "
+                        "+0.500 +- 0.100 (normalized score) |")  # fmt: skip
+    assert table[3].startswith("| ppo train_levels=200 | 0 | 200 | 0.500 +- 0.000 | 0.400 +- 0.000")
+
+
+def test_runs_without_levels_have_no_generalization_panels_or_table(tmp_path):
+    run = fake_run(tmp_path, "twin0", 0, 2, [0.1, 0.05], [500, 900])
+    groups = plots.group_runs([plots.load_run(plots.Path(run))])
+    fig = plots.plot(groups, tmp_path / "b.png")
+    assert len(fig.axes) == 3 and "\n\n" not in plots.final_table(groups)

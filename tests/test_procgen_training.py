@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import evaluate
 import train
+from core.config import RunConfig
+from training.procgen import ProcgenEvaluation
 
 pytest.importorskip("procgen")
 
@@ -77,3 +80,27 @@ def test_a_procgen_timeout_is_stored_as_terminal(tmp_path):
     assert truncated.sum() >= 1  # some episode reached the timeout
     assert torch.equal(terminated & truncated, truncated)  # and every such end is terminal
     assert (terminated & ~truncated).sum() >= 1  # the maze solved by chance: a plain terminal
+
+
+class FrameScripted:
+    """Acts from what it sees (a hash of the frame), so its episodes differ with the levels,
+    seeds and frames an evaluation plays."""
+
+    def act(self, obs, deterministic=True):
+        return obs.reshape(len(obs), -1)[:, ::97].astype(np.int64).sum(1) % 15
+
+
+def test_an_evaluation_between_reports_plays_the_reports_training_episodes():
+    cfg = RunConfig(env="procgen:starpilot", train_levels=3, start_level=20)
+    evaluation = ProcgenEvaluation(cfg, episodes=5)
+    side = evaluation.train_side(FrameScripted(), seed=11)
+    report = evaluation.report(FrameScripted(), seed=11)
+    assert set(report["train_levels"]) <= {20, 21, 22}
+    assert side["return_mean"] == report["train_return_mean"]
+    assert side["return_std"] == report["train_return_std"]
+    assert side["length_mean"] == report["train_length_mean"]
+    # starpilot's easy range [2.5, 64]
+    assert side["train_normalized"] == pytest.approx((side["return_mean"] - 2.5) / 61.5)
+    assert side["train_normalized"] == pytest.approx(report["train_normalized"])
+    other = evaluation.train_side(FrameScripted(), seed=12)
+    assert other["length_mean"] != side["length_mean"]  # the seed decides the episodes

@@ -40,7 +40,11 @@ def level_envs(env_id: str, bins: int, spec: LevelSpec, side: str, episodes: int
 
 class LevelEvaluation:
     """The evaluation envs of one level run, per report side, made when first needed, and who
-    plays them (`epsilon`: the run's eval_epsilon)."""
+    plays them (`epsilon`: the run's eval_epsilon). `entry_keys`: the report's numbers an
+    evaluation entry keeps."""
+
+    entry_keys = ("test_return_mean", "test_return_std", "extrapolation_return_mean",
+                  "extrapolation_return_std", "gap", "gap_extrapolation")  # fmt: skip
 
     def __init__(self, env_id: str, bins: int, spec: LevelSpec, episodes: int,
                  epsilon: float = 0.0):  # fmt: skip

@@ -1,13 +1,16 @@
-"""Procgen runs' level splits for the loops: the training envs, the generalization report
-(harness/generalization.py) and the critic's bias (harness/bias.py) on the run config's
-levels, used by every loop's evaluation and by evaluate.py."""
+"""Procgen runs' level splits for the loops: the training envs, the evaluations (the training
+side alone, or with the held-out side every `gen_every` steps: `ProcgenEvaluation`), the
+generalization report (harness/generalization.py) and the critic's bias (harness/bias.py) on
+the run config's levels, used by every loop's evaluation and by evaluate.py."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from envs.procgen import ProcgenVecEnv, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
-from harness.evaluation import evaluation_actor
-from harness.generalization import generalization_report
+from harness.evaluation import evaluation_actor, run_side
+from harness.generalization import generalization_report, normalized_score
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
 SIDES = {"train": False, "test": True}  # the two sides of the bias, as levels_bias names them
@@ -36,6 +39,40 @@ def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
     )  # fmt: skip
     report["eval_epsilon"] = cfg.eval_epsilon
     return report
+
+
+class ProcgenEvaluation:
+    """A Procgen run's evaluations, as training.levels.LevelEvaluation gives a level run's:
+    `train_side` (the training levels only, with their normalized score) and `report` (the
+    generalization report). Envs are built per evaluation and closed after it, as the report
+    always built them; `entry_keys` are the report's numbers an evaluation entry keeps."""
+
+    entry_keys = ("train_normalized", "test_return_mean", "test_return_std", "test_normalized",
+                  "gap")  # fmt: skip
+
+    def __init__(self, cfg, episodes: int):
+        self.cfg, self.episodes = cfg, episodes
+
+    def train_side(self, agent, seed: int) -> dict:
+        """{'return_mean', 'return_std', 'length_mean', 'train_normalized'}: the report's
+        training side alone (the same envs, seed and actions, so the same episodes)."""
+        actor, deterministic = evaluation_actor(agent, self.cfg.eval_epsilon)
+        env = procgen_envs(self.cfg, False, min(self.episodes, EVAL_ENVS), seed)
+        try:
+            out = run_side(actor, env, self.episodes, seed, deterministic=deterministic)
+        finally:
+            env.close()
+        returns = np.asarray(out["returns"], dtype=np.float64)
+        game, mode = procgen_game(self.cfg.env), self.cfg.distribution_mode
+        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                "length_mean": float(np.mean(out["lengths"])),
+                "train_normalized": normalized_score(returns.mean(), game, mode)}  # fmt: skip
+
+    def report(self, agent, seed: int) -> dict:
+        return procgen_report(agent, self.cfg, self.episodes, seed)
+
+    def close(self) -> None:
+        """Nothing kept between evaluations."""
 
 
 def procgen_bias(agent, cfg, k: int, seed: int, gamma: float) -> dict:

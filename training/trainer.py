@@ -40,7 +40,7 @@ from envs.procgen import is_procgen_id
 from harness.bias import start_states, states_from_buffer
 from harness.evaluation import EVAL_ENVS, evaluate_vector, evaluation_actor
 from training.levels import LevelEvaluation, level_bias_meter
-from training.procgen import procgen_bias, procgen_report
+from training.procgen import ProcgenEvaluation, procgen_bias
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from reset(seed + this + k)
 DIVERGED_EXIT = 3  # exit code of a run stopped because its losses or weights became non-finite
@@ -71,6 +71,26 @@ def scalar_tags(prefix: str, result: dict) -> list[tuple[str, float]]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             tags.append((f"{prefix}/{key}", value))
     return tags
+
+
+# An evaluation entry's held-out numbers (the generalization report's, every gen_every steps):
+# logged under gen/* with the training side's (generalization_entry), not under eval/*.
+HELD_OUT_KEYS = ("test_return_mean", "test_return_std", "test_normalized", "gap",
+                 "extrapolation_return_mean", "extrapolation_return_std",
+                 "gap_extrapolation")  # fmt: skip
+
+
+def generalization_entry(entry: dict, clock: str) -> dict | None:
+    """The generalization report in an evaluation entry, under the report's names ({clock,
+    train_return_mean, train_return_std, [train_normalized,] test_return_mean, ..., gap}),
+    or None for an evaluation of the training side alone (no gap)."""
+    if "gap" not in entry:
+        return None
+    train = {"train_return_mean": entry["return_mean"], "train_return_std": entry["return_std"]}
+    if "train_normalized" in entry:
+        train["train_normalized"] = entry["train_normalized"]
+    return {clock: entry[clock], **train,
+            **{key: entry[key] for key in HELD_OUT_KEYS if key in entry}}  # fmt: skip
 
 
 def report_entry(report: dict, keys: tuple[str, ...]) -> dict:
@@ -141,9 +161,13 @@ class Trainer:
         # A level run restores every state in its own level (envs/levels.py).
         self.bias_meter = level_bias_meter(run_cfg.env, run_cfg.bins, self.level_spec,
                                            agent_cfg.gamma, run_cfg.bias_rollouts)  # fmt: skip
-        self.level_eval = None
+        # Runs with levels (Procgen, MuJoCo levels): a training-side evaluation, and every
+        # gen_every steps the generalization report (level_evaluation).
+        self.level_eval: LevelEvaluation | ProcgenEvaluation | None = None
         self.eval_vec: VecEnv | None = None  # the plain evaluations' vector env
-        if self.level_spec is not None:
+        if is_procgen_id(run_cfg.env):
+            self.level_eval = ProcgenEvaluation(run_cfg, run_cfg.eval_episodes)
+        elif self.level_spec is not None:
             self.level_eval = LevelEvaluation(
                 run_cfg.env, run_cfg.bins, self.level_spec, run_cfg.eval_episodes,
                 run_cfg.eval_epsilon,
@@ -329,6 +353,8 @@ class Trainer:
             # The latest value of each update metric (losses, mean Q, REValueD's target std).
             "last_update_metrics": {k: float(v) for k, v in self.last_metrics.items()},
             "evals": self.evals,
+            # the evaluations that made the generalization report (gen_every), as gen/* logs them
+            "generalization": [g for e in self.evals if (g := generalization_entry(e, self.clock))],
             "bias": self.biases,
         }
 
@@ -336,15 +362,11 @@ class Trainer:
         """{'return_mean', 'return_std', 'length_mean', ...} (numbers only): episodes of the
         deterministic policy (sampled or epsilon-greedy: evaluation_actor) played
         together (harness.evaluation.evaluate_vector), episode k from reset(seed +
-        EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. On Procgen the generalization
-        report: eval_episodes on training levels and as many held out; return_mean is the
-        training levels' (what stop_at_return and best.pt go by)."""
+        EVAL_SEED_OFFSET + k) for up to EVAL_ENVS episodes. A run with levels (Procgen,
+        MuJoCo levels) plays eval_episodes on its training levels, and every gen_every steps
+        as many held out (level_evaluation); return_mean is the training levels' (what
+        stop_at_return and best.pt go by)."""
         cfg = self.run_cfg
-        if is_procgen_id(cfg.env):
-            report = procgen_report(self.agent, cfg, cfg.eval_episodes,
-                                    cfg.seed + EVAL_SEED_OFFSET)  # fmt: skip
-            return report_entry(report, ("train_normalized", "test_return_mean",
-                                         "test_return_std", "test_normalized", "gap"))  # fmt: skip
         if self.level_eval is not None:
             return self.level_evaluation()
         if self.eval_vec is None:  # made once, kept for the run's evaluations
@@ -357,9 +379,9 @@ class Trainer:
                 "length_mean": float(np.mean(result["lengths"]))}  # fmt: skip
 
     def level_evaluation(self) -> dict:
-        """A level run's evaluation (training/levels.py): the training levels' return, and with
-        the first evaluation at or past each multiple of gen_every (and the last) the
-        held-out sides' returns and gaps."""
+        """The evaluation of a run with levels (training/levels.py, training/procgen.py): the
+        training levels' return, and with the first evaluation at or past each multiple of
+        gen_every (and the last) the generalization report's held-out sides and gaps."""
         cfg, step = self.run_cfg, self.counters[self.clock]
         seed = cfg.seed + EVAL_SEED_OFFSET
         previous = self.evals[-1][self.clock] if self.evals else 0
@@ -368,10 +390,9 @@ class Trainer:
             return self.level_eval.train_side(self.agent, seed)
         report = self.level_eval.report(self.agent, seed)
         # what the held-out sides cost the run (issue 21's bar: at most 10% of its wall time)
-        self.counters["gen_time_s"] += report["test_seconds"] + report["extrapolation_seconds"]
-        return report_entry(report, ("test_return_mean", "test_return_std",
-                                     "extrapolation_return_mean", "extrapolation_return_std",
-                                     "gap", "gap_extrapolation"))  # fmt: skip
+        held_out_seconds = report["test_seconds"] + report.get("extrapolation_seconds", 0.0)
+        self.counters["gen_time_s"] += held_out_seconds
+        return report_entry(report, self.level_eval.entry_keys)
 
     def evaluate(self, writer) -> dict:
         result = self.run_evaluation()
@@ -393,10 +414,14 @@ class Trainer:
             except OSError as exc:
                 raise UserError(f"cannot write {best}: {exc.strerror or exc}; "
                                 f"{self.kept()}") from None  # fmt: skip
+        gen = generalization_entry(entry, self.clock)
         for key, value in entry.items():
-            if key != self.clock:
+            if key != self.clock and key not in HELD_OUT_KEYS:
                 writer.add_scalar(f"eval/{key}", value, step)
         writer.add_scalar("eval/length_mean", length, step)
+        for key, value in (gen or {}).items():
+            if key != self.clock:
+                writer.add_scalar(f"gen/{key}", value, step)
         write_json(self.run_dir / "summary.json", self.summary())
         return entry
 
