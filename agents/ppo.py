@@ -55,6 +55,9 @@ from torch import nn
 from agents.nets import ACTIVATIONS, ImpalaCNN, check_encoder, compile_methods, mlp
 
 ON_POLICY = True  # train.py runs it in training/on_policy.py's loop (rollouts, no replay)
+# `train.py --agent ppo --env procgen:GAME` starts from these (under a preset and flags): the
+# paper's 64 envs x 256 steps, so its 8 minibatches are of 2,048 frames.
+PROCGEN_DEFAULTS = {"agent": {}, "run": {"num_envs": 64}}
 
 
 @dataclass

@@ -88,6 +88,20 @@ GREEDY_DISCRETE = True
 SEED_AXIS = ("losses",)
 SEED_SHARED = ("acting_steps",)
 
+# `train.py --agent revalued --env procgen:GAME` starts from these (over the class defaults,
+# under a preset and flags): the pixel agent, an ensemble double DQN on one IMPALA-CNN, sized
+# as configs/revalued/procgen-coinrun-cpu.yaml says why (EDE's Procgen DQN, shrunk for a CPU).
+# reward_scale 0.1: Procgen pays about 1-10 an event (coinrun 10), scaled to DQN's [0, 1] scale.
+PROCGEN_DEFAULTS = {
+    "agent": {"encoder": "impala", "hidden": [512], "n_members": 5, "double_q": True,
+              "reg_weight": 0.0, "lr": 2.5e-4, "batch_size": 32, "gamma": 0.99, "n_step": 3,
+              "reward_scale": 0.1, "grad_clip": 10.0, "learning_starts": 2000,
+              "epsilon_start": 1.0, "epsilon_end": 0.1, "epsilon_decay_steps": 50_000,
+              "buffer_size": 100_000},
+    # a checkpoint writes the 2.5 GB uint8 buffer: every 30 minutes, not every 2
+    "run": {"num_envs": 8, "utd": 0.25, "eval_epsilon": 0.05, "checkpoint_seconds": 1800.0},
+}  # fmt: skip
+
 
 @dataclass
 class Config:

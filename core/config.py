@@ -62,9 +62,9 @@ class RunConfig:
     """MuJoCo levels: the training range of the scales, LOW:HIGH for every parameter or
     per parameter as mass=0.5:2,friction=0.8:1.25 ("" = 0.5:2; drawn log-uniformly)."""
     gen_every: int = 25_000
-    """MuJoCo levels: environment steps between generalization reports, evaluations that also
-    play held-out levels (interpolation and extrapolation); Procgen evaluates held-out levels
-    at every evaluation."""
+    """Runs with levels (Procgen, MuJoCo levels): environment steps between generalization
+    reports, the evaluations that also play held-out levels (MuJoCo: interpolation and
+    extrapolation) and log gen/*; the first evaluation past each multiple, and the last."""
     num_envs: int = 1
     """Training environments stepped together."""
     eval_every: int = 5_000

@@ -38,6 +38,7 @@ them and returns the frames, after which the same actions give the same observat
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -79,10 +80,20 @@ def import_procgen():
         from procgen import ProcgenGym3Env
     except ImportError as exc:
         raise UserError(
-            f"procgen is not installed ({exc}): run make test, which installs procgen2 0.10.7 "
-            "(a Python 3.11 wheel)"
+            f"procgen is not installed ({exc}): {procgen_fix(sys.version_info)}"
         ) from None
     return ProcgenGym3Env
+
+
+def procgen_fix(version: tuple[int, ...]) -> str:
+    """What installs procgen under Python `version` (major, minor, ...): procgen2 0.10.7 is a
+    CPython 3.11 wheel, so elsewhere the fix is a 3.11 environment first (the Makefile skips
+    procgen there)."""
+    if tuple(version[:2]) != (3, 11):
+        return (f"procgen2 0.10.7 is a Python 3.11 wheel and this is Python "
+                f"{version[0]}.{version[1]}: make the environment with python3.11 "
+                "(rm -rf .venv && make PYTHON=python3.11 test)")  # fmt: skip
+    return "run make test, which installs procgen2 0.10.7 with --no-deps (Makefile)"
 
 
 def procgen_spaces() -> tuple[gym.spaces.Box, gym.spaces.Discrete]:

@@ -450,3 +450,34 @@ def test_from_arrays_without_copy_adopts_matching_arrays_and_samples_identically
         assert torch.equal(getattr(batch, field), getattr(other, field)), field
     assert torch.equal(batch.extras["sim_state"], other.extras["sim_state"])
     assert len(shared) == n and shared.capacity == n
+
+
+def test_uint8_frames_round_trip_exactly_through_storage_and_a_saved_file(tmp_path):
+    """Every byte value of 64x64x3 frames comes back as it went in (obs and next_obs, after
+    the ring wrapped), and the saved file keeps them as uint8."""
+    rng = np.random.default_rng(3)
+    shape = (64, 64, 3)
+    buffer = ReplayBuffer(10, shape, (), num_envs=2, obs_dtype=torch.uint8,
+                          action_dtype=torch.int64, seed=0)  # fmt: skip
+    frames = rng.integers(0, 256, size=(8, 2, *shape), dtype=np.uint8)
+    frames[0, 0, 0, 0] = [0, 127, 255]  # both ends and the middle, surely present
+    nexts = rng.integers(0, 256, size=(8, 2, *shape), dtype=np.uint8)
+    for t in range(8):  # 16 transitions into 10 slots (5 rows of 2 envs): rows 0-2 overwritten
+        buffer.add(frames[t], np.array([t, 14 - t]), np.ones(2), nexts[t], np.zeros(2),
+                   np.zeros(2))  # fmt: skip
+    assert len(buffer) == 10
+    batch = buffer.transitions(np.arange(len(buffer)))
+    kept_obs = batch.obs.numpy().reshape(-1, 2, *shape)
+    kept_next = batch.next_obs.numpy().reshape(-1, 2, *shape)
+    order = np.argsort(batch.actions.numpy().reshape(-1, 2)[:, 0])  # action of env 0 = t
+    np.testing.assert_array_equal(kept_obs[order], frames[3:])
+    np.testing.assert_array_equal(kept_next[order], nexts[3:])
+    path = tmp_path / "frames.pt"
+    buffer.save(path)
+    loaded = ReplayBuffer.load(path)
+    for name, value in buffer.state_dict()["storage"].items():
+        stored = loaded.state_dict()["storage"][name]
+        assert stored.dtype == value.dtype and torch.equal(stored, value)
+    assert loaded.state_dict()["storage"]["obs"].dtype == torch.uint8
+    again = loaded.transitions(np.arange(len(loaded)))
+    assert torch.equal(again.obs, batch.obs) and torch.equal(again.next_obs, batch.next_obs)

@@ -207,3 +207,39 @@ def test_simba_sac_takes_one_critic_where_the_task_cannot_terminate(argv, critic
 
     _, agent_cfg = launch.resolve_config(train.build_parser().parse_args(argv))
     assert agent_cfg.n_critics == critics
+
+
+def resolved(argv):
+    import train
+    from core.config import to_dict
+    from training import launch
+
+    run_cfg, agent_cfg = launch.resolve_config(train.build_parser().parse_args(argv))
+    return {**to_dict(run_cfg), **to_dict(agent_cfg)}
+
+
+def test_the_value_based_agent_on_procgen_is_the_pixel_agent_of_its_preset():
+    """`train.py --agent revalued --env procgen:coinrun` needs no preset: it gets the IMPALA
+    encoder and the preset's agent and loop settings; only the budget and the evaluations'
+    cadence are the preset's own."""
+    plain = resolved(["--agent", "revalued", "--env", "procgen:coinrun", "--train-levels", "200"])
+    preset = resolved(["--config", str(CONFIGS / "revalued/procgen-coinrun-cpu.yaml"),
+                       "--train-levels", "200"])  # fmt: skip
+    assert (plain["encoder"], plain["n_members"], plain["num_envs"]) == ("impala", 5, 8)
+    differ = {k for k in preset if preset[k] != plain[k]}
+    assert differ == {"total_steps", "eval_every"}
+    assert resolved(["--agent", "revalued", "--env", "Hopper-v5", "--bins", "3"])["encoder"] == (
+        "simba"
+    )  # vector observations keep the class defaults
+    # flags still win over the Procgen defaults
+    flags = ["--agent", "revalued", "--env", "procgen:coinrun", "--num-envs", "2",
+             "--set", "n_members=3"]  # fmt: skip
+    assert (resolved(flags)["num_envs"], resolved(flags)["n_members"]) == (2, 3)
+
+
+def test_ppo_on_procgen_steps_the_paper_s_64_envs_unless_told():
+    assert resolved(["--agent", "ppo", "--env", "procgen:coinrun"])["num_envs"] == 64
+    assert resolved(["--agent", "ppo", "--env", "procgen:coinrun", "--num-envs", "16"])[
+        "num_envs"] == 16  # fmt: skip
+    cartpole = ["--agent", "ppo", "--env", "CartPole-v1", "--set", "encoder=mlp"]
+    assert resolved(cartpole)["num_envs"] == 1

@@ -53,6 +53,21 @@ def test_same_seed_same_run(tmp_path):
     assert a["evals"] == b["evals"] and a["last_update_metrics"] == b["last_update_metrics"]
 
 
+def test_same_seed_same_procgen_run(tmp_path):
+    pytest.importorskip("procgen")
+    runs = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    for run, seed in zip(runs, (3, 3, 4)):
+        argv = ["--agent", "ppo", "--env", "procgen:starpilot", "--train-levels", "4",
+                "--num-envs", "2", "--set", "num_steps=16", "--set", "minibatches=2",
+                "--set", "epochs=1", "--total-steps", "64", "--eval-every", "64",
+                "--eval-episodes", "2", "--seed", str(seed), "--device", "cpu",
+                "--progress", "off", "--run-dir", str(run)]  # fmt: skip
+        assert train.main(argv) == 0
+    a, b, c = (summary(r) for r in runs)
+    assert a["evals"] == b["evals"] and a["last_update_metrics"] == b["last_update_metrics"]
+    assert a["last_update_metrics"] != c["last_update_metrics"]  # the seed matters
+
+
 def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
     pytest.importorskip("procgen")
     run = tmp_path / "pg"
@@ -94,7 +109,7 @@ def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
         (g["env_steps"], pytest.approx(g["gap"])) for g in gen]  # fmt: skip
     assert [s.step for s in acc.Scalars("eval/train_normalized")] == [32, 64, 96]
     out = tmp_path / "gen.json"
-    assert evaluate.main([str(run), "--episodes", "2", "--json", str(out)]) == 0
+    assert evaluate.main([str(run), "--generalization", "--episodes", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     keys = {"train_return_mean", "test_return_mean", "train_normalized", "test_normalized",
             "gap", "n_train_levels", "n_episodes"}  # fmt: skip
@@ -123,6 +138,14 @@ def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
             "easy or hard",
         ),
         (["--agent", "ppo", "--env", "procgen:coinrun", "--bins", "3"], "--bins"),
+        (
+            ["--agent", "ppo", "--env", "procgen:coinrun", "--train-levels", "-3"],
+            "train_levels must be >= 0, got -3",
+        ),
+        (
+            ["--agent", "revalued", "--env", "procgen:coinrun", "--start-level", "-1"],
+            "start_level must be >= 0, got -1",
+        ),
         (["--agent", "ppo", "--env", "CartPole-v1", "--bias-every", "100"], "no critic Q"),
         (["--agent", "ppo", "--env", "CartPole-v1"], "encoder"),  # impala needs frames
     ],

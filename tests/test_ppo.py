@@ -228,17 +228,33 @@ def test_every_minibatch_of_a_bf16_update_runs_on_the_weights_the_last_step_left
             assert torch.equal(again(frames), out)
 
 
-def test_state_dict_round_trip():
-    agent = mlp_agent(seed=0, minibatches=2, epochs=1)
+def pixel_agent(seed: int = 0, **overrides) -> Agent:
+    torch.manual_seed(seed)
+    return Agent(Config(**overrides), FRAMES, ACTIONS)  # the IMPALA-CNN, channels-last
+
+
+# (agent maker, observations, batch maker): the vector agent and the pixel agent
+KINDS = {
+    "mlp": (mlp_agent, lambda rng: rng.normal(size=(16, 4)).astype(np.float32),
+            lambda seed: random_batch(16, seed=seed)),
+    "impala": (pixel_agent, lambda rng: rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
+               lambda seed: random_batch(16, (16, 16, 3), seed=seed, pixels=True)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_round_trip(kind):
+    make, frames, batch = KINDS[kind]
+    agent = make(seed=0, minibatches=2, epochs=1)
     agent.scale_rewards(np.array([1.0, -2.0]), np.array([False, True]))
     agent.scale_rewards(np.array([0.5, 3.0]), np.array([True, False]))
-    agent.update(random_batch(16))
+    agent.update(batch(0))
     buf = io.BytesIO()
     torch.save(agent.state_dict(), buf)
     buf.seek(0)
-    other = mlp_agent(seed=7, minibatches=2, epochs=1)
+    other = make(seed=7, minibatches=2, epochs=1)
     other.load_state_dict(torch.load(buf, weights_only=False))
-    obs = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
+    obs = frames(np.random.default_rng(1))
     np.testing.assert_array_equal(agent.act(obs, True), other.act(obs, True))
     torch.manual_seed(3)
     sampled = agent.policy_step(obs)
@@ -253,21 +269,27 @@ def test_state_dict_round_trip():
     assert other.updates == agent.updates == 2
     # The optimizer's moments came along: the next update is the same on both.
     torch.manual_seed(4)
-    m1 = agent.update(random_batch(16, seed=2))
+    m1 = agent.update(batch(2))
     torch.manual_seed(4)
-    m2 = other.update(random_batch(16, seed=2))
+    m2 = other.update(batch(2))
     assert {k: v.item() for k, v in m1.items()} == {k: v.item() for k, v in m2.items()}
 
 
-def test_same_seed_same_metrics():
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_metrics(kind):
+    make, _, batch = KINDS[kind]
+
     def run() -> tuple[dict, list[torch.Tensor]]:
-        agent = mlp_agent(seed=5, minibatches=2, epochs=2)
-        metrics = agent.update(random_batch(16, seed=1))
+        agent = make(seed=5, minibatches=2, epochs=2)
+        metrics = agent.update(batch(1))
         return {k: v.item() for k, v in metrics.items()}, params(agent)
 
     (m1, p1), (m2, p2) = run(), run()
     assert m1 == m2
     assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    other = make(seed=6, minibatches=2, epochs=2)
+    m3 = {k: v.item() for k, v in other.update(batch(1)).items()}
+    assert m3 != m1  # another seed, other weights: the equality above is not vacuous
 
 
 def test_bad_inputs_are_one_line_errors():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from envs.procgen import MAX_SEED, ProcgenVecEnv, state_header
+from envs.procgen import MAX_SEED, ProcgenVecEnv, procgen_fix, state_header
 from harness.bias import States, horizon_for, measure_restored_vector
 
 try:
@@ -227,11 +227,28 @@ def test_bad_actions_are_one_line_errors():
     env.close()
 
 
-def test_missing_procgen_is_one_user_error(monkeypatch):
+def test_missing_procgen_is_one_user_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "procgen", None)  # import procgen now raises ImportError
-    with pytest.raises(UserError, match="procgen is not installed.*make test") as caught:
+    with pytest.raises(UserError, match="procgen is not installed.*") as caught:
         ProcgenVecEnv("procgen:coinrun", 2, seed=0)
     assert "\n" not in str(caught.value)
+    assert procgen_fix(sys.version_info) in str(caught.value)
+    # through the command line: one line, exit 2, no run folder
+    import train
+
+    run = tmp_path / "run"
+    argv = ["--agent", "ppo", "--env", "procgen:coinrun", "--num-envs", "2", "--run-dir", str(run),
+            "--progress", "off"]  # fmt: skip
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: procgen is not installed") and err.count("\n") == 1
+    assert not run.exists()
+
+
+def test_the_fix_for_a_missing_procgen_depends_on_the_python():
+    assert "make test" in procgen_fix((3, 11, 7)) and "python3.11" not in procgen_fix((3, 11, 7))
+    other = procgen_fix((3, 12, 1))
+    assert "this is Python 3.12" in other and "make PYTHON=python3.11 test" in other
 
 
 # ---- the critic's bias on Procgen states (harness.bias.measure_restored_vector) -------------

@@ -1,8 +1,9 @@
 """From a parsed train.py command line to a run ready to train: the run's life cycle up to
 `train()`.
 
-- `resolve_config`: dataclass defaults < the architecture's defaults < --config preset <
-  flags and --set, each value checked (`validate`, core/domains.py);
+- `resolve_config`: dataclass defaults < the architecture's defaults < the agent's Procgen
+  defaults (on procgen:GAME) < --config preset < flags and --set, each value checked
+  (`validate`, core/domains.py);
 - `launch`: a new run (its folder created and its config.yaml written only once everything
   was checked), several seeds in one process (a group folder of RUN_DIR/s<S> runs,
   training/seeds.py), or --resume of either (from the latest checkpoint; a folder killed
@@ -43,7 +44,8 @@ class Finished(Exception):
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
-    """(RunConfig, agent Config) from defaults < architecture defaults < preset < flags.
+    """(RunConfig, agent Config) from defaults < architecture defaults < Procgen defaults <
+    preset < flags.
 
     Touches no files but the preset."""
     preset = cfglib.load_yaml(args.config) if args.config else {}
@@ -63,6 +65,10 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     plain = run_config({})
     module = agent_module(plain.agent)
     arch_run, arch_agent = arch_defaults(module, agent_overrides, plain.env)
+    if is_procgen_id(plain.env):  # the agent's pixel settings (its PROCGEN_DEFAULTS)
+        procgen = getattr(module, "PROCGEN_DEFAULTS", {})
+        arch_run = {**arch_run, **procgen.get("run", {})}
+        arch_agent = {**arch_agent, **procgen.get("agent", {})}
     run_cfg = run_config(arch_run)
     if run_cfg.dataset and "env" not in flags and "env" not in preset:
         run_cfg.env = ""  # the dataset's own env, filled in when the dataset is read

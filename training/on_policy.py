@@ -2,7 +2,8 @@
 agent's update (PPO). Environments: Gymnasium ids through envs.VecEnv, and `procgen:GAME`
 through envs.ProcgenVecEnv on the run's training levels (training/procgen.py).
 
-Evaluation (training/trainer.py) is the generalization report on Procgen. No replay: a
+Evaluation (training/trainer.py) plays the training levels on Procgen, and every gen_every
+steps the generalization report. No replay: a
 checkpoint holds the agent (networks, optimizer, reward statistics) and the
 counters; a resume starts a fresh rollout (the interrupted one is dropped, its env steps
 stay counted) with the envs on fresh episodes, as the off-policy loop does.
