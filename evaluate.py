@@ -39,7 +39,7 @@ from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_sign
 from envs import VecEnv, make_env
 from envs.datasets.loading import load_dataset
 from envs.levels import spec_of
-from envs.procgen import is_procgen_id, procgen_game, procgen_spaces
+from envs.procgen import held_out_levels, is_procgen_id, procgen_game, procgen_spaces
 from harness.bias import BiasMeter, States, start_states, states_from_buffer
 from harness.evaluation import EVAL_ENVS, evaluate_vector, evaluation_actor
 from training.levels import LevelEvaluation, level_bias_meter, levels_bias
@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="return on training levels vs held-out levels (--episodes each; envs with levels, "
         "procgen:GAME, always report it; default: off)",
+    )
+    parser.add_argument(
+        "--held-out",
+        default=None,
+        metavar="WHICH",
+        help="Procgen: the held-out side's levels: above (every level above the training "
+        "range, the default), stream (the protocol's num_levels=0 stream, which may draw a "
+        "training level; the report counts them) or START:COUNT (a finite range disjoint "
+        "from the training levels)",
     )
     parser.add_argument(
         "--bias-states", type=int, default=100, help="states for --bias (default: 100)"
@@ -187,11 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{ckpt['agent']} has no critic Q: --bias does not apply")
         run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), ckpt["run_config"], "run config")
         run_cfg.env = env_id
+        if args.held_out is not None and env is not None:
+            raise UserError(f"--held-out chooses Procgen levels; {env_id} is not procgen:GAME")
         if env is None:  # Procgen: the generalization report, with --bias on each side
-            report = procgen_report(agent, run_cfg, args.episodes, args.seed)
+            held_out = args.held_out or "above"
+            try:
+                held_out_levels(held_out)  # a bad choice fails before any episode
+                report = procgen_report(agent, run_cfg, args.episodes, args.seed, held_out)
+            except ValueError as exc:  # e.g. START:COUNT overlapping the training levels
+                raise UserError(str(exc)) from None
             if args.bias:
                 report["bias"] = procgen_bias(agent, run_cfg, args.bias_states, args.seed,
-                                              agent.cfg.gamma)  # fmt: skip
+                                              agent.cfg.gamma, held_out)  # fmt: skip
             return finish_generalization(args, ckpt, source, env_id, report)
         spec = spec_of(run_cfg)
         if spec is not None:  # MuJoCo levels: the report, and the bias on each side's levels

@@ -96,6 +96,24 @@ def procgen_fix(version: tuple[int, ...]) -> str:
     return "run make test, which installs procgen2 0.10.7 with --no-deps (Makefile)"
 
 
+HELD_OUT_CHOICES = "above, stream or START:COUNT"
+
+
+def held_out_levels(which: str) -> dict:
+    """ProcgenVecEnv.held_out's level arguments for a held-out side named by `which`: 'above'
+    (every level above the training range, the default), 'stream' (the protocol's
+    num_levels=0 stream, training levels included by chance) or 'START:COUNT' (COUNT levels
+    from START, disjoint from the training range: held_out checks it). ValueError otherwise."""
+    if which == "above":
+        return {}
+    if which == "stream":
+        return {"full_stream": True}
+    start, sep, count = which.partition(":")
+    if sep and start.isdigit() and count.isdigit() and int(count) > 0:
+        return {"start_level": int(start), "num_levels": int(count)}
+    raise ValueError(f"held-out levels must be {HELD_OUT_CHOICES} (COUNT >= 1), got {quote(which)}")
+
+
 def procgen_spaces() -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
     """Every game's (observation space, action space), known without building an env."""
     return gym.spaces.Box(0, 255, OBS_SHAPE, np.uint8), gym.spaces.Discrete(NUM_ACTIONS)

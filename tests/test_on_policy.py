@@ -68,7 +68,7 @@ def test_same_seed_same_procgen_run(tmp_path):
     assert a["last_update_metrics"] != c["last_update_metrics"]  # the seed matters
 
 
-def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
+def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path, capsys):
     pytest.importorskip("procgen")
     run = tmp_path / "pg"
     argv = ["--agent", "ppo", "--env", "procgen:leaper", "--train-levels", "5", "--num-envs", "2",
@@ -116,6 +116,26 @@ def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path):
     assert keys <= set(report) and report["n_train_levels"] == 5 and report["n_episodes"] == 2
     assert all(0 <= level < 5 for level in report["train_levels_seen"])
     assert all(level >= 5 for level in report["test_levels_seen"])
+    assert report["held_out"] == "above"
+    # --held-out: a finite range disjoint from levels 0-4, or the protocol's stream
+    argv = [str(run), "--episodes", "4", "--json", str(out), "--held-out", "1000:2"]
+    assert evaluate.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["held_out"] == "1000:2" and set(report["test_levels_seen"]) <= {1000, 1001}
+    assert report["test_split"] == [1000, 1002] and report["test_levels_in_train"] == 0
+    assert evaluate.main([*argv[:-1], "stream"]) == 0
+    report = json.loads(out.read_text())
+    assert report["held_out"] == "stream" and report["test_split"] == [0, 2**31 - 1]
+    assert max(report["test_levels_seen"]) > 1000  # drawn from the whole int32 range
+    capsys.readouterr()
+    for bad, needle in (
+        ("3:4", "overlap the training levels [0, 5)"),
+        ("below", "above, stream or START:COUNT"),
+        ("10:0", "COUNT >= 1"),
+    ):
+        out.unlink(missing_ok=True)
+        assert evaluate.main([*argv[:-1], bad]) == 2
+        assert needle in assert_one_line_error(capsys) and not out.exists()
 
 
 def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
@@ -126,6 +146,8 @@ def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
     assert "needs an env with levels" in assert_one_line_error(capsys)
     assert evaluate.main([str(run), "--bias"]) == 2
     assert "no critic Q" in assert_one_line_error(capsys)
+    assert evaluate.main([str(run), "--held-out", "stream"]) == 2
+    assert "--held-out chooses Procgen levels" in assert_one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.procgen import ProcgenVecEnv, procgen_game
+from envs.procgen import ProcgenVecEnv, held_out_levels, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
 from harness.evaluation import evaluation_actor, run_side
 from harness.generalization import generalization_report, normalized_score
@@ -16,28 +16,34 @@ EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episo
 SIDES = {"train": False, "test": True}  # the two sides of the bias, as levels_bias names them
 
 
-def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int) -> ProcgenVecEnv:
-    """A run config's Procgen training levels, or the levels above them (held out)."""
+def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int,
+                 which: str = "above") -> ProcgenVecEnv:  # fmt: skip
+    """A run config's Procgen training levels, or held-out levels: by default every level
+    above them; `which` as envs.procgen.held_out_levels reads it ('stream', 'START:COUNT')."""
     levels = cfg.train_levels or None  # None: the mode's 200 / 500
     if held_out:
         return ProcgenVecEnv.held_out(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                                      cfg.start_level, num_threads=1)  # fmt: skip
+                                      cfg.start_level, num_threads=1,
+                                      **held_out_levels(which))  # fmt: skip
     return ProcgenVecEnv(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
                          cfg.start_level, num_threads=1)  # fmt: skip
 
 
-def procgen_report(agent, cfg, episodes: int, seed: int) -> dict:
+def procgen_report(agent, cfg, episodes: int, seed: int, held_out: str = "above") -> dict:
     """harness.generalization's report for `agent` on a run config's Procgen level split:
-    `episodes` on training levels and as many on the levels above them, played with the
-    agent's deterministic, sampled or epsilon-greedy actions (harness.evaluation
-    .evaluation_actor; `eval_epsilon` in the report)."""
+    `episodes` on training levels and as many on held-out levels (`held_out`: procgen_envs'
+    `which`, kept in the report), played with the agent's deterministic, sampled or
+    epsilon-greedy actions (harness.evaluation.evaluation_actor; `eval_epsilon` in the
+    report)."""
     n = min(episodes, EVAL_ENVS)
     actor, deterministic = evaluation_actor(agent, cfg.eval_epsilon)
     report = generalization_report(
-        actor, lambda: procgen_envs(cfg, False, n, seed), lambda: procgen_envs(cfg, True, n, seed),
-        episodes, seed, game=procgen_game(cfg.env), deterministic=deterministic,
+        actor, lambda: procgen_envs(cfg, False, n, seed),
+        lambda: procgen_envs(cfg, True, n, seed, held_out), episodes, seed,
+        game=procgen_game(cfg.env), deterministic=deterministic,
     )  # fmt: skip
     report["eval_epsilon"] = cfg.eval_epsilon
+    report["held_out"] = held_out
     return report
 
 
@@ -75,19 +81,20 @@ class ProcgenEvaluation:
         """Nothing kept between evaluations."""
 
 
-def procgen_bias(agent, cfg, k: int, seed: int, gamma: float) -> dict:
+def procgen_bias(agent, cfg, k: int, seed: int, gamma: float, held_out: str = "above") -> dict:
     """The critic's bias on each side, {"train": ..., "test": ...}: K states drawn from the
     greedy policy's episodes on EVAL_ENVS training levels, and on as many held-out levels
     (harness.bias.states_from_policy: no replay buffer keeps Procgen's 37 KB states), each
-    restored in a vector env of K envs and rolled out there (measure_restored_vector)."""
+    restored in a vector env of K envs and rolled out there (measure_restored_vector).
+    `held_out`: which held-out levels (procgen_envs' `which`)."""
     out = {}
-    for side, held_out in SIDES.items():
-        players = procgen_envs(cfg, held_out, EVAL_ENVS, seed)
+    for side, is_held_out in SIDES.items():
+        players = procgen_envs(cfg, is_held_out, EVAL_ENVS, seed, held_out)
         try:
             states = states_from_policy(agent, players, k, seed)
         finally:
             players.close()
-        restorer = procgen_envs(cfg, held_out, len(states.obs), seed)
+        restorer = procgen_envs(cfg, is_held_out, len(states.obs), seed, held_out)
         try:
             out[side] = measure_restored_vector(agent, restorer, states, gamma)
         finally:
