@@ -90,6 +90,7 @@ RULES: dict[str, Rule] = {
             "train_levels",
             "start_level",
             "bias_every",
+            "env_threads",
         ),
         AT_LEAST_0,
     ),  # fmt: skip

@@ -34,7 +34,7 @@ from core.errors import UserError
 # Settings that do not make a different configuration: the seed and the loop's bookkeeping.
 NOT_CONFIG = {
     "seed", "total_steps", "device", "threads", "eval_every", "log_every", "checkpoint_every",
-    "bias_every", "bias_states", "eval_episodes", "gen_every",
+    "bias_every", "bias_states", "eval_episodes", "gen_every", "env_threads",
 }  # fmt: skip
 # What a curve shows: (summary list, value key, axis label).
 PANELS = [

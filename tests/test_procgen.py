@@ -105,6 +105,25 @@ def test_same_seed_same_levels_and_frames():
 
 
 @needs_procgen
+def test_the_number_of_native_threads_does_not_change_the_episodes():
+    from core.config import RunConfig
+    from training.procgen import procgen_envs
+
+    runs = []
+    for threads in (0, 3):  # the calling thread; three stepping threads
+        cfg = RunConfig(env="procgen:starpilot", train_levels=10, env_threads=threads)
+        env = procgen_envs(cfg, False, 6, seed=2)
+        assert env.num_threads == threads
+        steps = list(run_random(env, 120, seed=5))
+        runs.append([(r.obs, r.rewards, r.terminated, levels) for r, levels in steps])
+        env.close()
+    for a, b in zip(*runs):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert any(r[2].any() for r in runs[0])  # episodes ended (and levels changed) meanwhile
+
+
+@needs_procgen
 def test_timeout_is_truncation_and_game_ends_are_terminations():
     # maze's timeout is 500 steps; doing nothing (action 4) never reaches the cheese
     env = ProcgenVecEnv("procgen:maze", 4, seed=0, num_levels=20)

@@ -23,10 +23,10 @@ def procgen_envs(cfg, held_out: bool, num_envs: int, seed: int,
     levels = cfg.train_levels or None  # None: the mode's 200 / 500
     if held_out:
         return ProcgenVecEnv.held_out(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                                      cfg.start_level, num_threads=1,
+                                      cfg.start_level, num_threads=cfg.env_threads,
                                       **held_out_levels(which))  # fmt: skip
     return ProcgenVecEnv(cfg.env, num_envs, seed, cfg.distribution_mode, levels,
-                         cfg.start_level, num_threads=1)  # fmt: skip
+                         cfg.start_level, num_threads=cfg.env_threads)  # fmt: skip
 
 
 def procgen_report(agent, cfg, episodes: int, seed: int, held_out: str = "above") -> dict:
