@@ -32,7 +32,10 @@ treats every end alike.
 
 Sim states: `sim_states()` is one bytes object per env (Procgen's `get_state`, ~37 KB, plus
 this wrapper's episode return, length and current frame); `set_sim_states(states)` restores
-them and returns the frames, after which the same actions give the same observations.
+them and returns the frames, after which the same actions give the same observations. A
+procgen build without `get_state` (before 0.10.5) still plays: every end is then terminated
+(the timeout is read from the state), saving or restoring a state is a UserError naming the
+fix, and the first env built says so once on stderr (`saves_states` False).
 """
 
 from __future__ import annotations
@@ -217,6 +220,8 @@ class ProcgenVecEnv:
 
     final_obs_available = False  # an ended episode's last frame is never rendered
 
+    _said_no_states = False  # the note on a build without state save/restore: once a process
+
     def __init__(
         self,
         env_id: str,
@@ -247,7 +252,18 @@ class ProcgenVecEnv:
         self.finished_levels: list[int] = []  # the level of each episode in the last `finished`
         self._env = None
         self.reset(seed)
-        self.timeout = state_header(self._env.callmethod("get_state")[0])["timeout"]
+        try:
+            state = self._env.callmethod("get_state")[0]
+        except AttributeError:  # a procgen build without state save/restore (before 0.10.5)
+            self.timeout, self.saves_states = None, False
+            if not ProcgenVecEnv._said_no_states:
+                ProcgenVecEnv._said_no_states = True
+                print("note: this procgen build has no get_state/set_state: every episode end "
+                      "counts as terminated (no timeout to tell truncations by), and Procgen "
+                      "states cannot be restored (no critic bias on Procgen); procgen2 0.10.7 "
+                      "has them", file=sys.stderr)  # fmt: skip
+        else:
+            self.timeout, self.saves_states = state_header(state)["timeout"], True
 
     @classmethod
     def held_out(
@@ -329,7 +345,8 @@ class ProcgenVecEnv:
         if ended.any():  # the info dicts are built in Python: read them only when needed
             info = self._env.get_info()
             complete = np.array([d["prev_level_complete"] for d in info], dtype=bool)
-            truncated = ended & (self._lengths >= self.timeout) & ~complete
+            if self.timeout is not None:
+                truncated = ended & (self._lengths >= self.timeout) & ~complete
             for i in np.flatnonzero(ended):
                 finished.append((float(self._returns[i]), int(self._lengths[i])))
                 self.finished_levels.append(int(info[i]["prev_level_seed"]))
@@ -355,6 +372,7 @@ class ProcgenVecEnv:
     def sim_states(self) -> list[bytes]:
         """One opaque state per env: episode return and length, current frame, Procgen's own
         state (game, level, RNGs, step counter)."""
+        self._check_saves_states()
         states = self._env.callmethod("get_state")
         return [
             _COUNTERS.pack(self._returns[i], self._lengths[i]) + self._obs[i].tobytes() + states[i]
@@ -364,6 +382,7 @@ class ProcgenVecEnv:
     def set_sim_states(self, states: list[bytes]) -> np.ndarray:
         """Restore states from `sim_states()` (same game and vector size); returns the frames
         to act from. Procgen does not render on restore, so the frame travels in the state."""
+        self._check_saves_states()
         if len(states) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} sim states, got {len(states)}")
         head = _COUNTERS.size
@@ -380,6 +399,12 @@ class ProcgenVecEnv:
         self._env.callmethod("set_state", [s[head + _OBS_BYTES :] for s in states])
         self._obs = np.stack(frames).reshape(self.num_envs, *OBS_SHAPE)
         return self._obs.copy()
+
+    def _check_saves_states(self) -> None:
+        if not self.saves_states:
+            raise UserError("this procgen build cannot save or restore states (no get_state): "
+                            "install procgen2 0.10.7 (make test) to measure the critic's bias "
+                            "on Procgen")  # fmt: skip
 
     def close(self) -> None:
         if self._env is not None:

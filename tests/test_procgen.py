@@ -264,6 +264,42 @@ def test_missing_procgen_is_one_user_error(monkeypatch, tmp_path, capsys):
     assert not run.exists()
 
 
+@needs_procgen
+def test_a_build_without_state_save_still_plays_and_says_so(monkeypatch, capsys):
+    from procgen import ProcgenGym3Env
+
+    import envs.procgen as procgen_env
+
+    class NoStates:  # procgen before 0.10.5: no get_state / set_state
+        def __init__(self, **kwargs):
+            self.env = ProcgenGym3Env(**kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+        def callmethod(self, method, *args):
+            if method in ("get_state", "set_state"):
+                raise AttributeError(method)
+            return self.env.callmethod(method, *args)
+
+    monkeypatch.setattr(procgen_env, "import_procgen", lambda: NoStates)
+    monkeypatch.setattr(ProcgenVecEnv, "_said_no_states", False)
+    capsys.readouterr()
+    env = ProcgenVecEnv("procgen:maze", 2, seed=0, num_levels=20)
+    assert env.timeout is None and not env.saves_states
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no get_state/set_state" in err
+    ProcgenVecEnv("procgen:maze", 2, seed=0, num_levels=20).close()
+    assert capsys.readouterr().err == ""  # said once
+    for _ in range(500):  # maze's 500-step timeout, standing still: now a termination
+        result = env.step(np.full(2, 4))
+    assert result.terminated.all() and not result.truncated.any()
+    for call in (env.sim_states, lambda: env.set_sim_states([b"", b""])):
+        with pytest.raises(UserError, match="cannot save or restore states.*procgen2 0.10.7"):
+            call()
+    env.close()
+
+
 def test_the_fix_for_a_missing_procgen_depends_on_the_python():
     assert "make test" in procgen_fix((3, 11, 7)) and "python3.11" not in procgen_fix((3, 11, 7))
     other = procgen_fix((3, 12, 1))
