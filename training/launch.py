@@ -64,16 +64,16 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
 
     plain = run_config({})
     module = agent_module(plain.agent)
-    arch_run, arch_agent = arch_defaults(module, agent_overrides, plain.env)
+    base_run, base_agent = arch_defaults(module, agent_overrides, plain.env)
     if is_procgen_id(plain.env):  # the agent's pixel settings (its PROCGEN_DEFAULTS)
         procgen = getattr(module, "PROCGEN_DEFAULTS", {})
-        arch_run = {**arch_run, **procgen.get("run", {})}
-        arch_agent = {**arch_agent, **procgen.get("agent", {})}
-    run_cfg = run_config(arch_run)
+        base_run = {**base_run, **procgen.get("run", {})}
+        base_agent = {**base_agent, **procgen.get("agent", {})}
+    run_cfg = run_config(base_run)
     if run_cfg.dataset and "env" not in flags and "env" not in preset:
         run_cfg.env = ""  # the dataset's own env, filled in when the dataset is read
     what = f"{run_cfg.agent} config"
-    agent_cfg = cfglib.apply_overrides(module.Config(), arch_agent, what)
+    agent_cfg = cfglib.apply_overrides(module.Config(), base_agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, agent_overrides, what)
     validate(run_cfg)
     # auto is resolved here, so config.yaml (and any resume) keeps what the run used
