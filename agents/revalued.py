@@ -99,7 +99,8 @@ PROCGEN_DEFAULTS = {
               "epsilon_start": 1.0, "epsilon_end": 0.1, "epsilon_decay_steps": 50_000,
               "buffer_size": 100_000},
     # a checkpoint writes the 2.5 GB uint8 buffer: every 30 minutes, not every 2
-    "run": {"num_envs": 8, "utd": 0.25, "eval_epsilon": 0.05, "checkpoint_seconds": 1800.0},
+    "run": {"num_envs": 8, "utd": 0.25, "eval_epsilon": 0.05, "checkpoint_seconds": 1800.0,
+            "precision": "auto"},  # bf16 where native (one optimizer step an update: safe)
 }  # fmt: skip
 
 

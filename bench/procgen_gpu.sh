@@ -16,7 +16,8 @@
 # folder OUT/ppo-GAME-sSEED under `timeout`: at the limit train.py gets SIGTERM, saves a
 # checkpoint and exits, and the next call of this script resumes it (train.py --resume), so
 # the protocol runs as far as the time allows and continues where it stopped. Every
-# evaluation line (every --eval-every frames, the train vs held-out report) is printed with the
+# evaluation line (every --eval-every frames; the train vs held-out report whenever it passes a
+# multiple of train.py's --gen-every, 25k, so every one at the default 1M) is printed with the
 # frames/s since the previous one (evaluation time included; TensorBoard's
 # speed/env_steps_per_s has the loop's own rate). Then, per run, the generalization report:
 # evaluate.py RUN --episodes 100 --json RUN/generalization-100.json (final.pt if the run

@@ -88,6 +88,12 @@ def import_procgen():
     return ProcgenGym3Env
 
 
+def procgen_saves_states() -> bool:
+    """Whether the installed procgen can save and restore states (get_state / set_state,
+    procgen 0.10.5 on); UserError where procgen is not installed."""
+    return hasattr(import_procgen(), "get_state")
+
+
 def procgen_fix(version: tuple[int, ...]) -> str:
     """What installs procgen under Python `version` (major, minor, ...): procgen2 0.10.7 is a
     CPython 3.11 wheel, so elsewhere the fix is a 3.11 environment first (the Makefile skips

@@ -178,6 +178,8 @@ def plot(groups: dict[str, list[dict]], out: Path):
         sides, gap = axes[len(panels) :]
         names = set()
         for label, group in groups.items():
+            if not any(r["summary"]["generalization"] for r in group):
+                continue
             suffix, name = gen_score(group)
             names.add(name)
             line = draw(sides, group, "generalization", f"train_{suffix}", f"{label} train")

@@ -68,6 +68,23 @@ def test_same_seed_same_procgen_run(tmp_path):
     assert a["last_update_metrics"] != c["last_update_metrics"]  # the seed matters
 
 
+def test_the_evaluation_that_stops_a_procgen_run_is_a_report(tmp_path):
+    pytest.importorskip("procgen")
+    run = tmp_path / "stop"
+    argv = ["--agent", "ppo", "--env", "procgen:starpilot", "--train-levels", "4",
+            "--num-envs", "2", "--set", "num_steps=16", "--set", "minibatches=2",
+            "--set", "epochs=1", "--total-steps", "96", "--eval-every", "32",
+            "--gen-every", "64", "--eval-episodes", "2", "--stop-at-return", "-1",
+            "--device", "cpu", "--progress", "off", "--run-dir", str(run)]  # fmt: skip
+    assert train.main(argv) == 0
+    done = summary(run)
+    # stopped by the first evaluation (any return >= -1), at 32 < gen_every: still the report
+    (entry,) = done["evals"]
+    assert entry["env_steps"] == 32 and done["env_steps"] == 32
+    assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+    assert [g["env_steps"] for g in done["generalization"]] == [32]
+
+
 def test_procgen_evaluation_reports_training_and_held_out_levels(tmp_path, capsys):
     pytest.importorskip("procgen")
     run = tmp_path / "pg"

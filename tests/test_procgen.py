@@ -265,7 +265,7 @@ def test_missing_procgen_is_one_user_error(monkeypatch, tmp_path, capsys):
 
 
 @needs_procgen
-def test_a_build_without_state_save_still_plays_and_says_so(monkeypatch, capsys):
+def test_a_build_without_state_save_still_plays_and_says_so(monkeypatch, capsys, tmp_path):
     from procgen import ProcgenGym3Env
 
     import envs.procgen as procgen_env
@@ -298,6 +298,16 @@ def test_a_build_without_state_save_still_plays_and_says_so(monkeypatch, capsys)
         with pytest.raises(UserError, match="cannot save or restore states.*procgen2 0.10.7"):
             call()
     env.close()
+    # a run that would measure the critic's bias on such a build is refused before it trains
+    import train
+
+    run = tmp_path / "run"
+    argv = ["--agent", "revalued", "--env", "procgen:maze", "--bias-every", "100",
+            "--run-dir", str(run), "--progress", "off"]  # fmt: skip
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --bias-every restores Procgen states") and err.count("\n") == 1
+    assert not run.exists()
 
 
 def test_the_fix_for_a_missing_procgen_depends_on_the_python():

@@ -206,15 +206,10 @@ def test_stop_at_return_ends_at_the_first_good_enough_evaluation(tmp_path):
 
 
 def test_stop_window_compares_the_mean_of_the_last_evaluations():
-    from types import SimpleNamespace
-
-    from training.trainer import Trainer
+    from training.trainer import reaches_stop
 
     def stops(returns, window, threshold=1000.0):
-        loop = SimpleNamespace(evals=[{"return_mean": r} for r in returns],
-                               run_cfg=SimpleNamespace(stop_window=window,
-                                                       stop_at_return=threshold))  # fmt: skip
-        return Trainer.stop_reached(loop)
+        return reaches_stop(returns, window, threshold)
 
     assert stops([1500, 400, 1000], 1)  # the latest alone: 1000 >= 1000
     assert not stops([1500, 400, 1000], 2)  # (400 + 1000) / 2 = 700

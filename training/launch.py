@@ -32,7 +32,7 @@ from core.runs import load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
 from envs.datasets.weighting import SAMPLERS
 from envs.levels import spec_of
-from envs.procgen import check_split, is_procgen_id, procgen_game
+from envs.procgen import check_split, is_procgen_id, procgen_game, procgen_saves_states
 from training import Trainer, trainer_class
 from training.seeds import ENGINES, RngStreams, SeedGroup, SeedMember
 
@@ -118,6 +118,10 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
             if run_cfg.bins or run_cfg.dataset:
                 raise ValueError(f"{run_cfg.env} has discrete actions and no datasets: "
                                  "--bins and --dataset do not apply")  # fmt: skip
+            if run_cfg.bias_every and not procgen_saves_states():  # refused before training
+                raise ValueError("--bias-every restores Procgen states, and this procgen build "
+                                 "cannot save them (no get_state): install procgen2 0.10.7 "
+                                 "(make test)")  # fmt: skip
         elif run_cfg.env or not run_cfg.dataset:  # offline, "" = the dataset's env
             check_env_id(run_cfg.env)
         check_levels(run_cfg)

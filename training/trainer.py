@@ -93,6 +93,14 @@ def generalization_entry(entry: dict, clock: str) -> dict | None:
             **{key: entry[key] for key in HELD_OUT_KEYS if key in entry}}  # fmt: skip
 
 
+def reaches_stop(returns: list[float], window: int, threshold: float) -> bool:
+    """Whether the mean of the last `window` evaluation returns (oldest first) reached
+    `threshold` (stop_at_return); never before there are that many."""
+    if len(returns) < window:
+        return False
+    return float(np.mean(returns[-window:])) >= threshold
+
+
 def report_entry(report: dict, keys: tuple[str, ...]) -> dict:
     """An evaluation entry from a generalization report: the training levels' return (what
     stop_at_return and best.pt go by) and the named held-out numbers."""
@@ -381,13 +389,20 @@ class Trainer:
     def level_evaluation(self) -> dict:
         """The evaluation of a run with levels (training/levels.py, training/procgen.py): the
         training levels' return, and with the first evaluation at or past each multiple of
-        gen_every (and the last) the generalization report's held-out sides and gaps."""
+        gen_every (and the last: at total_steps, or the one that reaches stop_at_return) the
+        generalization report's held-out sides and gaps."""
         cfg, step = self.run_cfg, self.counters[self.clock]
         seed = cfg.seed + EVAL_SEED_OFFSET
         previous = self.evals[-1][self.clock] if self.evals else 0
         due = step // cfg.gen_every > previous // cfg.gen_every or step >= cfg.total_steps
         if not due:
-            return self.level_eval.train_side(self.agent, seed)
+            side = self.level_eval.train_side(self.agent, seed)
+            if not self.reaches_stop(
+                [*(e["return_mean"] for e in self.evals), side["return_mean"]]
+            ):
+                return side
+            # this evaluation stops the run (stop_at_return): the last, so the report (whose
+            # training side plays the same episodes again)
         report = self.level_eval.report(self.agent, seed)
         # what the held-out sides cost the run (issue 21's bar: at most 10% of its wall time)
         held_out_seconds = report["test_seconds"] + report.get("extrapolation_seconds", 0.0)
@@ -598,10 +613,11 @@ class Trainer:
     def stop_reached(self) -> bool:
         """Whether the mean return of the last stop_window evaluations reached stop_at_return
         (never before there are that many)."""
-        window = self.evals[-self.run_cfg.stop_window :]
-        if len(window) < self.run_cfg.stop_window:
-            return False
-        return float(np.mean([e["return_mean"] for e in window])) >= self.run_cfg.stop_at_return
+        return self.reaches_stop([e["return_mean"] for e in self.evals])
+
+    def reaches_stop(self, returns: list[float]) -> bool:
+        """stop_reached for evaluation returns `returns` (oldest first)."""
+        return reaches_stop(returns, self.run_cfg.stop_window, self.run_cfg.stop_at_return)
 
     def after_advance(self, writer, bar, save: bool | None = None) -> bool:
         """Logging, evaluation, bias measurement and checkpoint when due (`save` decides the
