@@ -397,9 +397,8 @@ class Trainer:
         due = step // cfg.gen_every > previous // cfg.gen_every or step >= cfg.total_steps
         if not due:
             side = self.level_eval.train_side(self.agent, seed)
-            if not self.reaches_stop(
-                [*(e["return_mean"] for e in self.evals), side["return_mean"]]
-            ):
+            returns = [*(e["return_mean"] for e in self.evals), side["return_mean"]]
+            if not reaches_stop(returns, cfg.stop_window, cfg.stop_at_return):
                 return side
             # this evaluation stops the run (stop_at_return): the last, so the report (whose
             # training side plays the same episodes again)
@@ -613,10 +612,7 @@ class Trainer:
     def stop_reached(self) -> bool:
         """Whether the mean return of the last stop_window evaluations reached stop_at_return
         (never before there are that many)."""
-        return self.reaches_stop([e["return_mean"] for e in self.evals])
-
-    def reaches_stop(self, returns: list[float]) -> bool:
-        """stop_reached for evaluation returns `returns` (oldest first)."""
+        returns = [e["return_mean"] for e in self.evals]
         return reaches_stop(returns, self.run_cfg.stop_window, self.run_cfg.stop_at_return)
 
     def after_advance(self, writer, bar, save: bool | None = None) -> bool:
