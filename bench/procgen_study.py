@@ -57,6 +57,8 @@ reports when every row has one (else on the last evaluations, and it says which)
 aggregates (bench/jobs.py Aggregates) per level count over its games and seeds: IQM, mean and
 optimality gap of the held-out and the training-level normalized scores, with
 stratified-bootstrap intervals; their performance profiles go to docs/procgen-study-profiles.png.
+docs/procgen-study-curves.png draws every group's curves from the record (harness/plots.py's
+panels: training vs held-out normalized score, and the gap, mean over seeds with their range).
 
 Default game: coinrun. CoinRun is the game of the train-vs-test-with-N-levels experiment that
 Procgen grew out of (Cobbe et al. 2019, "Quantifying Generalization in Reinforcement
@@ -512,6 +514,11 @@ def main() -> int:
     parser.add_argument("--table", default="docs/procgen-study.md")
     parser.add_argument("--csv", default="docs/procgen-study.csv", help="per-run record")
     parser.add_argument("--profiles", default="docs/procgen-study-profiles.png")
+    parser.add_argument(
+        "--curves",
+        default="docs/procgen-study-curves.png",
+        help="training vs held-out curves of every row (harness/plots.py)",
+    )
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument("--train-args", default="",
                         help='train.py arguments, one string: "--set minibatches=2"')  # fmt: skip
@@ -549,9 +556,47 @@ def main() -> int:
                 for summary, n, s in summaries if summary]  # fmt: skip
     code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
     if code == 0:
-        AGGREGATES.plot(RECORD.read(REPO / args.csv), REPO / args.profiles,
+        rows = RECORD.read(REPO / args.csv)
+        AGGREGATES.plot(rows, REPO / args.profiles,
                         "Procgen (easy), normalized (bench/procgen_study.py)")  # fmt: skip
+        draw_curves(rows, REPO / args.curves)
+        print(f"wrote {args.curves}")
     return code
+
+
+def curve_groups(rows: list[dict]) -> dict[str, list[dict]]:
+    """The record's curves as harness/plots.py run dicts, one group per (agent, game, level
+    count, level sets): each row's "STEP TRAIN TEST" points become its generalization
+    reports (normalized scores and gap), its seed the run's. An evaluation lands on the first
+    rollout boundary past its multiple of --eval-every, so the seeds' steps differ by up to a
+    rollout (100,704 and 102,400 frames); each step is floored to the power of ten below the
+    smallest gap between a run's evaluations (10,000 for 100k apart), which puts them on one
+    step and keeps the evaluations of a run apart."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        label = f"{r['agent']} {r['game']}, {levels_label(r['levels'], r['level_sets'])} levels"
+        groups.setdefault(label, []).append(r)
+    out = {}
+    for label, group in groups.items():
+        curves = [parse_curve(r["curve"]) for r in group]
+        gaps = [b[0] - a[0] for points in curves for a, b in zip(points, points[1:])]
+        grid = 10 ** int(math.log10(min(gaps))) if gaps and min(gaps) > 0 else 1
+        out[label] = [
+            {"summary": {"generalization": [
+                {"env_steps": step // grid * grid, "train_normalized": train,
+                 "test_normalized": test, "gap": train - test}
+                for step, train, test in points]}, "config": {"seed": r["seed"]}}
+            for r, points in zip(group, curves)
+        ]  # fmt: skip
+    return out
+
+
+def draw_curves(rows: list[dict], out: Path) -> None:
+    """Training vs held-out normalized score and the gap over frames, per group of the
+    record (mean over seeds, shaded from their min to max): harness/plots.py's panels."""
+    from harness.plots import plot
+
+    plot(curve_groups(rows), out)
 
 
 if __name__ == "__main__":

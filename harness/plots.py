@@ -163,8 +163,12 @@ def plot(groups: dict[str, list[dict]], out: Path):
     import matplotlib.pyplot as plt
 
     runs = [r for group in groups.values() for r in group]
-    panels = [p for p in PANELS if p[0] != "bias" or any(r["summary"].get("bias") for r in runs)]
+    # the panels with something to draw (runs without bias, a record without evaluations),
+    # and at least the return
+    panels = [p for p in PANELS if any(r["summary"].get(p[0]) for r in runs)]
     with_gen = any(r["summary"]["generalization"] for r in runs)
+    if not panels and not with_gen:
+        panels = [p for p in PANELS if p[0] == "evals"]
     n = len(panels) + 2 * with_gen
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4), constrained_layout=True, squeeze=False)
     axes = list(axes[0])
@@ -172,7 +176,7 @@ def plot(groups: dict[str, list[dict]], out: Path):
         for label, group in groups.items():
             draw(ax, group, series, key, label)
         ax.set_title(title)
-    if panels[0][0] == "bias":
+    if panels and panels[0][0] == "bias":
         axes[0].axhline(0.0, color="black", linewidth=0.8)
     if with_gen:
         sides, gap = axes[len(panels) :]

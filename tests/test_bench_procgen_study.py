@@ -6,6 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
+from harness import plots
+
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("study", REPO / "bench" / "procgen_study.py")
 study = importlib.util.module_from_spec(spec)
@@ -369,3 +373,28 @@ def test_rows_written_before_the_start_level_columns_read_as_from_level_0(tmp_pa
     back = study.RECORD.read(tmp_path / "old.csv")
     assert (back[0]["start_level"], back[0]["level_sets"]) == (0, "from 0")
     assert back == rows
+
+
+def test_the_record_s_curves_are_drawn_per_level_count_on_common_steps(tmp_path):
+    def rec(levels, seed, curve):
+        return {"agent": "ppo", "game": "coinrun", "levels": levels, "level_sets": "from 0",
+                "seed": seed, "curve": curve}  # fmt: skip
+
+    rows = [rec(10, 0, "100704 0.2000 0.1000; 203104 0.6000 0.2000"),
+            rec(10, 1, "102400 0.4000 0.3000; 200704 0.8000 0.2000"),
+            rec(200, 0, "102400 0.3000 0.3000; 200704 0.5000 0.4000")]  # fmt: skip
+    groups = study.curve_groups(rows)
+    assert list(groups) == ["ppo coinrun, 10 levels", "ppo coinrun, 200 levels"]
+    # evaluations ~100k apart: steps floored to 10,000, so both seeds meet at 100k and 200k
+    assert [g["env_steps"] for g in groups["ppo coinrun, 10 levels"][1]["summary"][
+        "generalization"]] == [100_000, 200_000]  # fmt: skip
+    fig = plots.plot(groups, tmp_path / "c.png")
+    sides, gap = fig.axes
+    solid = [ln for ln in sides.lines if ln.get_linestyle() == "-"]
+    # 10 levels, train: (0.2 + 0.4) / 2 = 0.3, (0.6 + 0.8) / 2 = 0.7
+    assert solid[0].get_xdata().tolist() == [100_000, 200_000]
+    assert solid[0].get_ydata().tolist() == pytest.approx([0.3, 0.7])
+    # gap: (0.1 + 0.1) / 2 = 0.1, then (0.4 + 0.6) / 2 = 0.5
+    assert gap.lines[0].get_ydata().tolist() == pytest.approx([0.1, 0.5])
+    study.draw_curves(rows, tmp_path / "d.png")
+    assert (tmp_path / "d.png").read_bytes()[:4] == b"\x89PNG"
