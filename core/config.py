@@ -114,8 +114,8 @@ class RunConfig:
     several seeds in one process (train.py --seeds) and the threads engine: worker threads."""
     env_threads: int = 1
     """Procgen: native threads stepping its envs (procgen's num_threads; 0 = the calling
-    thread). The frames are the same for any count; 1 was faster than 4 on a busy 2-core CPU
-    (16 coinrun envs: 10.0k against 8.0k frames/s), more may pay with 64 envs on many cores."""
+    thread). The frames are the same for any count, only the speed differs (on a busy 2-core
+    CPU, coinrun: 16 envs fastest with 0, 64 envs faster with 4 than 1; docs/procgen.md)."""
     seed_engine: str = "auto"
     """Several seeds in one process (train.py --seeds): stacked (one update of networks stacked
     along a seed axis, under torch.func.vmap; TD3, SAC, TQC, REValueD), threads (each seed's
