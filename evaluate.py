@@ -87,8 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollouts",
         type=int,
         default=4,
-        help="Monte-Carlo rollouts per state for a stochastic (soft) policy; a deterministic "
-        "one gets one (default: 4)",
+        help="Monte-Carlo rollouts per state for a stochastic (soft or epsilon-greedy) policy; "
+        "a deterministic one gets one (default: 4)",
+    )
+    parser.add_argument(
+        "--bias-epsilon",
+        type=float,
+        default=None,
+        metavar="E",
+        help="Procgen, with --bias, agents acting greedily (revalued): also the bias against "
+        "the return of the epsilon-greedy policy at E (the evaluation's, e.g. 0.05), --rollouts "
+        "rollouts from each of the same states (bias_epsilon in the report), since a greedy "
+        "policy can stall where its epsilon-greedy evaluation does not",
     )
     return parser
 
@@ -186,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--episodes must be >= 1, got {args.episodes}")
         if args.bias_states < 1 or args.rollouts < 1:
             raise UserError("--bias-states and --rollouts must be >= 1")
+        if args.bias_epsilon is not None and not 0 < args.bias_epsilon <= 1:
+            raise UserError(f"--bias-epsilon must be in (0, 1], got {args.bias_epsilon}")
         if not 0 <= args.seed < SEED_LIMIT:
             raise UserError(f"--seed must be in [0, {SEED_LIMIT}), got {args.seed}")
         if args.json:
@@ -198,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         run_cfg.env = env_id
         if args.held_out is not None and env is not None:
             raise UserError(f"--held-out chooses Procgen levels; {env_id} is not procgen:GAME")
+        if args.bias_epsilon is not None and (
+            env is not None
+            or not getattr(get_agent_module(ckpt["agent"]), "GREEDY_DISCRETE", False)
+        ):
+            raise UserError(f"--bias-epsilon measures an agent acting greedily (revalued) on "
+                            f"Procgen, not {ckpt['agent']} on {env_id}")  # fmt: skip
         if env is None:  # Procgen: the generalization report, with --bias on each side
             held_out = args.held_out or "above"
             try:
@@ -208,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.bias:
                 report["bias"] = procgen_bias(agent, run_cfg, args.bias_states, args.seed,
                                               agent.cfg.gamma, held_out)  # fmt: skip
+            if args.bias_epsilon is not None:
+                report["bias_epsilon"] = procgen_bias(
+                    agent, run_cfg, args.bias_states, args.seed, agent.cfg.gamma, held_out,
+                    args.bias_epsilon, args.rollouts,
+                )  # fmt: skip
             return finish_generalization(args, ckpt, source, env_id, report)
         spec = spec_of(run_cfg)
         if spec is not None:  # MuJoCo levels: the report, and the bias on each side's levels
@@ -288,6 +311,10 @@ def finish_generalization(args, ckpt: dict, source: Path, env_id: str, report: d
     for side, bias in report.get("bias", {}).items():
         print(f"bias on the policy's states, {names[side]} levels:")
         print_bias(bias)
+    for side, bias in report.get("bias_epsilon", {}).items():
+        print(f"bias on the same states against the {bias['rollout_policy']} policy's return, "
+              f"{names[side]} levels:")  # fmt: skip
+        print_bias(bias)
     if args.json:
         out = {**report, "agent": ckpt["agent"], "env": env_id, "checkpoint": str(source),
                "env_steps": ckpt["counters"]["env_steps"]}  # fmt: skip
@@ -311,7 +338,13 @@ def print_bias(bias: dict) -> None:
         truth = {
             "soft": "soft return of the sampled policy (rewards - alpha log pi, "
             f"alpha {part.get('alpha', 0):.4g})",
-            "reward": "discounted reward of the deterministic policy",
+            "reward": "discounted reward of the "
+            + (
+                "deterministic"
+                if part.get("rollout_policy", "greedy") == "greedy"
+                else part["rollout_policy"]
+            )
+            + " policy",
         }[part["bias_target"]]
         print(
             f"bias against the {truth}, on {part['n_states']} {where}, {part['rollouts']} "

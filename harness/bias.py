@@ -62,6 +62,7 @@ import torch
 
 from core import stop
 from envs import set_sim_state
+from harness.evaluation import sampling_rng
 
 
 @dataclass
@@ -333,8 +334,10 @@ def _result(
     return result
 
 
-def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: int) -> Rollouts:
-    """rollout_returns for the deterministic policy on a vector env already in its start
+def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: int,
+                    deterministic: bool = True) -> Rollouts:  # fmt: skip
+    """rollout_returns for the deterministic policy (or, `deterministic` False, the actor's
+    own random one, e.g. harness.evaluation.EpsilonGreedy) on a vector env already in its start
     states (Procgen: one native call steps every env). An env whose episode has ended keeps
     stepping (vector envs reset themselves) but is masked out and acts 0."""
     n = env.num_envs
@@ -342,7 +345,7 @@ def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: in
     alive = np.ones(n, dtype=bool)
     cut = 0
     obs = first_obs
-    first_actions = np.asarray(agent.act(obs, deterministic=True))
+    first_actions = np.asarray(agent.act(obs, deterministic=deterministic))
     actions = first_actions
     for t in range(horizon):
         stop.check()
@@ -350,7 +353,7 @@ def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: in
             break
         if t > 0:
             actions = np.zeros_like(first_actions)
-            actions[alive] = agent.act(obs[alive], deterministic=True)
+            actions[alive] = agent.act(obs[alive], deterministic=deterministic)
         step = env.step(actions)
         rewards[alive] += discount[alive] * step.rewards[alive]
         discount *= gamma
@@ -362,20 +365,39 @@ def vector_rollouts(agent, env, first_obs: np.ndarray, gamma: float, horizon: in
 
 
 @torch.no_grad()
-def measure_restored_vector(agent, env, states: States, gamma: float, tol: float = 1e-3) -> dict:
+def measure_restored_vector(agent, env, states: States, gamma: float, tol: float = 1e-3,
+                            actor=None, rollouts: int = 1, seed: int = 0) -> dict:  # fmt: skip
     """The reward-truth measurement (module doc, step 2) for a deterministic agent on a vector
-    env of K envs that restores all K states at once (`env.set_sim_states`: Procgen, whose
-    states are opaque bytes): one rollout per state, the same keys as BiasMeter.measure. The
-    observations keep their dtype (uint8 frames: the encoder scales them)."""
+    env that restores all its states at once (`env.set_sim_states`: Procgen, whose states are
+    opaque bytes), the same keys as BiasMeter.measure. The observations keep their dtype
+    (uint8 frames: the encoder scales them).
+
+    By default the agent's own deterministic policy plays one rollout per state (env of K
+    envs). With `actor` (e.g. harness.evaluation.EpsilonGreedy over the agent) that policy
+    plays instead, `rollouts` R times from each state (env of K x R envs, state-major), its
+    random draws from torch's RNG seeded with `seed` (the caller's restored after); Q is the
+    agent's at each rollout's first action, so the bias is Q(s, a) - G against the return of
+    the policy that played (`rollout_policy`: "greedy" or "epsilon-greedy E")."""
     if is_soft(agent):
         raise ValueError("the vector-env measurement is the deterministic one; a soft agent "
                          "needs BiasMeter's sampled rollouts")  # fmt: skip
-    if states.sim_states is None or len(states.sim_states) != env.num_envs:
-        raise ValueError(f"expected {env.num_envs} restorable states")
+    k = 0 if states.sim_states is None else len(states.sim_states)
+    if rollouts < 1 or (actor is None and rollouts != 1):
+        raise ValueError(f"rollouts: 1 for the deterministic policy, >= 1 with an actor; "
+                         f"got {rollouts}")  # fmt: skip
+    if k == 0 or k * rollouts != env.num_envs:
+        raise ValueError(f"expected {env.num_envs // rollouts} restorable states for "
+                         f"{env.num_envs} envs, {rollouts} rollouts a state; got {k}")  # fmt: skip
     horizon = horizon_for(gamma, tol)
-    first_obs = env.set_sim_states(list(states.sim_states))
-    out = vector_rollouts(agent, env, first_obs, gamma, horizon)
+    first_obs = env.set_sim_states([s for s in states.sim_states for _ in range(rollouts)])
+    if actor is None:
+        out = vector_rollouts(agent, env, first_obs, gamma, horizon)
+        policy = "greedy"
+    else:
+        with sampling_rng(seed, deterministic=False):
+            out = vector_rollouts(actor, env, first_obs, gamma, horizon, deterministic=False)
+        policy = f"epsilon-greedy {actor.epsilon:g}" if hasattr(actor, "epsilon") else "actor"
     obs_t = torch.as_tensor(first_obs, device=agent.device)
     act_t = torch.as_tensor(out.first_actions, device=agent.device)
-    return _result(agent, obs_t, act_t, out.rewards[:, None], "reward", horizon, gamma, True,
-                   out.time_limit_cuts, {})  # fmt: skip
+    return _result(agent, obs_t, act_t, out.rewards.reshape(k, rollouts), "reward", horizon,
+                   gamma, True, out.time_limit_cuts, {"rollout_policy": policy})  # fmt: skip

@@ -165,6 +165,10 @@ def test_evaluate_refuses_what_does_not_apply(tmp_path, capsys):
     assert "no critic Q" in assert_one_line_error(capsys)
     assert evaluate.main([str(run), "--held-out", "stream"]) == 2
     assert "--held-out chooses Procgen levels" in assert_one_line_error(capsys)
+    assert evaluate.main([str(run), "--bias-epsilon", "0.05"]) == 2
+    assert "--bias-epsilon measures an agent acting greedily" in assert_one_line_error(capsys)
+    assert evaluate.main([str(run), "--bias-epsilon", "0"]) == 2
+    assert "--bias-epsilon must be in (0, 1], got 0.0" in assert_one_line_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -368,6 +368,54 @@ def test_bias_on_restored_states_is_q_minus_the_rest_of_the_episode():
     assert result["n_states"] == len(picked) and result["horizon"] == horizon
 
 
+class ActionValued(ConstantAgent):
+    """Q(s, a) = a: what the measurement reads shows which first action it was read at."""
+
+    def q_value(self, obs, actions):
+        return actions.double()
+
+
+@needs_procgen
+def test_epsilon_greedy_rollouts_read_q_at_the_actions_taken_and_repeat_with_the_seed():
+    from harness.evaluation import EpsilonGreedy
+
+    env = ProcgenVecEnv("procgen:bigfish", 3, 3, "easy", 10, 0, num_threads=0)
+    env.reset(3)
+    for _ in range(5):
+        env.step(np.array([7, 7, 7]))
+    sims = np.empty(3, dtype=object)
+    sims[:] = env.sim_states()
+    chosen = States(obs=env.step(np.array([7, 7, 7])).obs, sim_states=sims,
+                    reset_seeds=np.arange(3))  # fmt: skip
+    env.close()
+    restorer = ProcgenVecEnv("procgen:bigfish", 6, 9, "easy", 10, 0, num_threads=0)
+    agent = ActionValued(7, 0.0)
+    # epsilon 1: every first action is random, drawn after EpsilonGreedy's coin flips
+    torch.manual_seed(11)
+    torch.rand(6)
+    first = torch.randint(0, 15, (6,))
+    before = torch.get_rng_state()
+    results = [measure_restored_vector(agent, restorer, chosen, 0.9,
+                                       actor=EpsilonGreedy(agent, 1.0, 15), rollouts=2, seed=11)
+               for _ in range(2)]  # fmt: skip
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is left alone
+    assert results[0] == results[1]  # the seed fixes the rollouts
+    result = results[0]
+    assert result["q_mean"] == pytest.approx(first.double().mean().item())
+    assert (result["n_states"], result["rollouts"]) == (3, 2)
+    assert result["rollout_policy"] == "epsilon-greedy 1"
+    # epsilon near 0: the greedy policy twice a state, so the greedy measurement's numbers
+    greedy = measure_restored_vector(agent, ProcgenVecEnv("procgen:bigfish", 3, 9, "easy", 10, 0,
+                                                          num_threads=0), chosen, 0.9)  # fmt: skip
+    near = measure_restored_vector(agent, restorer, chosen, 0.9,
+                                   actor=EpsilonGreedy(agent, 1e-12, 15), rollouts=2)  # fmt: skip
+    assert near["mc_return_mean"] == pytest.approx(greedy["mc_return_mean"])
+    assert near["bias_mean"] == pytest.approx(greedy["bias_mean"]) and greedy["q_mean"] == 7.0
+    with pytest.raises(ValueError, match="restorable states for 6 envs, 3 rollouts"):
+        measure_restored_vector(agent, restorer, chosen, 0.9, actor=agent, rollouts=3)
+    restorer.close()
+
+
 @needs_procgen
 def test_procgen_bias_measures_both_sides_on_policy_states(tmp_path):
     """states_from_policy on Procgen keeps frames uint8 and states whole (bytes), and

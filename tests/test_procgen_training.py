@@ -45,8 +45,14 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 300
     out = tmp_path / "gen.json"
     assert evaluate.main([str(run), "--episodes", "2", "--bias", "--bias-states", "2",
+                          "--bias-epsilon", "0.5", "--rollouts", "3",
                           "--json", str(out)]) == 0  # fmt: skip
     report = json.loads(out.read_text())
+    for side in ("train", "test"):  # the same states, against the epsilon-greedy return too
+        greedy, noisy = report["bias"][side], report["bias_epsilon"][side]
+        assert (greedy["rollouts"], greedy["rollout_policy"]) == (1, "greedy")
+        assert (noisy["rollouts"], noisy["rollout_policy"]) == (3, "epsilon-greedy 0.5")
+        assert noisy["n_states"] == greedy["n_states"] == 2
     # the preset evaluates epsilon-greedy, as EDE's Procgen DQN (eval_eps 0.05)
     assert report["eval_epsilon"] == 0.05 and report["deterministic"] is False
     assert all(0 <= level < 3 for level in report["train_levels_seen"])

@@ -9,7 +9,7 @@ import numpy as np
 
 from envs.procgen import ProcgenVecEnv, held_out_levels, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
-from harness.evaluation import evaluation_actor, run_side
+from harness.evaluation import EpsilonGreedy, evaluation_actor, run_side
 from harness.generalization import generalization_report, normalized_score
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
@@ -81,12 +81,18 @@ class ProcgenEvaluation:
         """Nothing kept between evaluations."""
 
 
-def procgen_bias(agent, cfg, k: int, seed: int, gamma: float, held_out: str = "above") -> dict:
+def procgen_bias(agent, cfg, k: int, seed: int, gamma: float, held_out: str = "above",
+                 epsilon: float = 0.0, rollouts: int = 1) -> dict:  # fmt: skip
     """The critic's bias on each side, {"train": ..., "test": ...}: K states drawn from the
     greedy policy's episodes on EVAL_ENVS training levels, and on as many held-out levels
     (harness.bias.states_from_policy: no replay buffer keeps Procgen's 37 KB states), each
-    restored in a vector env of K envs and rolled out there (measure_restored_vector).
-    `held_out`: which held-out levels (procgen_envs' `which`)."""
+    restored in a vector env of K envs and rolled out there by the greedy policy
+    (measure_restored_vector). With `epsilon` > 0 the same states are rolled out `rollouts`
+    times each by the epsilon-greedy policy instead (harness.evaluation.EpsilonGreedy, the
+    evaluation's actor): the return of the policy that is evaluated, where the greedy one can
+    stall. `held_out`: which held-out levels (procgen_envs' `which`)."""
+    actor = EpsilonGreedy(agent, epsilon, agent.bins) if epsilon > 0 else None
+    m = rollouts if actor is not None else 1
     out = {}
     for side, is_held_out in SIDES.items():
         players = procgen_envs(cfg, is_held_out, EVAL_ENVS, seed, held_out)
@@ -94,9 +100,10 @@ def procgen_bias(agent, cfg, k: int, seed: int, gamma: float, held_out: str = "a
             states = states_from_policy(agent, players, k, seed)
         finally:
             players.close()
-        restorer = procgen_envs(cfg, is_held_out, len(states.obs), seed, held_out)
+        restorer = procgen_envs(cfg, is_held_out, len(states.obs) * m, seed, held_out)
         try:
-            out[side] = measure_restored_vector(agent, restorer, states, gamma)
+            out[side] = measure_restored_vector(agent, restorer, states, gamma, actor=actor,
+                                                rollouts=m, seed=seed)  # fmt: skip
         finally:
             restorer.close()
     return out
