@@ -140,6 +140,13 @@ def run_side(
         return _play(agent, env, episodes, seed, max_steps, deterministic)
 
 
+def side_summary(out: dict) -> dict[str, float]:
+    """{'return_mean', 'return_std', 'length_mean'} of run_side's episodes."""
+    returns = np.asarray(out["returns"], dtype=np.float64)
+    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "length_mean": float(np.mean(out["lengths"]))}  # fmt: skip
+
+
 def _play(agent, env, episodes: int, seed: int, max_steps: int | None, deterministic: bool):
     n = env.num_envs
     want = quotas(episodes, n)

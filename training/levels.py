@@ -16,12 +16,10 @@ reaches on each side's levels, restored in their level, measured by the run's Bi
 
 from __future__ import annotations
 
-import numpy as np
-
 from envs import VecEnv, make_env
 from envs.levels import LevelSpec
 from harness.bias import BiasMeter, states_from_policy
-from harness.evaluation import EVAL_ENVS, evaluation_actor, run_side
+from harness.evaluation import EVAL_ENVS, evaluation_actor, run_side, side_summary
 from harness.generalization import generalization_report
 
 SIDES = {"train": "train", "test": "interpolation", "extrapolation": "extrapolation"}
@@ -62,9 +60,7 @@ class LevelEvaluation:
         """{'return_mean', 'return_std', 'length_mean'} on the training levels."""
         actor, deterministic = evaluation_actor(agent, self.epsilon)
         out = run_side(actor, self.env("train"), self.episodes, seed, deterministic=deterministic)
-        return {"return_mean": float(np.mean(out["returns"])),
-                "return_std": float(np.std(out["returns"])),
-                "length_mean": float(np.mean(out["lengths"]))}  # fmt: skip
+        return side_summary(out)
 
     def report(self, agent, seed: int) -> dict:
         """harness.generalization's report: training, interpolation (test), extrapolation; with

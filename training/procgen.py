@@ -5,11 +5,9 @@ the run config's levels, used by every loop's evaluation and by evaluate.py."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from envs.procgen import ProcgenVecEnv, held_out_levels, procgen_game
 from harness.bias import measure_restored_vector, states_from_policy
-from harness.evaluation import EpsilonGreedy, evaluation_actor, run_side
+from harness.evaluation import EpsilonGreedy, evaluation_actor, run_side, side_summary
 from harness.generalization import generalization_report, normalized_score
 
 EVAL_ENVS = 8  # envs stepped together when a Procgen evaluation plays its episodes
@@ -68,11 +66,9 @@ class ProcgenEvaluation:
             out = run_side(actor, env, self.episodes, seed, deterministic=deterministic)
         finally:
             env.close()
-        returns = np.asarray(out["returns"], dtype=np.float64)
+        side = side_summary(out)
         game, mode = procgen_game(self.cfg.env), self.cfg.distribution_mode
-        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                "length_mean": float(np.mean(out["lengths"])),
-                "train_normalized": normalized_score(returns.mean(), game, mode)}  # fmt: skip
+        return {**side, "train_normalized": normalized_score(side["return_mean"], game, mode)}
 
     def report(self, agent, seed: int) -> dict:
         return procgen_report(agent, self.cfg, self.episodes, seed)
