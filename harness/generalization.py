@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.evaluation import quotas, run_side
+from harness.evaluation import quotas, run_side, side_summary
 
 __all__ = ["generalization_report", "normalized_score", "quotas", "run_side", "score_range"]
 
@@ -186,12 +186,10 @@ def generalization_report(
 
     report: dict[str, Any] = {}
     for side, out in sides.items():
-        returns = np.asarray(out["returns"], dtype=np.float64)
         env = envs[side]
-        report[f"{side}_return_mean"] = float(returns.mean())
-        report[f"{side}_return_std"] = float(returns.std())
+        summary = side_summary(out)
+        report.update({f"{side}_{key}": value for key, value in summary.items()})
         report[f"{side}_returns"] = out["returns"]
-        report[f"{side}_length_mean"] = float(np.mean(out["lengths"]))
         report[f"{side}_levels"] = out["levels"]
         seen = None if out["levels"] is None else sorted(set(out["levels"]))
         report[f"{side}_levels_seen"] = seen
@@ -200,8 +198,8 @@ def generalization_report(
         report[f"{side}_seconds"] = out["seconds"]
         if game is not None:
             low, high = score_range(game, mode)
-            report[f"{side}_normalized"] = normalized_score(returns.mean(), game, mode)
-            report[f"{side}_normalized_std"] = float(returns.std() / (high - low))
+            report[f"{side}_normalized"] = normalized_score(summary["return_mean"], game, mode)
+            report[f"{side}_normalized_std"] = summary["return_std"] / (high - low)
 
     train_split = getattr(train_env, "split", None)
 
