@@ -112,6 +112,7 @@ GAME = "coinrun"  # module doc: why
 # train.py flags given here override it.
 PRESETS = {"revalued": "configs/revalued/procgen-coinrun-cpu.yaml"}
 MIN_SEEDS = 2  # the issue's bar: at least 2 seeds
+BUDGET_SPREAD = 1.1  # the bar's rows end within 10% of one frame count (a rollout's rounding)
 # Per agent: default training-level counts, frames, evaluation interval (module doc).
 DEFAULTS = {"ppo": ([10, 200], 1_000_000, 100_000), "revalued": ([200], 250_000, 50_000)}
 SIDES = ("train", "test")
@@ -322,7 +323,8 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     (`level_sets`), as markdown lines: with the smallest level count train normalized >
     held-out normalized, and the largest count's gap < the smallest's; per seed (seeds with a
     row at the count, or at both counts) and in the mean over seeds; on the final reports when
-    every row has one (`measured_on`)."""
+    every row has one (`measured_on`). Not decided while its rows end at frame counts more than
+    BUDGET_SPREAD apart (a grid part-way to a new budget, beside the old budget's rows)."""
     mine = [r for r in rows
             if (r["game"], r["agent"], r["level_sets"]) == (game, agent, sets)]  # fmt: skip
     who = f"{agent}, {game}" + ("" if sets == FROM_ZERO else f", level sets {sets}")
@@ -347,6 +349,10 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     verdict = "holds" if holds else "fails"
     if holds and len(both) < MIN_SEEDS:
         verdict = f"not decided: the pattern holds in {len(both)} seed, the bar needs {MIN_SEEDS}"
+    steps = [r["env_steps"] for r in [*small.values(), *large.values()]]
+    if max(steps) > BUDGET_SPREAD * min(steps):
+        verdict = (f"not decided: its runs were trained to different budgets ({min(steps):,} to "
+                   f"{max(steps):,} frames)")  # fmt: skip
     per_over = ", ".join(f"seed {s} {_yes(o)}" for s, o in zip(sorted(small), over))
     per_shrink = ", ".join(f"seed {s} {_yes(k)}" for s, k in zip(both, shrinks)) or "no seed"
     seeds = ", ".join(map(str, both))

@@ -183,6 +183,26 @@ def test_a_pattern_in_one_seed_does_not_decide_the_bar():
     assert "**bar not decided: the pattern holds in 1 seed, the bar needs 2**" in lines[2]
 
 
+def test_a_bar_over_rows_of_different_budgets_is_not_decided():
+    # the pattern holds on these gaps (0.4, 0.2 at 10 levels; 0.1, 0.1 at 200), but the 10-level
+    # runs went on to 1.2M frames while the 200-level rows are still the 600k runs'
+    rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4),
+                    (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)})  # fmt: skip
+    for r, steps in zip(rows, (1_200_128, 1_201_152, 600_416, 602_112), strict=True):
+        r["env_steps"] = steps
+    lines = study.bar(rows, "coinrun")
+    assert "seed 0 yes, seed 1 yes; mean yes" in lines[0] and "mean yes" in lines[1]
+    assert ("**bar not decided: its runs were trained to different budgets (600,416 to "
+            "1,201,152 frames)**") in lines[2]  # fmt: skip
+    # within 10% of one another (a rollout's rounding, 4,096 frames here) the bar is judged
+    for r, steps in zip(rows, (1_200_128, 1_201_152, 1_093_000, 1_196_032), strict=True):
+        r["env_steps"] = steps
+    assert "**bar holds**" in study.bar(rows, "coinrun")[2]
+    rows[2]["env_steps"] = 1_091_000  # 1,201,152 > 1.1 x 1,091,000
+    assert "**bar not decided: its runs were trained to different budgets" in study.bar(
+        rows, "coinrun")[2]  # fmt: skip
+
+
 def test_bar_with_one_level_count_or_no_common_seed():
     assert "needs two level counts" in study.bar(rows_of({(10, 0): (0.8, 0.4)}), "coinrun")[0]
     lines = study.bar(rows_of({(10, 0): (0.8, 0.4), (200, 1): (0.6, 0.5)}), "coinrun")
