@@ -3,7 +3,7 @@
     python bench/offline.py --agents td3_bc prdc spot --datasets hopper-medium-v5 --seeds 0 1
     python bench/offline.py --agents td3_bc --datasets hopper-random-expert-5-v5 \\
         --samplers uniform aw --seeds 0 1 --jobs 2
-    python bench/offline.py ... --table-only          # redraw docs/offline.md from the runs
+    python bench/offline.py ... --table-only          # redraw docs/offline-table.md from the runs
 
 Each run uses the preset configs/<agent>/<dataset without -v5>-<sampler>.yaml or, failing
 that, <dataset without -v5>.yaml when there is one (the paper's per-dataset settings), else the
