@@ -160,11 +160,18 @@ def test_the_buffer_stores_each_transitions_level(level_run):
     buffer = ReplayBuffer.load(next((level_run / "checkpoints").glob("replay-*.pt")))
     batch = buffer.transitions(np.arange(len(buffer)))
     levels = batch.extras["level"].numpy()
-    assert len(levels) == 900 and set(levels.tolist()) <= {4, 5, 6}
+    assert len(levels) == 900
     # one level per episode: it changes only right after an episode ended
     ends = (batch.terminated + batch.truncated).numpy() > 0
     changes = np.flatnonzero(levels[1:] != levels[:-1])
-    assert np.all(ends[changes])
+    assert len(changes) > 0 and np.all(ends[changes])
+    # the one env, reset with seed 0, draws episode k's level as the k-th integer in [4, 7)
+    # of PCG64 seeded (SALT, 0); ~80 short episodes of an untrained Hopper see all three
+    starts = np.r_[0, np.flatnonzero(ends[:-1]) + 1]
+    rng = np.random.default_rng([SALT, 0])
+    drawn = [int(rng.integers(4, 7)) for _ in starts]
+    assert levels[starts].tolist() == drawn and len(starts) > 50
+    assert set(levels.tolist()) == {4, 5, 6}
 
 
 def test_restoring_a_state_in_its_level_reproduces_the_next_obs(level_run):
@@ -210,7 +217,15 @@ def test_evaluations_report_held_out_levels_every_gen_every(level_run):
         assert (g["gap"], g["gap_extrapolation"]) == (e["gap"], e["gap_extrapolation"])
 
 
-def test_evaluate_gives_the_report_with_bias_per_side(level_run, tmp_path):
+def test_evaluate_gives_the_report_with_bias_per_side(level_run, tmp_path, monkeypatch):
+    measured = []  # (levels of the states, result) of every measurement, in order
+    measure = BiasMeter.measure
+
+    def recording(meter, agent, states):
+        measured.append((states.levels.tolist(), measure(meter, agent, states)))
+        return measured[-1][1]
+
+    monkeypatch.setattr(BiasMeter, "measure", recording)
     out = tmp_path / "report.json"
     assert evaluate.main([str(level_run), "--episodes", "3", "--bias", "--bias-states", "4",
                           "--json", str(out)]) == 0  # fmt: skip
@@ -224,6 +239,14 @@ def test_evaluate_gives_the_report_with_bias_per_side(level_run, tmp_path):
     assert set(report["bias"]) == {"train", "test", "extrapolation"}
     for side in report["bias"].values():
         assert side["n_states"] == 4 and side["restored_states"] is True
+    # each side measured on states of its own 3 evaluation levels, and reported as its own
+    own = {"train": {4, 5, 6}, "test": {INTERPOLATION_BASE + k for k in range(3)},
+           "extrapolation": {EXTRAPOLATION_BASE + k for k in range(3)}}  # fmt: skip
+    assert len(measured) == 3
+    for (levels, result), side in zip(measured, ("train", "test", "extrapolation")):
+        assert len(levels) == 4 and set(levels) <= own[side], (side, levels)
+        assert report["bias"][side]["mc_return_mean"] == result["mc_return_mean"]
+        assert report["bias"][side]["q_mean"] == result["q_mean"]
     assert report["levels"]["context"] == ["mass", "friction"]
 
 
@@ -271,21 +294,32 @@ def test_bias_on_a_level_state_uses_that_levels_physics():
         def q_value(self, obs, actions):
             return torch.zeros(len(obs))
 
+    def fall(env) -> float:
+        g, discount, done = 0.0, 1.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(np.zeros(3, dtype=np.float32))
+            g += discount * reward
+            discount *= 0.99
+            done = terminated or truncated
+        return g
+
     env = make_env("Hopper-v5", levels=spec)
-    obs, _ = env.reset(seed=3, options={"level": 1})
+    # the meter resets with the state's seed 3, which alone draws level 1 (PCG64 seeded
+    # (SALT, 3)): the state is taken in level 0, so a meter that lost the level plays level 1
+    assert env.reset(seed=3)[1]["level"] == 1
+    obs, _ = env.reset(seed=3, options={"level": 0})
     state = get_sim_state(env)
-    g, discount, done = 0.0, 1.0, False
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(np.zeros(3, dtype=np.float32))
-        g += discount * reward
-        discount *= 0.99
-        done = terminated or truncated
+    g0 = fall(env)
+    env.reset(seed=3, options={"level": 1})
+    set_sim_state(env, state)
+    g1 = fall(env)
+    assert g0 != pytest.approx(g1, rel=1e-6)  # the levels' physics differ
     meter = BiasMeter(lambda limit: make_env("Hopper-v5", max_episode_steps=limit, levels=spec),
                       0.99)  # fmt: skip
     states = States(obs=obs[None] * 0, sim_states=state[None], reset_seeds=np.array([3]),
-                    levels=np.array([1]))  # fmt: skip
+                    levels=np.array([0]))  # fmt: skip
     result = meter.measure(Still(), states)
-    assert result["mc_return_mean"] == pytest.approx(g, rel=1e-9)
+    assert result["mc_return_mean"] == pytest.approx(g0, rel=1e-9)
 
 
 @pytest.mark.parametrize(

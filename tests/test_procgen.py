@@ -417,15 +417,32 @@ def test_epsilon_greedy_rollouts_read_q_at_the_actions_taken_and_repeat_with_the
 
 
 @needs_procgen
-def test_procgen_bias_measures_both_sides_on_policy_states(tmp_path):
+def test_procgen_bias_measures_both_sides_on_policy_states(tmp_path, monkeypatch):
     """states_from_policy on Procgen keeps frames uint8 and states whole (bytes), and
-    procgen_bias reports the training and the held-out side."""
+    procgen_bias reports the training and the held-out side, each on its own levels."""
+    import training.procgen
     from core.config import RunConfig
     from training.procgen import procgen_bias
 
+    measured = []  # (level seeds of the states, result) of every measurement, in order
+    measure = training.procgen.measure_restored_vector
+
+    def recording(agent, env, states, *args, **kwargs):
+        # a state: return and length (16 bytes), the 64 x 64 x 3 frame, then Procgen's own
+        seeds = [state_header(s[16 + 64 * 64 * 3 :])["level_seed"] for s in states.sim_states]
+        measured.append((seeds, measure(agent, env, states, *args, **kwargs)))
+        return measured[-1][1]
+
+    monkeypatch.setattr(training.procgen, "measure_restored_vector", recording)
     cfg = RunConfig(env="procgen:bigfish", train_levels=5)
     out = procgen_bias(ConstantAgent(7, 1.0), cfg, k=4, seed=0, gamma=0.9)
     assert set(out) == {"train", "test"}
     for side in out.values():
         assert side["n_states"] == 4 and side["restored_states"]
         assert side["bias_mean"] == pytest.approx(1.0 - side["mc_return_mean"])
+    # the training side on levels [0, 5), the held-out side above them, each its own result
+    assert len(measured) == 2
+    (train_seeds, train_result), (test_seeds, test_result) = measured
+    assert len(train_seeds) == 4 and all(0 <= seed < 5 for seed in train_seeds), train_seeds
+    assert len(test_seeds) == 4 and all(seed >= 5 for seed in test_seeds), test_seeds
+    assert out["train"] is train_result and out["test"] is test_result

@@ -9,9 +9,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import evaluate
 import train
+from agents.buffer import ReplayBuffer
 from core.config import RunConfig
 from training.procgen import ProcgenEvaluation
 
@@ -35,7 +37,11 @@ def test_pixel_revalued_trains_evaluates_and_resumes_on_procgen(tmp_path):
     # utd x num_envs = 0.5 x 2 = 1 update
     assert summary["env_steps"] == 200 and summary["gradient_updates"] == 51
     (entry,) = summary["evals"]
-    assert {"train_normalized", "test_normalized", "gap"} <= set(entry)
+    assert entry["gap"] == pytest.approx(entry["train_normalized"] - entry["test_normalized"])
+    # the frames are stored as the env gives them, uint8 (4x smaller than float32)
+    storage = ReplayBuffer.load(run / "checkpoints" / "replay-200.pt").state_dict()["storage"]
+    assert storage["obs"].dtype == storage["next_obs"].dtype == torch.uint8
+    assert storage["obs"].shape[-3:] == (64, 64, 3) and storage["obs"].max() > 0
     (bias,) = summary["bias"]
     for side in ("train", "test"):  # states the greedy policy reached there, restored
         assert bias[side]["n_states"] == 3 and bias[side]["restored_states"]
@@ -66,10 +72,6 @@ def test_a_procgen_timeout_is_stored_as_terminal(tmp_path):
     # the next level's first frame, so the off-policy loop stores the end as terminal (no
     # bootstrap from it). maze times out at 500 steps; 4 envs of random actions for 510 steps
     # each end at least one episode by the timeout with this seed (asserted).
-    import torch
-
-    from agents.buffer import ReplayBuffer
-
     run = tmp_path / "run"
     argv = [
         "--config", "configs/revalued/procgen-coinrun-cpu.yaml", "--env", "procgen:maze",

@@ -169,6 +169,24 @@ def test_evaluate_bias_json_from_replay_states_and_start_state_fallback(tmp_path
         assert math.isclose(
             result["bias_mean"], result["q_mean"] - result["mc_return_mean"], abs_tol=1e-6
         )
+    # Pendulum's fallback (the last result) by hand: the start states of reset seeds 0, 1, 2
+    # (evaluate's --seed 0), the greedy policy for H steps with gamma^H <= 1e-3, no time limit
+    # before that
+    agent = evaluate.load_agent(str(tmp_path / "Pendulum-v1"), None)[0]
+    gamma = agent.cfg.gamma
+    horizon = math.ceil(math.log(1e-3) / math.log(gamma))
+    envs = [make_env("Pendulum-v1", max_episode_steps=horizon + 1) for _ in range(3)]
+    obs = np.stack([env.reset(seed=i)[0] for i, env in enumerate(envs)]).astype(np.float32)
+    start = torch.as_tensor(obs)
+    q = agent.q_value(start, torch.as_tensor(agent.act(obs, deterministic=True)))
+    g = np.zeros(3)
+    for t in range(horizon):  # Pendulum never terminates
+        actions = agent.act(obs, deterministic=True)
+        for i, env in enumerate(envs):
+            obs[i], reward, *_ = env.step(actions[i])
+            g[i] += gamma**t * reward
+    assert result["mc_return_mean"] == pytest.approx(g.mean(), rel=1e-6)
+    assert result["q_mean"] == pytest.approx(float(q.mean()), rel=1e-6)
 
 
 def test_best_checkpoint_holds_the_best_evaluated_policy(tmp_path):
