@@ -460,8 +460,11 @@ def test_uint8_frames_round_trip_exactly_through_storage_and_a_saved_file(tmp_pa
     buffer = ReplayBuffer(10, shape, (), num_envs=2, obs_dtype=torch.uint8,
                           action_dtype=torch.int64, seed=0)  # fmt: skip
     frames = rng.integers(0, 256, size=(8, 2, *shape), dtype=np.uint8)
-    frames[0, 0, 0, 0] = [0, 127, 255]  # both ends and the middle, surely present
     nexts = rng.integers(0, 256, size=(8, 2, *shape), dtype=np.uint8)
+    # Both ends and the middle, surely present: in the newest step (it wrapped into row 2) and
+    # the oldest step still kept (step 3); steps 0-2 are overwritten.
+    frames[7, 1, 0, 0] = [0, 127, 255]
+    nexts[3, 0, 63, 63] = [255, 127, 0]
     for t in range(8):  # 16 transitions into 10 slots (5 rows of 2 envs): rows 0-2 overwritten
         buffer.add(frames[t], np.array([t, 14 - t]), np.ones(2), nexts[t], np.zeros(2),
                    np.zeros(2))  # fmt: skip
@@ -472,6 +475,8 @@ def test_uint8_frames_round_trip_exactly_through_storage_and_a_saved_file(tmp_pa
     order = np.argsort(batch.actions.numpy().reshape(-1, 2)[:, 0])  # action of env 0 = t
     np.testing.assert_array_equal(kept_obs[order], frames[3:])
     np.testing.assert_array_equal(kept_next[order], nexts[3:])
+    assert kept_obs[order][4, 1, 0, 0].tolist() == [0, 127, 255]  # step 7 is the 5th kept
+    assert kept_next[order][0, 0, 63, 63].tolist() == [255, 127, 0]
     path = tmp_path / "frames.pt"
     buffer.save(path)
     loaded = ReplayBuffer.load(path)

@@ -11,6 +11,7 @@ bench/cuda_check.py on a GPU.
 from __future__ import annotations
 
 import copy
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -191,8 +192,8 @@ def test_a_resume_steps_uncaptured_whatever_the_checkpoint_saved(tmp_path):
     """A captured run's checkpoint holds capturable=True; resumed without capture (on a CPU)
     REValueD's unfused Adam would refuse to step."""
     args = ["--agent", "revalued", "--env", "Pendulum-v1", "--bins", "3", "--set", "hidden=[16]",
-            "--set", "n_members=2", "--set", "learning_starts=100", "--eval-every", "200",
-            "--eval-episodes", "1", "--progress", "off",
+            "--set", "n_members=2", "--set", "learning_starts=100", "--set", "batch_size=32",
+            "--eval-every", "200", "--eval-episodes", "1", "--progress", "off",
             "--run-dir", str(tmp_path / "r")]  # fmt: skip
     assert train.main([*args, "--total-steps", "200"]) == 0
     for path in (tmp_path / "r" / "checkpoints").glob("[fl]*.pt"):  # final.pt, latest.pt
@@ -201,3 +202,11 @@ def test_a_resume_steps_uncaptured_whatever_the_checkpoint_saved(tmp_path):
             group["capturable"] = True  # as a captured GPU run saves it
         torch.save(ckpt, path)
     assert train.main(["--resume", str(tmp_path / "r"), "--total-steps", "300"]) == 0
+    # One env, utd 1: an update after each env step k >= learning_starts (100) once the buffer
+    # holds a batch (k >= 32): k = 100..200 before the resume (101), k = 201..300 after (100),
+    # the resumed steps drawing on the 200 restored transitions.
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert (summary["env_steps"], summary["resumes"], summary["gradient_updates"]) == (300, 1, 201)
+    final = torch.load(tmp_path / "r" / "checkpoints" / "final.pt", weights_only=False)
+    groups = final["agent_state"]["opt"]["param_groups"]
+    assert groups and all(group["capturable"] is False for group in groups)

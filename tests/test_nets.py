@@ -61,9 +61,15 @@ def test_member_slice_evaluates_only_those_members():
 def test_members_are_initialised_independently_with_linear_default_bounds():
     torch.manual_seed(2)
     ens = EnsembleMLP(2, 100, 1, [50])
-    w = ens.layers[0].weight  # 2 x 100 x 50
-    assert not torch.equal(w[0], w[1])
-    assert w.abs().max() <= 1 / 100**0.5  # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    # U(-b, b) with b = 1/sqrt(fan_in). The largest of N uniform |w| falls below f * b with
+    # probability f^N: 0.99^5000 ~ 1.5e-22 for a layer-0 member (100 x 50), 0.6^50 ~ 8e-12 for
+    # a layer-1 member (50 x 1). So each member's max |w| lies in [f * b, b], or init is wrong.
+    for layer, fan_in, f in ((ens.layers[0], 100, 0.99), (ens.layers[1], 50, 0.6)):
+        w, bound = layer.weight.detach(), 1 / fan_in**0.5  # 2 x fan_in x fan_out
+        assert w.shape[:2] == (2, fan_in)
+        assert not torch.equal(w[0], w[1])
+        for member in w:
+            assert f * bound <= member.abs().max() <= bound
 
 
 def test_soft_update_is_polyak_average():

@@ -8,6 +8,7 @@ import json
 import math
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -80,7 +81,11 @@ def test_state_normalization_is_the_same_in_training_acting_and_after_reload():
     agent = make_agent(policy_noise=0.0)
     obs = np.random.default_rng(0).normal(5.0, 3.0, size=(50, 3)).astype(np.float32)
     agent.fit_dataset(obs, np.zeros((50, 2), np.float32))
-    normalized = (torch.as_tensor(obs) - agent.obs_norm.mean.float()) / agent.obs_norm.std.float()
+    # TD3+BC's statistics: the dataset's mean and population std (+ 1e-3), from numpy.
+    mean, std = obs.astype(np.float64).mean(0), obs.astype(np.float64).std(0) + 1e-3
+    np.testing.assert_allclose(agent.obs_norm.mean.numpy(), mean, rtol=1e-10)
+    np.testing.assert_allclose(agent.obs_norm.std.numpy(), std, rtol=1e-10)
+    normalized = torch.as_tensor(((obs - mean) / std).astype(np.float32))
     with torch.no_grad():
         expected = agent.actor(normalized).numpy()
     np.testing.assert_allclose(agent.act(obs, deterministic=True), expected, atol=1e-6)
@@ -93,6 +98,8 @@ def test_state_normalization_is_the_same_in_training_acting_and_after_reload():
     # Reload into a fresh agent that never saw the dataset: same actions.
     fresh = make_agent(policy_noise=0.0)
     fresh.load_state_dict(agent.state_dict())
+    np.testing.assert_allclose(fresh.obs_norm.mean.numpy(), mean, rtol=1e-10)
+    np.testing.assert_allclose(fresh.obs_norm.std.numpy(), std, rtol=1e-10)
     np.testing.assert_array_equal(fresh.act(obs, True), agent.act(obs, True))
 
 
@@ -389,9 +396,14 @@ def test_offline_agents_train_and_reload_their_normalization(
     assert summary["gradient_updates"] == 40
     reloaded = evaluate.load_agent(run, None)[0]
     ckpt = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
-    # The reloaded agent never saw the dataset: its state normalization came from the file.
-    torch.testing.assert_close(reloaded.obs_norm.mean, ckpt["agent_state"]["obs_norm"]["mean"])
-    assert not torch.equal(reloaded.obs_norm.mean, torch.zeros_like(reloaded.obs_norm.mean))
+    # The reloaded agent never saw the dataset: its state normalization came from the file,
+    # and is the dataset's own mean and population std (+ 1e-3), computed here with numpy.
+    with h5py.File(hopper_dataset, "r") as f:
+        observations = f["observations"][:].astype(np.float64)
+    mean, std = observations.mean(0), observations.std(0) + 1e-3
+    for norm in (reloaded.obs_norm.state_dict(), ckpt["agent_state"]["obs_norm"]):
+        np.testing.assert_allclose(norm["mean"].numpy(), mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(norm["std"].numpy(), std, rtol=1e-10)
     assert evaluate.main([str(run), "--episodes", "1", "--json", str(tmp_path / "e.json")]) == 0
     if agent == "spot":  # the VAE was cached beside the dataset, for the next run
         cache = hopper_dataset.parent / f"{hopper_dataset.stem}.ogzoo-cache"

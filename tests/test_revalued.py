@@ -48,9 +48,13 @@ def test_decomposition_and_greedy_actions_by_hand():
     # mean over members: dim 0 (2, 3) -> bin 1; dim 1 (1, 2) -> bin 1
     assert agent.greedy(obs).tolist() == [[1, 1], [1, 1]]
     # Q(s, a=(0, 1)) = mean_k mean_i U: member 0 (1 + 0) / 2, member 1 (3 + 4) / 2 -> 2.0
-    actions = torch.tensor([[0, 1], [1, 0]])
+    # Q(s, a=(1, 1)): member 0 (5 + 0) / 2, member 1 (1 + 4) / 2 -> 2.5
+    # Q(s, a=(0, 0)): member 0 (1 + 2) / 2, member 1 (3 + 0) / 2 -> 1.5
+    # Each row's value differs, so a row's action applied to another row shows.
+    obs = torch.zeros(3, 3)
+    actions = torch.tensor([[0, 1], [1, 1], [0, 0]])
     q = agent.q_value(obs, actions.float())  # the harness passes float actions
-    assert q.tolist() == pytest.approx([2.0, (5 + 2) / 4 + (1 + 0) / 4])
+    assert q.tolist() == pytest.approx([2.0, 2.5, 1.5])
 
 
 def test_target_with_termination_and_n_step_discount_by_hand():

@@ -142,18 +142,30 @@ def test_sac_target_takes_min_and_subtracts_alpha_log_prob():
 
 
 def test_sac_actor_update_leaves_critic_untouched_and_trains_all_parts():
-    agent = make_agent(sac)
+    # A large tau: an Adam step moves the critic ~3e-4, so a target step of tau times that
+    # stands clear of float tolerance.
+    agent = make_agent(sac, tau=0.25)
     critic_before = copy.deepcopy(agent.critic.state_dict())
     actor_loss, _ = agent.actor_loss(make_batch(8).obs)
     agent.actor_opt.zero_grad()
     actor_loss.backward(inputs=agent._actor_params)
     assert all(p.grad is None for p in agent.critic.parameters())
+    actor_before = copy.deepcopy(agent.actor.state_dict())
+    target_before = {k: v.clone() for k, v in agent.critic_target.named_parameters()}
+    log_alpha_before = agent.temperature.log_alpha.detach().clone()
     metrics = agent.update(make_batch(8))
     assert set(metrics) >= {"loss/critic", "loss/actor", "loss/temperature", "policy/alpha"}
     changed = [
         k for k, v in agent.critic.state_dict().items() if not torch.equal(v, critic_before[k])
     ]
     assert changed  # the critic step itself did run
+    assert not all(torch.equal(v, agent.actor.state_dict()[k]) for k, v in actor_before.items())
+    assert not torch.equal(agent.temperature.log_alpha.detach(), log_alpha_before)
+    # Polyak step after the critic step: target <- (1 - tau) * old target + tau * new critic.
+    tau, critic = agent.cfg.tau, dict(agent.critic.named_parameters())
+    assert target_before
+    for k, v in agent.critic_target.named_parameters():
+        torch.testing.assert_close(v, (1 - tau) * target_before[k] + tau * critic[k].detach())
 
 
 # ---- TQC: quantile Huber loss and truncation ---------------------------------------------

@@ -181,6 +181,20 @@ def summary(folder: Path) -> dict:
     return {k: v for k, v in data.items() if k not in ("wall_time_s", "last_update_metrics")}
 
 
+def assert_same_tensors(a: dict, b: dict, exact: bool = True) -> None:
+    """The same floating tensors at the same paths of two agent states: none missing on either
+    side, each equal (or within 1e-3 relative)."""
+    mine, theirs = dict(float_tensors(a)), dict(float_tensors(b))
+    assert mine
+    assert sorted(mine) == sorted(theirs)
+    for path, x in mine.items():
+        y = theirs[path]
+        if exact:
+            assert torch.equal(x, y), path
+        else:
+            assert float((x - y).abs().max()) <= 1e-3 * float(x.abs().max()) + 1e-6, path
+
+
 def assert_same_run(a: Path, b: Path, exact: bool = True) -> None:
     (ca, ra), (cb, rb) = load(a), load(b)
     assert ca["counters"]["gradient_updates"] == cb["counters"]["gradient_updates"] > 0
@@ -189,13 +203,7 @@ def assert_same_run(a: Path, b: Path, exact: bool = True) -> None:
     warm = 200  # uniform-random warm-up: the same transitions bit for bit
     for key, value in ra["storage"].items():
         assert torch.equal(value[:warm], rb["storage"][key][:warm]), key
-    pairs = list(zip(float_tensors(ca["agent_state"]), float_tensors(cb["agent_state"])))
-    assert pairs
-    for (path, x), (_, y) in pairs:
-        if exact:
-            assert torch.equal(x, y), path
-        else:
-            assert float((x - y).abs().max()) <= 1e-3 * float(x.abs().max()) + 1e-6, path
+    assert_same_tensors(ca["agent_state"], cb["agent_state"], exact)
     if exact:
         for key, value in ra["storage"].items():
             assert torch.equal(value, rb["storage"][key]), key
@@ -235,10 +243,7 @@ def test_revalued_on_the_threads_engine_is_its_single_seed_runs_bit_for_bit(tmp_
         assert train.main([*argv, "--seed", str(seed), "--run-dir", str(tmp_path / f"{seed}")]) == 0
         a, b = load(tmp_path / f"{seed}")[0], load(tmp_path / "g" / f"s{seed}")[0]
         assert a["agent_state"]["rng"] == b["agent_state"]["rng"]  # exploration draws
-        for (path, x), (_, y) in zip(
-            float_tensors(a["agent_state"]), float_tensors(b["agent_state"])
-        ):
-            assert torch.equal(x, y), path
+        assert_same_tensors(a["agent_state"], b["agent_state"])
 
 
 def test_stacked_engine_matches_single_seed_runs(tmp_path, singles):

@@ -158,11 +158,15 @@ def test_state_dict_round_trip_gives_identical_actions_and_updates():
 
 def test_q_value_is_q1_and_min_is_below_it():
     agent = make_agent()
-    batch = make_batch(16)
+    # Critic 1 says [1, 5], critic 2 says [3, 2]: Q1 and the min differ in each row.
+    agent.critic = FixedCritic([[1.0, 5.0], [3.0, 2.0]])
+    batch = make_batch(2)
     est = agent.q_estimates(batch.obs, batch.actions)
-    torch.testing.assert_close(agent.q_value(batch.obs, batch.actions), est["q1"])
-    assert est["q1"].shape == (16,)
-    assert torch.all(est["min"] <= est["q1"])
+    torch.testing.assert_close(est["q1"], torch.tensor([1.0, 5.0]))
+    torch.testing.assert_close(est["min"], torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(agent.q_value(batch.obs, batch.actions), torch.tensor([1.0, 5.0]))
+    # The critic saw (s, a) for the given actions.
+    torch.testing.assert_close(agent.critic.seen, torch.cat([batch.obs, batch.actions], -1))
 
 
 def test_rejects_discrete_action_space():
