@@ -3,6 +3,7 @@ updating split, the alternating order, and the update timer."""
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,11 +42,26 @@ def test_rounds_alternate_which_variant_goes_first():
         ["ours", "plain"], ["plain", "ours"], ["ours", "plain"]]  # fmt: skip
 
 
-def test_timed_update_returns_metrics_and_accumulates_time():
+def test_timed_update_returns_metrics_and_accumulates_time(monkeypatch):
+    # A fake clock: an update of batch b takes b seconds, a sync 0.25 s, and time outside the
+    # timer (100 s between calls) is not counted: (3 + 0.25) + (4 + 0.25) = 7.5 s.
+    now = [1000.0]
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def update(batch):
+        now[0] += batch
+        return {"loss": batch}
+
+    def sync():
+        synced.append(1)
+        now[0] += 0.25
+
     synced = []
-    timer = bench.TimedUpdate(lambda batch: {"loss": batch}, lambda: synced.append(1))
-    assert timer(3) == {"loss": 3} and timer(4) == {"loss": 4}
-    assert len(synced) == 2 and timer.seconds >= 0.0
+    timer = bench.TimedUpdate(update, sync)
+    assert timer(3) == {"loss": 3}
+    now[0] += 100.0
+    assert timer(4) == {"loss": 4}
+    assert len(synced) == 2 and timer.seconds == 7.5
 
 
 def test_variants_are_ours_bf16_channels_last_and_plain_fp32_channels_first():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.spatial import cKDTree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,11 +29,13 @@ def test_state_ball_finds_the_nearest_key():
 
 
 def test_the_actor_row_comes_from_the_runs_actor_on_its_own_dataset_only(tmp_path):
-    import evaluate
     import train
+    from agents import prdc
+    from core.config import apply_overrides
     from core.errors import UserError
     from datagen import load_dataset
     from datagen.generate import collect, random_policy
+    from envs import make_env
     from envs.datasets import write_d4rl
 
     paths = []
@@ -49,8 +52,16 @@ def test_the_actor_row_comes_from_the_runs_actor_on_its_own_dataset_only(tmp_pat
     states = data.observations[:16]
     label, actions = bench.actor_actions(str(run), data, states)
     assert label == "actor at 20 updates"
-    expected = evaluate.load_agent(run, None)[0].act(states, deterministic=True)
-    np.testing.assert_array_equal(actions, expected)
+    # The expected actor, built apart from evaluate.load_agent (which actor_actions calls): the
+    # finished run's final checkpoint's actor in a fresh agent, its states normalized with the
+    # statistics of the dataset it trained on (PRDC normalizes as TD3+BC does).
+    ckpt = torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+    env = make_env("Hopper-v5")
+    cfg = apply_overrides(prdc.Config(), ckpt["agent_config"], "prdc")
+    fresh = prdc.Agent(cfg, env.observation_space, env.action_space)
+    fresh.actor.load_state_dict(ckpt["agent_state"]["actor"])
+    fresh.obs_norm.fit(torch.as_tensor(data.observations))
+    np.testing.assert_array_equal(actions, fresh.act(states, deterministic=True))
     assert np.abs(actions).max() > 0  # the actor's, not a placeholder
     other = load_dataset(str(paths[1]))[0]
     with pytest.raises(UserError, match="was not trained on this dataset"):

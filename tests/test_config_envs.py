@@ -89,8 +89,20 @@ def test_vec_env_keeps_final_obs_and_seeds_each_env():
         step = envs.step(actions)
     assert step.truncated.all() and not step.terminated.any()
     assert len(step.finished) == 2 and all(length == 200 for _, length in step.finished)
-    # next_obs is the final observation; obs is the first of the new episode.
-    assert not np.array_equal(step.next_obs, step.obs)
+    # next_obs is the final observation; obs is the first of the new episode. A twin single env
+    # (seeded seed + i, same actions) says what each should be: its last step's observation,
+    # then its next reset, which is unseeded (the env continues its own RNG).
+    for i in range(2):
+        twin = make_env("Pendulum-v1")
+        twin.reset(seed=3 + i)
+        total = 0.0
+        for _ in range(200):
+            last, reward, *_ = twin.step(actions[i])
+            total += reward
+        first, _ = twin.reset()
+        np.testing.assert_array_equal(step.next_obs[i], last)
+        np.testing.assert_array_equal(step.obs[i], first)
+        assert step.finished[i][0] == pytest.approx(total, rel=1e-12)
 
 
 def test_mujoco_state_restore_reproduces_the_next_observation():

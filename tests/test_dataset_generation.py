@@ -68,7 +68,8 @@ def test_cli_reports_missing_and_policy_kinds_in_one_line(tmp_path, capsys, monk
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
-    """A tiny TQC run on Hopper exported as both the medium and the expert policy."""
+    """A tiny TQC run on Hopper exported as the medium policy, and with one actor weight
+    perturbed as the expert policy: two policies, so a kind acting with the other one shows."""
     root = tmp_path_factory.mktemp("policies")
     run = root / "run"
     argv = [
@@ -76,19 +77,52 @@ def shipped(tmp_path_factory):
         "--eval-episodes", "1", "--progress", "off", "--run-dir", str(run),
         "--set", "learning_starts=64", "--set", "batch_size=32", "--set", "n_critics=2",
         "--set", "n_quantiles=5", "--set", "critic_hidden=[16]", "--set", "actor_hidden=[16]",
+        "--set", "arch=simba",  # its observation normalization travels with the policy
     ]  # fmt: skip
     assert train.main(argv) == 0
-    for level in ("medium", "expert"):
-        export_policy(run / "checkpoints" / "best.pt", f"hopper-{level}", root, episodes=3)
+    best = run / "checkpoints" / "best.pt"
+    export_policy(best, "hopper-medium", root, episodes=3)  # medium-replay needs the run's actor
+    ckpt = torch.load(best, weights_only=True)
+    actor = ckpt["agent_state"]["actor"]
+    first = next(iter(actor))
+    actor[first] = actor[first] + 0.1
+    torch.save(ckpt, root / "perturbed.pt")
+    export_policy(root / "perturbed.pt", "hopper-expert", root, episodes=3)
     return root
 
 
 def test_exported_policy_acts_like_the_checkpoint_and_records_its_return(shipped):
-    agent, info = load_policy("hopper", "expert", shipped)
-    ckpt = torch.load(info["metadata"]["source_checkpoint"], weights_only=True)
+    from evaluate import load_agent
+
+    policy, info = load_policy("hopper", "expert", shipped)
+    meta = info["metadata"]
+    agent, env, _, ckpt = load_agent(meta["source_checkpoint"], None)
     for key, value in ckpt["agent_state"]["actor"].items():
-        assert torch.equal(agent.actor.state_dict()[key], value)
-    assert info["metadata"]["return_episodes"] == 3 and info["agent"] == "tqc"
+        assert torch.equal(policy.actor.state_dict()[key], value)
+    assert meta["return_episodes"] == 3 and info["agent"] == "tqc"
+    # The same actions as the checkpoint's agent on a few states (observation normalization
+    # included): the mean action, and the sampled one from the same seed.
+    states = np.random.default_rng(0).normal(0.0, 2.0, (8, *env.observation_space.shape))
+    np.testing.assert_array_equal(policy.act(states, True), agent.act(states, True))
+    sampled = []
+    for actor in (policy, agent):
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            sampled.append(actor.act(states, False))
+    np.testing.assert_array_equal(*sampled)
+    # Its return, replayed with the checkpoint's agent as the module doc says it is measured:
+    # sampled actions from torch seeded with return_seed, episode k from reset(return_seed + k).
+    seed, returns = meta["return_seed"], []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for k in range(3):
+            obs, _ = env.reset(seed=seed + k)
+            done, total = False, 0.0
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs[None], False)[0])
+                total, done = total + float(reward), terminated or truncated
+            returns.append(total)
+    assert meta["return_mean"] == pytest.approx(np.mean(returns), rel=1e-12)
     with pytest.raises(UserError, match="level"):
         export_policy(shipped / "run", "hopper-good", shipped)
 
@@ -97,13 +131,30 @@ def test_policy_kinds_mix_and_concatenate_as_specified(shipped, tmp_path):
     def make(name, size):
         return read_d4rl(generate.make(name, size=size, seed=0, root=tmp_path, policies=shipped))
 
+    def replayed(observations, *policies):
+        """The sampled actions of `policies` (each for its share of the observations, in order)
+        from torch's RNG seeded as make seeds it (seed 0), one step at a time as collect acts."""
+        share = len(observations) // len(policies)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            if len(policies) > 1:  # make loads the medium policy after seeding: its init draws
+                load_policy("hopper", "medium", shipped)
+            return np.stack([policies[i // share].act(obs[None], False)[0]
+                             for i, obs in enumerate(observations)])  # fmt: skip
+
+    medium, medium_info = load_policy("hopper", "medium", shipped)
+    expert_policy, expert_info = load_policy("hopper", "expert", shipped)
+    expert_return = expert_info["metadata"]["return_mean"]
+    assert expert_return != medium_info["metadata"]["return_mean"]  # two policies (fixture)
     expert = make("hopper-expert-v5", 150)
-    assert (
-        len(expert) == 150
-        and expert.metadata["ref_max_score"] > expert.metadata["ref_min_score"] - 1e9
-    )
+    assert len(expert) == 150 and expert.metadata["ref_max_score"] == expert_return
+    np.testing.assert_array_equal(expert.actions, replayed(expert.observations, expert_policy))
     both = make("hopper-medium-expert-v5", 100)
     assert len(both) == 200  # size medium + size expert, as D4RL's medium-expert doubles
+    medium_data = make("hopper-medium-v5", 100)  # the first half, the same size and seed
+    for name in ("observations", "actions", "rewards", "terminals", "timeouts", "qpos", "qvel"):
+        np.testing.assert_array_equal(getattr(both, name)[:100], getattr(medium_data, name))
+    np.testing.assert_array_equal(both.actions, replayed(both.observations, medium, expert_policy))
     mix = make("hopper-random-expert-10-v5", 500)
     n_expert = int(mix.metadata["expert_transitions"])
     assert 50 <= n_expert < 50 + 1000  # whole expert episodes until 10% of 500 is reached

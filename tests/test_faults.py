@@ -61,7 +61,9 @@ def test_kill_9_at_random_moments_always_leaves_a_resumable_run(tmp_path, capsys
     """Runs killed (SIGKILL: no chance to save) at moments picked by what the folder holds:
     at once, as soon as its config exists (before any checkpoint), while a checkpoint is half
     written, and at a seeded random moment after the first checkpoint. Every one finishes
-    with --resume, or, when it died before its folder held a config, with a new start."""
+    with --resume, or, when it died before its folder held a config, with a new start. Every
+    trial must be killed: a run that ends before its moment is seen (a save's .tmp lives for
+    milliseconds) is tried again, up to 3 times."""
     rng = random.Random(19)
     moments = {
         "at-start": lambda d: True,
@@ -70,12 +72,24 @@ def test_kill_9_at_random_moments_always_leaves_a_resumable_run(tmp_path, capsys
         "after-a-checkpoint": lambda d: (d / "checkpoints" / "latest.pt").is_file(),
     }
     for name, ready in moments.items():
-        run_dir = tmp_path / name
-        args = tiny_args(run_dir, "--checkpoint-every", "100", "--eval-every", "200", total=600)
-        proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        delay = rng.uniform(0.0, 1.0) if name == "after-a-checkpoint" else 0.0
-        kill_when(proc, ready, run_dir, delay)
+        for attempt in range(3):
+            run_dir = tmp_path / f"{name}-{attempt}"
+            args = tiny_args(run_dir, "--checkpoint-every", "100", "--eval-every", "200",
+                             total=600)  # fmt: skip
+            proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=REPO,
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            delay = rng.uniform(0.0, 1.0) if name == "after-a-checkpoint" else 0.0
+            kill_when(proc, ready, run_dir, delay)
+            if proc.returncode != 0:
+                break
+            assert (run_dir / "checkpoints" / "final.pt").is_file()  # it ended first: again
+        # Killed by the SIGKILL before the run reached its end (summary.json is also written
+        # at each evaluation, so only a finished run's counts the whole budget).
+        assert proc.returncode == -signal.SIGKILL, (name, proc.returncode)
+        assert not (run_dir / "checkpoints" / "final.pt").exists(), name
+        if (run_dir / "summary.json").is_file():
+            assert read_summary(run_dir)["env_steps"] < 600, name
         if name == "before-first-checkpoint":  # the moment this trial is about
             assert not (run_dir / "checkpoints" / "latest.pt").exists()
         capsys.readouterr()
@@ -273,7 +287,7 @@ def test_bad_values_are_one_line_before_anything_is_written(tmp_path, capsys, ex
     assert not run_dir.exists()
 
 
-def test_evaluate_bad_seed_and_another_env(finished_run, capsys):
+def test_evaluate_refuses_a_negative_seed(finished_run, capsys):
     capsys.readouterr()
     assert evaluate.main([str(finished_run), "--seed", "-1"]) == 2
     assert "--seed" in assert_one_line_error(capsys)

@@ -3,6 +3,7 @@ same weights, batch and noise, the pieces that must match do, to float tolerance
 where SB3, sb3-contrib or MuJoCo is not installed."""
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -102,8 +103,19 @@ def test_acting_optimizers_and_initialisation_match(algo):
         for key in ("lr", "betas", "eps", "weight_decay", "amsgrad"):
             assert ours[key] == theirs[key], (name, key)
     init = check.initialisation(algo)
+    # U(-b, b), b = 1/sqrt(fan_in), has std b/sqrt(3): std sqrt(3 fan_in) is 1 up to sampling.
+    # The sample std of n such draws is off by sqrt((kurtosis - 1) / 4n) = sqrt(0.2 / n)
+    # relative (kurtosis 9/5); we allow 4 of those. Every tensor is within the bound of its
+    # smallest one, an actor output bias (act_dim entries: SB3's mean and log std heads), and
+    # the largest, a hidden h x h weight, alone keeps the maximum near 1 (a shrunk init fails).
+    _, cfg = check.our_config(algo)
+    act_dim = check.make_env(check.ENV).action_space.shape[0]
+    widest = max(a * b for a, b in zip(cfg.actor_hidden, cfg.actor_hidden[1:]))
+    loose, tight = 4 * math.sqrt(0.2 / act_dim), 4 * math.sqrt(0.2 / widest)
     for side in ("ours", "sb3"):
         assert init[side]["max |w| sqrt(fan_in)"] <= 1.0 + 1e-6
+        low, high = init[side]["std sqrt(3 fan_in)"]
+        assert 1 - loose <= low and 1 - tight <= high <= 1 + loose, (side, low, high)
 
 
 def test_warmup_random_actions_then_one_update_per_step():

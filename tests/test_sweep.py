@@ -72,7 +72,9 @@ def test_local_and_ray_backends_write_the_same_rows(tmp_path):
         assert rows(tmp_path / "local" / name) == rows(tmp_path / "ray" / name), name
     result = rows(tmp_path / "local" / "results.csv", drop=())
     assert [r["utd"] for r in result] == ["0.5", "2"]
-    assert [int(r["gradient_updates"]) for r in result] == [100, 402]  # 200 x utd after 100
+    # utd updates per env step from env step 100 (learning_starts) to 300, both counted
+    credited = 300 - 100 + 1
+    assert [int(r["gradient_updates"]) for r in result] == [int(credited * 0.5), credited * 2]
     assert all(r["run_dir"].startswith("runs/td3-Pendulum-v1-utd") for r in result)
     evals = rows(tmp_path / "local" / "evals.csv")
     assert [e["env_steps"] for e in evals] == ["150", "300", "150", "300"]
@@ -97,8 +99,15 @@ def test_seeds_in_one_process_write_the_rows_of_one_process_per_seed(tmp_path):
     drop = ("wall_time_s", "run_dir")
     for name in ("results.csv", "evals.csv"):
         assert rows(tmp_path / "apart" / name, drop) == rows(tmp_path / "together" / name, drop)
-    # finished: a second command skips every group
+    # finished: a second command skips every group: no run writes its final checkpoint again,
+    # and no train.py starts (each would append to its group's log, even to say it had nothing
+    # to do)
+    runs = tmp_path / "together" / "runs"
+    finals, logs = sorted(runs.glob("*/s*/checkpoints/final.pt")), sorted(runs.glob("*.log"))
+    assert len(finals) == 4 and len(logs) == 2
+    written = [f.stat().st_mtime_ns for f in finals], [f.read_bytes() for f in logs]
     assert sweep.main([str(tmp_path / "t.yaml"), "--out", str(tmp_path / "together")]) == 0
+    assert ([f.stat().st_mtime_ns for f in finals], [f.read_bytes() for f in logs]) == written
     assert sweep.finished(tmp_path / "together" / "runs" / "td3-Pendulum-v1-utd2")
 
 
