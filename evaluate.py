@@ -137,12 +137,29 @@ def level_report(agent, run_cfg, spec, args) -> dict:
     return report
 
 
-def check_output(path: Path) -> None:
-    """UserError, before any work, unless `path` can be written as a file."""
+RUN_FILES = ("config.yaml", "summary.json")  # a run folder's own files besides checkpoints/
+
+
+def check_output(path: Path, source: Path | None = None) -> None:
+    """UserError, before any work, unless `path` can be written as a file that is neither the
+    checkpoint `source` nor a file of its run (anything in checkpoints/, config.yaml,
+    summary.json); a new file beside them in the run folder is fine."""
     if path.is_dir():
         raise UserError(f"--json {path} is a folder; give a file name")
     if not path.parent.is_dir():
         raise UserError(f"--json {path}: folder {path.parent} does not exist")
+    if source is None:
+        return
+    target, checkpoint = path.resolve(), source.resolve()
+    folder = checkpoint.parent
+    if target == checkpoint:
+        raise UserError(f"--json {path} is the checkpoint being evaluated; give another file name")
+    if folder.name == "checkpoints" and (
+        target.parent == folder or (target.parent == folder.parent and target.name in RUN_FILES)
+    ):
+        owned = ", ".join(("checkpoints/", *RUN_FILES))
+        raise UserError(f"--json {path} would overwrite the files of run {folder.parent} "
+                        f"({owned}); give another file name")  # fmt: skip
 
 
 def bins_of(ckpt: dict) -> int:
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.seed < SEED_LIMIT:
             raise UserError(f"--seed must be in [0, {SEED_LIMIT}), got {args.seed}")
         if args.json:
-            check_output(Path(args.json))
+            check_output(Path(args.json), find_checkpoint(args.path))
         agent, env, source, ckpt = load_agent(args.path, args.env, args.device, args.other_env)
         env_id = args.env or ckpt["env"]
         if args.bias and not hasattr(agent, "q_value"):

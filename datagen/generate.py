@@ -31,7 +31,8 @@ import yaml
 
 import envs
 from agents.buffer import ReplayBuffer
-from core.errors import UserError
+from core.domains import SEED_LIMIT
+from core.errors import UserError, clip
 from core.progress import Progress
 from core.runs import torch_load
 from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, policy_path
@@ -152,6 +153,17 @@ def make(
                         "had no levels: --context does not apply")  # fmt: skip
     if replay_from is not None and kind != "medium-replay":
         raise UserError(f"--replay-from is for medium-replay datasets, not {kind}")
+    if not 0 <= seed < SEED_LIMIT:  # the reference episodes add offsets up to ~1e6
+        raise UserError(f"dataset seed must be in [0, {SEED_LIMIT}), got {seed}")
+    path = path_of(name, root)
+    if levels is not None:
+        path = path.with_name(f"{name}-{level_tag(levels)}.hdf5")
+    check_destination(path)
+    if replay_from is not None:
+        final_path = Path(replay_from) / "checkpoints" / "final.pt"
+        if not final_path.is_file():
+            raise UserError(f"--replay-from {replay_from}: no finished run there ({final_path} "
+                            "is missing)")  # fmt: skip
     # The expert sets the normalization's upper reference; a random dataset records it too
     # when the expert policy is there (and is made without it otherwise).
     expert, expert_info = None, None
@@ -177,14 +189,27 @@ def make(
             data, extra = _policy_kind(name, env_id, task, kind, size, seed, expert, random_act,
                                        policies, levels, replay_from)  # fmt: skip
             meta.update(extra)
-    path = path_of(name, root)
     if levels is not None:
         meta["levels"] = json.dumps(levels.to_dict())
-        path = path.with_name(f"{name}-{level_tag(levels)}.hdf5")
     data.metadata = meta
     path.parent.mkdir(parents=True, exist_ok=True)
     write_d4rl(path, data)
     return path
+
+
+def check_destination(path: Path) -> None:
+    """UserError, before any work, if `path` is a folder or a folder above it is a file."""
+    try:
+        if path.is_dir():
+            raise UserError(f"cannot write dataset {path}: it is a folder")
+        for folder in path.parents:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise UserError(f"cannot write dataset {path}: {folder} is a file, not a "
+                                    "folder")  # fmt: skip
+                return
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UserError(f"cannot write dataset {clip(str(path))}: {exc.strerror}") from None
 
 
 def describe(info: dict) -> str:
@@ -262,9 +287,7 @@ def same_actor(checkpoint: dict, policy) -> bool:
 def replay_in(run: Path, policy, info: dict) -> Dataset:
     """The replay buffer kept in `run`, the run that trained `policy` (what replay_of re-makes
     by re-running it), checked to be that run: its final actor is the policy bit for bit."""
-    final_path = run / "checkpoints" / "final.pt"
-    if not final_path.is_file():
-        raise UserError(f"--replay-from {run}: no finished run there ({final_path} is missing)")
+    final_path = run / "checkpoints" / "final.pt"  # make() checked that it is there
     final = torch_load(final_path, "--replay-from's final checkpoint")
     state = final.get("agent_state") if isinstance(final, dict) else None
     if not isinstance(state, dict) or "actor" not in state:

@@ -261,3 +261,157 @@ def test_a_dataset_name_too_long_for_the_file_system_is_one_short_line(tmp_path,
     assert dataset_cli(["info", "y" * 5000]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and len(err) < 700
+
+
+# ------------------------------------------------ hardening: --json onto the run's own files
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """One finished tiny run (tests/test_cli.py's command line); tests copy it before use."""
+    import train
+    from tests.test_cli import tiny_args
+
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    assert train.main(tiny_args(run_dir)) == 0
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["checkpoints/final.pt", "checkpoints/latest.pt", "checkpoints/new.json", "config.yaml",
+     "summary.json"],
+)  # fmt: skip
+@pytest.mark.parametrize("given", ["run", "checkpoint"])
+def test_evaluate_json_onto_a_file_of_the_run_is_refused(finished_run, tmp_path, capsys,
+                                                          target, given):  # fmt: skip
+    import shutil
+
+    import evaluate
+    from tests.test_cli import assert_one_line_error, snapshot
+
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    before = snapshot(run)
+    source = run if given == "run" else run / "checkpoints" / "final.pt"
+    capsys.readouterr()
+    assert evaluate.main([str(source), "--episodes", "1", "--json", str(run / target)]) == 2
+    line = assert_one_line_error(capsys)
+    assert f"--json {run / target}" in line and "give another file name" in line, line
+    assert snapshot(run) == before
+
+
+def test_evaluate_json_to_a_new_file_in_the_run_folder_still_works(finished_run, tmp_path):
+    import shutil
+
+    import evaluate
+
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    out = run / "generalization-1.json"  # bench/procgen_gpu.sh writes RUN/<report>.json
+    assert evaluate.main([str(run), "--episodes", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["episodes"] == 1
+
+
+# ------------------------------------------------ hardening: non-numeric dataset arrays
+
+
+@pytest.mark.parametrize("key", ["observations", "actions", "rewards", "terminals", "timeouts"])
+def test_a_d4rl_array_of_byte_strings_is_one_line_naming_key_and_dtype(tmp_path, capsys, key):
+    path = tmp_path / "strings.hdf5"
+    write_d4rl(path, long_dataset())
+    with h5py.File(path, "r+") as f:
+        shape = f[key].shape
+        del f[key]
+        f.create_dataset(key, data=np.full(shape, b"x"))
+    before = path.read_bytes()
+    with pytest.raises(DatasetError) as err:
+        read_d4rl(path)
+    one_line(err, str(path), f"'{key}' has dtype |S1 (byte strings)")
+    capsys.readouterr()
+    assert dataset_cli(["info", str(path)]) == 2
+    err_text = capsys.readouterr().err
+    assert err_text.count("\n") == 1 and err_text.startswith("error: ") and key in err_text
+    assert path.read_bytes() == before
+
+
+def test_training_on_a_dataset_with_string_rewards_is_one_line(tmp_path, capsys):
+    import train
+
+    path = tmp_path / "strrew.hdf5"
+    write_d4rl(path, long_dataset())
+    with h5py.File(path, "r+") as f:
+        del f["rewards"]
+        f.create_dataset("rewards", data=np.array([b"x"] * ROWS))
+    run = tmp_path / "run"
+    capsys.readouterr()
+    args = ["--agent", "td3_bc", "--dataset", str(path), "--env", "Hopper-v5",
+            "--total-steps", "10", "--progress", "off", "--run-dir", str(run)]  # fmt: skip
+    code = train.main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "'rewards' has dtype |S1" in err, err
+    assert not run.exists()
+
+
+def test_a_minari_array_of_byte_strings_is_one_line_naming_key_and_dtype(tmp_path):
+    episodes = _episodes()
+    episodes[1]["rewards"] = np.array([b"x"] * len(episodes[1]["rewards"]))
+    folder = write_minari_by_hand(tmp_path, episodes)
+    with pytest.raises(DatasetError) as err:
+        read_minari(folder)
+    one_line(err, "'episode_1/rewards' has dtype |S1 (byte strings)")
+
+
+# ------------------------------------------------ hardening: datagen make checks come first
+
+
+def fail_if_work_starts(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("make() started work before checking its arguments")
+
+    monkeypatch.setattr(generate, "evaluate_policy", refuse)
+    monkeypatch.setattr(generate, "collect", refuse)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**31)])
+def test_datagen_make_with_a_seed_out_of_range_fails_before_any_work(
+    tmp_path, capsys, monkeypatch, seed
+):
+    fail_if_work_starts(monkeypatch)
+    capsys.readouterr()
+    args = ["--root", str(tmp_path), "make", "hopper-random-v5", "--size", "50", "--seed", seed]
+    assert dataset_cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"seed must be in [0, {2**31}), got {seed}" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["file", "below_file"])
+def test_datagen_make_into_a_root_that_is_a_file_fails_before_any_work(
+    tmp_path, capsys, monkeypatch, where
+):
+    fail_if_work_starts(monkeypatch)
+    existing = tmp_path / "existing.json"
+    existing.write_text("{}\n")
+    root = existing if where == "file" else existing / "sub"
+    capsys.readouterr()
+    assert dataset_cli(["--root", str(root), "make", "hopper-random-v5", "--size", "50"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(existing) in err, err
+    assert existing.read_text() == "{}\n" and sorted(tmp_path.iterdir()) == [existing]
+
+
+def test_datagen_make_replay_from_without_a_finished_run_fails_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    fail_if_work_starts(monkeypatch)
+    monkeypatch.setattr(generate, "load_policy", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("loaded a policy before checking --replay-from")))  # fmt: skip
+    out = tmp_path / "out"
+    capsys.readouterr()
+    args = ["--root", str(out), "make", "hopper-medium-replay-v5", "--replay-from",
+            str(tmp_path / "no-run")]  # fmt: skip
+    assert dataset_cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--replay-from" in err and "final.pt" in err, err
+    assert not out.exists()

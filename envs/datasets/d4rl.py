@@ -204,6 +204,8 @@ def _read_sim_state(f: h5py.File, path: Path) -> tuple[np.ndarray, int]:
     qpos, qvel = (f.get(key) for key in ("infos/qpos", "infos/qvel"))
     if not isinstance(qpos, h5py.Dataset) or not isinstance(qvel, h5py.Dataset):
         raise DatasetError(path, "needs both infos/qpos and infos/qvel as arrays, or neither")
+    check_numeric(qpos, path)
+    check_numeric(qvel, path)
     if len(qpos.shape) != 2 or len(qvel.shape) != 2:
         raise DatasetError(path, f"infos/qpos {qpos.shape} and infos/qvel {qvel.shape} must be 2-D")
     if qpos.shape[0] != qvel.shape[0]:
@@ -239,7 +241,30 @@ def read_array(group: h5py.Group, key: str, path: Path) -> np.ndarray:
         raise DatasetError(path, f"missing required key '{_full(group, key)}'")
     if not isinstance(obj, h5py.Dataset) or obj.shape in (None, ()):
         raise DatasetError(path, f"'{_full(group, key)}' is not an array")
+    check_numeric(obj, path)
     return np.asarray(obj[()])
+
+
+# What a dtype kind other than bool, integer or float holds, for the error message.
+NON_NUMERIC = {
+    "S": "byte strings",
+    "U": "strings",
+    "O": "objects, e.g. variable-length strings",
+    "c": "complex numbers",
+    "V": "raw records",
+    "M": "dates",
+    "m": "time spans",
+}
+
+
+def check_numeric(array: h5py.Dataset, path: Path) -> None:
+    """DatasetError naming the array and its dtype unless it holds numbers (bool, integers or
+    floats), checked before anything is read."""
+    kind = array.dtype.kind
+    if kind not in "biuf":
+        what = NON_NUMERIC.get(kind, "not numbers")
+        name = array.name.lstrip("/")
+        raise DatasetError(path, f"'{name}' has dtype {array.dtype.str} ({what}); expected numbers")
 
 
 def _full(group: h5py.Group, key: str) -> str:
