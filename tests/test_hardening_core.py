@@ -472,3 +472,191 @@ def test_a_real_run_makes_each_checkpoint_file_durable_before_the_next_step(tmp_
         assert durable(newer[-1], latest), ops  # the replay file before latest.pt names it
     latest = torch_load(run_dir / "checkpoints" / "latest.pt", "checkpoint")
     assert latest["replay_file"] == "replay-300.pt"
+
+
+# ---------------------------------------------------------------- resume without latest.pt
+
+
+def tiny_run(run_dir: Path, *extra: str) -> list[str]:
+    """A fast train.py command line: TD3 on Pendulum, 200 steps, a checkpoint every 100."""
+    return ["--agent", "td3", "--env", "Pendulum-v1", "--total-steps", "200",
+            "--checkpoint-every", "100", "--eval-every", "100", "--eval-episodes", "1",
+            "--device", "cpu", "--set", "learning_starts=50", "--set", "batch_size=16",
+            "--set", "actor_hidden=[8]", "--set", "critic_hidden=[8]", "--progress", "off",
+            "--run-dir", str(run_dir), *extra]  # fmt: skip
+
+
+def files_of(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder`: its bytes and mtime, by relative path."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def cli_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: "), err
+    assert len(err) < MAX_LINE
+    return err
+
+
+@pytest.fixture(scope="module")
+def finished_tiny(tmp_path_factory) -> Path:
+    import train
+
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    assert train.main(tiny_run(run_dir)) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def finished_group(tmp_path_factory) -> Path:
+    import train
+
+    root = tmp_path_factory.mktemp("group") / "grp"
+    assert train.main(tiny_run(root, "--seeds", "0", "1", "--seed-engine", "threads")) == 0
+    return root
+
+
+def test_resume_without_latest_beside_other_checkpoints_refuses_and_touches_nothing(
+    tmp_path, capsys, finished_tiny
+):
+    import shutil
+
+    import train
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_tiny, run_dir)
+    (run_dir / "checkpoints" / "latest.pt").unlink()
+    before = files_of(run_dir)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
+    err = cli_error(capsys)
+    assert "latest.pt" in err and "final.pt" in err and "replay-200.pt" in err
+    assert files_of(run_dir) == before
+
+
+def test_resume_of_a_group_missing_one_latest_refuses_and_touches_nothing(
+    tmp_path, capsys, finished_group
+):
+    import shutil
+
+    import train
+
+    root = tmp_path / "grp"
+    shutil.copytree(finished_group, root)
+    (root / "s1" / "checkpoints" / "latest.pt").unlink()
+    before = files_of(root)
+    capsys.readouterr()
+    assert train.main(["--resume", str(root), "--progress", "off"]) == 2
+    err = cli_error(capsys)
+    assert str(root / "s1") in err and "latest.pt" in err and "final.pt" in err
+    assert files_of(root) == before
+    # ... and the seed alone, as the group's old message advised, is refused the same way
+    capsys.readouterr()
+    assert train.main(["--resume", str(root / "s1"), "--progress", "off"]) == 2
+    assert "final.pt" in cli_error(capsys)
+    assert files_of(root) == before
+
+
+def test_resume_with_only_an_early_best_checkpoint_still_restarts(tmp_path, capsys):
+    """A kill after the first evaluation and before the first checkpoint leaves best.pt:
+    that folder is trained again from step 0, as one with no checkpoint at all."""
+    import train
+    from training import launch
+
+    run_dir = tmp_path / "run"
+    args = train.build_parser().parse_args(tiny_run(run_dir, "--checkpoint-every", "150",
+                                                    "--eval-every", "100"))  # fmt: skip
+    launch.prepare_new_run(args)  # the folder and its config, as a new run leaves them
+    best = {**full_checkpoint(), "run_config": {"checkpoint_every": 150}}  # at step 0
+    (run_dir / "checkpoints").mkdir()
+    atomic_torch_save(best, run_dir / "checkpoints" / "best.pt")
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 0
+    assert "training it again from step 0" in capsys.readouterr().out
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 200
+
+
+def test_resume_with_only_a_late_best_checkpoint_refuses(tmp_path, capsys, finished_tiny):
+    """best.pt from past the first checkpoint interval: the run checkpointed (an on-policy or
+    offline run keeps no replay file beside it), so a restart would destroy it."""
+    import shutil
+
+    import train
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_tiny, run_dir)
+    for name in ("latest.pt", "final.pt", "replay-200.pt"):
+        (run_dir / "checkpoints" / name).unlink()
+    before = files_of(run_dir)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
+    assert "best.pt" in cli_error(capsys)
+    assert files_of(run_dir) == before
+
+
+# ---------------------------------------------------------------- a preset that is not UTF-8
+
+
+def test_non_utf8_preset_is_one_line_naming_the_file(tmp_path, capsys):
+    import train
+
+    preset = tmp_path / "b.yaml"
+    preset.write_bytes(b"\x00\xff")
+    with pytest.raises(UserError) as err:
+        load_yaml(preset)
+    assert str(preset) in one_line(err) and "UTF-8" in str(err.value)
+    run_dir = tmp_path / "run"
+    capsys.readouterr()
+    assert train.main(["--config", str(preset), "--run-dir", str(run_dir)]) == 2
+    assert str(preset) in cli_error(capsys)
+    assert not run_dir.exists()
+
+
+# ---------------------------------------------------------------- PPO minibatches
+
+
+def test_ppo_rollout_smaller_than_its_minibatches_is_refused_before_the_folder(tmp_path, capsys):
+    import train
+
+    run_dir = tmp_path / "run"
+    argv = ["--agent", "ppo", "--env", "CartPole-v1", "--set", "encoder=mlp",
+            "--set", "num_steps=16", "--set", "minibatches=1000", "--total-steps", "64",
+            "--device", "cpu", "--progress", "off", "--run-dir", str(run_dir)]  # fmt: skip
+    capsys.readouterr()
+    assert train.main(argv) == 2
+    err = cli_error(capsys)
+    assert "minibatches" in err and "1000" in err and "16" in err
+    assert not run_dir.exists()
+    # --num-envs counts: 16 steps x 4 envs fill 64 minibatches
+    capsys.readouterr()
+    assert train.main([*argv[:7], "minibatches=64", *argv[8:], "--num-envs", "4",
+                       "--show-config"]) == 0  # fmt: skip
+
+
+# ---------------------------------------------------------------- flags that do not apply
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--distribution-mode", "hard"], "--distribution-mode"),
+     (["--d4rl-compat"], "--d4rl-compat")],
+    ids=["distribution-mode-off-procgen", "d4rl-compat-without-dataset"],
+)  # fmt: skip
+def test_flags_that_do_not_apply_are_refused(tmp_path, capsys, flags, named):
+    import train
+
+    run_dir = tmp_path / "run"
+    capsys.readouterr()
+    assert train.main(tiny_run(run_dir, *flags)) == 2
+    assert named in cli_error(capsys)
+    assert not run_dir.exists()
+
+
+def test_the_default_distribution_mode_passes_off_procgen(tmp_path, capsys):
+    import train
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("env: Pendulum-v1\ndistribution_mode: easy\n")
+    assert train.main(["--config", str(preset), "--show-config"]) == 0
+    assert train.main(["--agent", "td3", "--env", "Pendulum-v1", "--show-config"]) == 0

@@ -27,7 +27,7 @@ from agents import AGENTS, get_agent_module
 from agents.nets import resolve_device, resolve_precision
 from core import config as cfglib
 from core.domains import check_domains
-from core.errors import UserError
+from core.errors import UserError, clip
 from core.runs import load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
 from envs.datasets.weighting import SAMPLERS
@@ -79,9 +79,24 @@ def resolve_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
     # auto is resolved here, so config.yaml (and any resume) keeps what the run used
     run_cfg.precision = resolve_precision(run_cfg.precision, resolve_device(run_cfg.device))
     check_domains(agent_cfg, what)
+    check_rollout(run_cfg, agent_cfg)
     if getattr(module, "OFFLINE", False) and not run_cfg.dataset:
         raise UserError(f"{run_cfg.agent} learns from a dataset: give --dataset NAME_OR_PATH")
     return run_cfg, agent_cfg
+
+
+def check_rollout(run_cfg: cfglib.RunConfig, agent_cfg: Any) -> None:
+    """An on-policy update splits its rollout (num_steps x num_envs transitions) into
+    `minibatches` parts, unevenly where they do not divide (agents/ppo.py): each needs one."""
+    minibatches = getattr(agent_cfg, "minibatches", None)
+    if minibatches is None or getattr(agent_cfg, "num_steps", None) is None:
+        return
+    size = agent_cfg.num_steps * run_cfg.num_envs
+    if size < minibatches:
+        raise UserError(f"a rollout of num_steps x num_envs = {agent_cfg.num_steps} x "
+                        f"{run_cfg.num_envs} = {size} transitions cannot fill minibatches = "
+                        f"{minibatches}: lower minibatches or raise num_steps or "
+                        "--num-envs")  # fmt: skip
 
 
 def arch_defaults(module, agent_overrides: dict, env_id: str) -> tuple[dict, dict]:
@@ -144,6 +159,8 @@ def validate(run_cfg: cfglib.RunConfig) -> None:
         raise UserError(f"bins must be 0 (continuous) or >= 2, got {run_cfg.bins}")
     if run_cfg.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler '{run_cfg.sampler}' (known: {', '.join(SAMPLERS)})")
+    if run_cfg.d4rl_compat and not run_cfg.dataset:
+        raise UserError("--d4rl-compat reads a D4RL dataset's files: it needs --dataset")
     if run_cfg.sampler != "uniform" and not run_cfg.dataset:
         raise UserError(f"--sampler {run_cfg.sampler} weights a dataset's trajectories: "
                         "it needs --dataset")  # fmt: skip
@@ -155,6 +172,9 @@ def check_levels(run_cfg: cfglib.RunConfig) -> None:
         if run_cfg.context or run_cfg.context_range:
             raise ValueError("--context varies MuJoCo physics; Procgen's levels are its own")
         return
+    if run_cfg.distribution_mode != cfglib.RunConfig.distribution_mode:  # the default: unset
+        raise ValueError(f"--distribution-mode is Procgen's (--env procgen:GAME); "
+                         f"{run_cfg.env or 'an offline dataset'} has none")  # fmt: skip
     if run_cfg.context:
         spec_of(run_cfg)  # parses, or one line on what is wrong
     elif run_cfg.context_range or run_cfg.train_levels or run_cfg.start_level:
@@ -281,6 +301,8 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
         raise UserError(f"{root / GROUP_FILE} is unreadable or has no seed list") from None
     folders = [root / f"s{seed}" for seed in seeds]
     have = [(folder / "checkpoints" / "latest.pt").is_file() for folder in folders]
+    for folder in [f for f, h in zip(folders, have) if not h]:  # before any seed is touched
+        check_nothing_saved(folder)
     if any(have) and not all(have):
         missing = [str(f) for f, h in zip(folders, have) if not h]
         raise UserError(f"{', '.join(missing)} wrote no checkpoint yet while the other seeds "
@@ -403,10 +425,34 @@ def configs_of(run: dict, agent: dict, changes: dict,
     return run_cfg, agent_cfg
 
 
+def check_nothing_saved(run_dir: Path) -> None:
+    """UserError unless run_dir (no latest.pt) was killed within its first checkpoint interval,
+    all that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt of an
+    evaluation before the first checkpoint was due. Anything else (final.pt, a replay file,
+    a later best.pt) means latest.pt went missing from a run that saved, which a restart
+    would wipe."""
+    ckpt_dir = run_dir / "checkpoints"
+    found = sorted(p.name for p in ckpt_dir.glob("*.pt"))
+    if found == ["best.pt"]:
+        best = load_checkpoint(ckpt_dir / "best.pt")
+        run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), best["run_config"], "run config")
+        counters, seconds = best["counters"], run_cfg.checkpoint_seconds
+        if counters[trainer_class(run_cfg).clock] <= run_cfg.checkpoint_every and not (
+            seconds and counters["wall_time_s"] >= seconds
+        ):  # fmt: skip
+            return
+    if found:
+        raise UserError(f"cannot resume {run_dir}: {ckpt_dir / 'latest.pt'} is missing, but "
+                        f"{ckpt_dir} holds {clip(', '.join(found), 200)} from a run that saved; "
+                        "nothing was changed (restore latest.pt, or start a new run "
+                        "elsewhere)")  # fmt: skip
+
+
 def restart(run_dir: Path, args: argparse.Namespace, cls=None, quiet: bool = False) -> Trainer:
     """A run folder with a config but no checkpoint (killed within its first checkpoint
     interval): nothing to resume, so train it again from step 0 with its config.yaml, after
     removing what the first attempt left (TensorBoard events, summary, best.pt)."""
+    check_nothing_saved(run_dir)
     config = cfglib.load_yaml(run_dir / "config.yaml")
     agent = config.pop("agent_config", None) or {}
     changes, sets = resume_changes(args, run_dir, () if cls else RESUME_SETS)
