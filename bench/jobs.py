@@ -21,7 +21,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from core.errors import UserError, quote  # noqa: E402
 from core.runs import atomic_write_text  # noqa: E402
+from harness.plots import check_output  # noqa: E402
 
 
 def finished(folder: Path) -> bool:
@@ -198,11 +200,21 @@ class RunRecord:
             return []
         rows = []
         with open(path, newline="") as f:
-            for raw in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            for raw in reader:
                 if set(self.key) - raw.keys() - self.defaults.keys():
                     raise SystemExit(
                         f"error: {path} is not {self.what} CSV (no {self.key} columns)"
                     )
+                where = f"{path}, row {len(rows) + 1} (line {reader.line_num})"
+                # DictReader fills a short row's missing cells with None and keeps a long
+                # row's extra cells under the key None
+                missing = sum(v is None for k, v in raw.items() if k is not None)
+                extra = len(raw.get(None) or [])
+                if missing or extra:
+                    header = len(reader.fieldnames or [])
+                    raise SystemExit(f"error: {where} has {header - missing + extra} cells where "
+                                     f"the header has {header}: cut short or damaged")  # fmt: skip
                 r: dict = {k: raw.get(k, "") for k in self.fields}
                 for k, value in self.defaults.items():
                     if r[k] in ("", None):
@@ -212,8 +224,12 @@ class RunRecord:
                         continue  # a text column
                     if r[k] in ("", None):
                         r[k] = None
-                    else:
+                        continue
+                    try:
                         r[k] = int(float(r[k])) if k in self.ints else float(r[k])
+                    except ValueError:
+                        raise SystemExit(f"error: {where}: {k} is not a number: "
+                                         f"{quote(r[k])}") from None  # fmt: skip
                 rows.append(r)
         return rows
 
@@ -232,11 +248,26 @@ class RunRecord:
         return kept + list(fresh.values())
 
 
+def check_outputs(*outputs: tuple[str, Path]) -> bool:
+    """Whether some (flag, file) cannot be written (harness.plots.check_output), said in one
+    line on stderr: a study checks its outputs before it trains or writes anything."""
+    try:
+        for flag, path in outputs:
+            check_output(path, flag)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def publish(record: RunRecord, csv_path: Path, finished: list[dict],
             table: Callable[[list[dict]], str], table_path: Path) -> int:  # fmt: skip
     """Merge the finished runs' rows into the record at `csv_path` (earlier rows kept), write it
     and the markdown table drawn from every row, print the table; 0, or 1 with a message when
-    there is no row at all."""
+    there is no row at all; 2 with a message, before anything is written, when an output
+    cannot be written."""
+    if check_outputs(("--csv", csv_path), ("--table", table_path)):
+        return 2
     rows = record.merge(record.read(csv_path), finished)
     if not rows:
         print("error: no finished runs to tabulate (none on disk, none in the CSV)",

@@ -99,6 +99,7 @@ from jobs import (  # noqa: E402
     REPO,
     Aggregates,
     RunRecord,
+    check_outputs,
     finished_summary,
     mean_std,
     publish,
@@ -541,6 +542,11 @@ def main() -> int:
         parser.error(f"--final-episodes must be >= 0, got {args.final_episodes}")
     if args.start_level != "seed" and not args.start_level.isdigit():
         parser.error(f"--start-level: a level >= 0 or 'seed', got {args.start_level!r}")
+    outputs = [(f"--{name}", REPO / getattr(args, name))
+               for name in ("csv", "table", "profiles", "curves")]  # fmt: skip
+    if check_outputs(*outputs):  # before hours of training, and before anything is written
+        return 2
+    RECORD.read(REPO / args.csv)  # a damaged record, too, stops the study before it starts
     out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
 

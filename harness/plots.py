@@ -44,6 +44,21 @@ PANELS = [
 ]
 
 
+def check_output(path: str | Path, flag: str, folder: bool = False, parents: bool = False):
+    """UserError, before anything is written, unless `path` (given as `flag`) can be written:
+    a file where no folder is (with `folder`: a folder where no file is), in a folder that
+    exists. Where the writer makes the missing folders above (`parents`, and every folder
+    output: SummaryWriter makes them), no file may stand in their place."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{flag} {path} is a " + ("file; give a folder" if folder else
+                                                  "folder; give a file name"))  # fmt: skip
+    above = next(p for p in path.parents if p.exists()) if parents or folder else path.parent
+    if not above.is_dir():
+        problem = "is a file" if above.exists() else "does not exist"
+        raise UserError(f"{flag} {path}: folder {above} {problem}")
+
+
 def load_run(run: Path) -> dict:
     try:
         summary = json.loads((run / "summary.json").read_text())
@@ -230,13 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         help="TensorBoard folder for the figure (default: runs/plots/<out name>)",
     )
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    tb_dir = Path(args.tb_dir) if args.tb_dir else Path("runs") / "plots" / out.stem
     try:
         runs = [load_run(Path(r)) for r in args.runs]
+        check_output(out, "--out", parents=True)  # plot() makes its folder
+        if args.table:
+            check_output(args.table, "--table")
+        check_output(tb_dir, "--tb-dir", folder=True)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     groups = group_runs(runs)
-    out = Path(args.out)
     fig = plot(groups, out)
     table = final_table(groups)
     print(table)
@@ -244,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.table).write_text(table + "\n")
     from torch.utils.tensorboard import SummaryWriter
 
-    tb_dir = Path(args.tb_dir) if args.tb_dir else Path("runs") / "plots" / out.stem
     with SummaryWriter(str(tb_dir)) as writer:
         writer.add_figure("comparison/" + out.stem, fig)
     print(f"wrote {out}; figure logged to TensorBoard in {tb_dir}")

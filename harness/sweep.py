@@ -34,6 +34,11 @@ written) and retries failed ones. Each point's train.py arguments are kept besid
 (`<folder>.argv.json`); a point whose arguments changed since (the SPEC was edited) is an
 error rather than a silent mix of two settings in one folder.
 
+Checks: before anything is written, each grid point's config is resolved as its run will
+resolve it (train.py --show-config, `check_points`; skipped with --ray-address, whose nodes
+are other machines), so an unknown env, a value out of range or a broken preset is one line
+naming the point, not a folder of failed runs.
+
 Results: DIR/results.csv, one row per point (agent, env, seed, utd, every grid key, run_dir
 relative to DIR, status, final and best evaluation return, env steps, gradient updates, wall
 time, the last and mean normalized bias), DIR/evals.csv (every evaluation of every run) and
@@ -268,6 +273,28 @@ def check_spec(spec: Spec, path: str | Path) -> None:
                         "distinct")  # fmt: skip
 
 
+def check_points(spec: Spec, processes: int) -> None:
+    """Resolve each grid point's config the way its run will (train.py --show-config: the
+    resolver of training/launch.py, which the harness reaches across a process boundary, as it
+    reaches train.py itself), `processes` at a time, before anything is written; UserError
+    naming the first point refused and why (unknown env, a value out of range, a bad preset)."""
+    points = list({p.base: p for p in spec.points()}.values())  # the seeds share one config
+
+    def problem(point: Point) -> str | None:
+        done = subprocess.run([sys.executable, str(REPO / "train.py"), *spec.argv(point),
+                               "--show-config"], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+        if done.returncode == 0:
+            return None
+        lines = done.stderr.strip().splitlines() or [f"train.py exited with {done.returncode}"]
+        return re.sub(r"^(\S+: )?error: ", "", lines[-1])  # train.py's or argparse's line
+
+    with ThreadPoolExecutor(processes) as pool:
+        for point, message in zip(points, pool.map(problem, points)):
+            if message is not None:
+                raise UserError(f"grid point {point.base}: {message}")
+
+
 # ---- running ------------------------------------------------------------------------------
 def finished(folder: Path) -> bool:
     """train.py writes checkpoints/final.pt only when the run reached its budget; a group of
@@ -412,6 +439,12 @@ def sweep(
         raise UserError(f"unknown backend {quote(backend)} (local or ray)")
     if jobs < 1 or cpus <= 0 or gpus < 0:
         raise UserError("--jobs must be >= 1, --cpus-per-run > 0 and --gpus-per-run >= 0")
+    above = next(p for p in (out, *out.parents) if p.exists())
+    if not above.is_dir():
+        where = "" if above == out else f": {above}"
+        raise UserError(f"--out {out}{where} is a file, not a folder")
+    if address is None:  # a cluster's nodes (their GPUs, their envs) are not this machine
+        check_points(spec, jobs)
     todo = spec.jobs(out)
     for folder, argv in todo:
         check_arguments(folder, argv)

@@ -77,6 +77,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from core.errors import UserError, quote
+from harness.plots import check_output
 
 ALPHA_BOUNDS = (0.05, 20.0)  # the exponent's search range
 ALPHA_GRID = np.geomspace(*ALPHA_BOUNDS, 241)
@@ -638,6 +639,8 @@ def _thresholds(values: list[str]) -> dict[str | None, float]:
             out[env or None] = float(number)
         except ValueError:
             raise UserError(f"--threshold must be J or ENV=J, got {quote(text)}") from None
+        if not math.isfinite(out[env or None]):
+            raise UserError(f"--threshold J must be a finite number, got {quote(text)}")
     return out
 
 
@@ -710,6 +713,19 @@ def write_outputs(reports: list[dict], notes: list[str], prefix: Path, args) -> 
     return written
 
 
+def check_arguments(args) -> None:
+    """UserError for a number no analysis can use; before anything is read or written."""
+    if args.window < 1 or args.reps < 1:
+        raise UserError(f"--window and --reps must be >= 1, got {args.window}, {args.reps}")
+    if args.seed < 0:
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
+    _thresholds(args.threshold)
+    for flag, value in (("--fit-below", args.fit_below),
+                        ("--flops-per-update", args.flops_per_update)):  # fmt: skip
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a finite number > 0, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dir", help="sweep folder with results.csv, evals.csv (bias.csv)")
@@ -744,17 +760,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output prefix (default: DIR/utd)")
     parser.add_argument("--tb-dir", default=None, help="also log the figures to TensorBoard")
     args = parser.parse_args(argv)
+    prefix = Path(args.out) if args.out else Path(args.dir) / "utd"
     try:
-        if args.window < 1 or args.reps < 1:
-            raise UserError(f"--window and --reps must be >= 1, got {args.window}, {args.reps}")
-        reports, notes = analyse(load_sweep(args.dir), args)
+        check_arguments(args)
+        sweep = load_sweep(args.dir)
+        check_output(prefix.with_name(prefix.name + ".json"), "--out", parents=True)
+        if args.tb_dir:
+            check_output(args.tb_dir, "--tb-dir", folder=True)
+        reports, notes = analyse(sweep, args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n\n".join(markdown(r, args.window) for r in reports))
     if notes:
         print("\n" + "\n".join(f"Note: {note}" for note in notes))
-    prefix = Path(args.out) if args.out else Path(args.dir) / "utd"
     try:
         written = write_outputs(reports, notes, prefix, args)
     except OSError as exc:
