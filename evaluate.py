@@ -35,6 +35,7 @@ from agents.nets import resolve_device
 from core import config as cfglib
 from core.domains import SEED_LIMIT, first_nonfinite
 from core.errors import UserError
+from core.runs import check_output as check_writable
 from core.runs import check_spaces, find_checkpoint, load_checkpoint, space_signature, write_json
 from envs import VecEnv, make_env
 from envs.datasets.loading import load_dataset
@@ -144,10 +145,7 @@ def check_output(path: Path, source: Path | None = None) -> None:
     """UserError, before any work, unless `path` can be written as a file that is neither the
     checkpoint `source` nor a file of its run (anything in checkpoints/, config.yaml,
     summary.json); a new file beside them in the run folder is fine."""
-    if path.is_dir():
-        raise UserError(f"--json {path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise UserError(f"--json {path}: folder {path.parent} does not exist")
+    check_writable(path, "--json")
     if source is None:
         return
     target, checkpoint = path.resolve(), source.resolve()

@@ -22,8 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from core.errors import UserError, quote  # noqa: E402
-from core.runs import atomic_write_text  # noqa: E402
-from harness.plots import check_output  # noqa: E402
+from core.runs import atomic_write_text, check_output  # noqa: E402
 
 
 def finished(folder: Path) -> bool:
@@ -249,7 +248,7 @@ class RunRecord:
 
 
 def check_outputs(*outputs: tuple[str, Path]) -> bool:
-    """Whether some (flag, file) cannot be written (harness.plots.check_output), said in one
+    """Whether some (flag, file) cannot be written (core.runs.check_output), said in one
     line on stderr: a study checks its outputs before it trains or writes anything."""
     try:
         for flag, path in outputs:

@@ -71,6 +71,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def check_output(path: str | Path, flag: str, folder: bool = False, parents: bool = False) -> None:
+    """UserError, before anything is written, unless `path` (given as `flag`) can be written:
+    a file where no folder is (with `folder`: a folder where no file is), in a folder that
+    exists. Where the writer makes the missing folders above (`parents`, and every folder
+    output: TensorBoard's writer makes them), no file may stand in their place."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{flag} {path} is a " + ("file; give a folder" if folder else
+                                                  "folder; give a file name"))  # fmt: skip
+    above = next(p for p in path.parents if p.exists()) if parents or folder else path.parent
+    if not above.is_dir():
+        problem = "is a file" if above.exists() else "does not exist"
+        raise UserError(f"{flag} {path}: folder {above} {problem}")
+
+
 def finite_or_none(data: Any) -> Any:
     """`data` with every non-finite float (NaN, +-inf) replaced by None, through dicts, lists
     and tuples: JSON has no such numbers, so null stands for them."""

@@ -30,6 +30,7 @@ import yaml
 
 from core import config as cfglib
 from core.errors import UserError
+from core.runs import check_output
 
 # Settings that do not make a different configuration: the seed and the loop's bookkeeping.
 NOT_CONFIG = {
@@ -42,21 +43,6 @@ PANELS = [
     ("bias", "bias_mean", "bias Q - G"),
     ("evals", "return_mean", "eval return"),
 ]
-
-
-def check_output(path: str | Path, flag: str, folder: bool = False, parents: bool = False):
-    """UserError, before anything is written, unless `path` (given as `flag`) can be written:
-    a file where no folder is (with `folder`: a folder where no file is), in a folder that
-    exists. Where the writer makes the missing folders above (`parents`, and every folder
-    output: SummaryWriter makes them), no file may stand in their place."""
-    path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        raise UserError(f"{flag} {path} is a " + ("file; give a folder" if folder else
-                                                  "folder; give a file name"))  # fmt: skip
-    above = next(p for p in path.parents if p.exists()) if parents or folder else path.parent
-    if not above.is_dir():
-        problem = "is a file" if above.exists() else "does not exist"
-        raise UserError(f"{flag} {path}: folder {above} {problem}")
 
 
 def load_run(run: Path) -> dict:

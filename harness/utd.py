@@ -77,7 +77,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from core.errors import UserError, quote
-from harness.plots import check_output
+from core.runs import check_output
 
 ALPHA_BOUNDS = (0.05, 20.0)  # the exponent's search range
 ALPHA_GRID = np.geomspace(*ALPHA_BOUNDS, 241)
