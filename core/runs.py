@@ -77,13 +77,16 @@ def check_output(path: str | Path, flag: str, folder: bool = False, parents: boo
     exists. Where the writer makes the missing folders above (`parents`, and every folder
     output: TensorBoard's writer makes them), no file may stand in their place."""
     path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        raise UserError(f"{flag} {path} is a " + ("file; give a folder" if folder else
-                                                  "folder; give a file name"))  # fmt: skip
-    above = next(p for p in path.parents if p.exists()) if parents or folder else path.parent
-    if not above.is_dir():
-        problem = "is a file" if above.exists() else "does not exist"
-        raise UserError(f"{flag} {path}: folder {above} {problem}")
+    try:
+        if path.exists() and path.is_dir() != folder:
+            raise UserError(f"{flag} {path} is a " + ("file; give a folder" if folder else
+                                                      "folder; give a file name"))  # fmt: skip
+        above = next(p for p in path.parents if p.exists()) if parents or folder else path.parent
+        if not above.is_dir():
+            problem = "is a file" if above.exists() else "does not exist"
+            raise UserError(f"{flag} {path}: folder {above} {problem}")
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise UserError(f"{flag} {clip(str(path))}: {exc.strerror or exc}") from None
 
 
 def finite_or_none(data: Any) -> Any:

@@ -32,9 +32,9 @@ import yaml
 import envs
 from agents.buffer import ReplayBuffer
 from core.domains import SEED_LIMIT
-from core.errors import UserError, clip
+from core.errors import UserError
 from core.progress import Progress
-from core.runs import torch_load
+from core.runs import check_output, torch_load
 from datagen.policies import REFERENCE_EPISODES, acting_function, load_policy, policy_path
 from envs.datasets.d4rl import write_d4rl
 from envs.datasets.dataset import Dataset
@@ -158,7 +158,7 @@ def make(
     path = path_of(name, root)
     if levels is not None:
         path = path.with_name(f"{name}-{level_tag(levels)}.hdf5")
-    check_destination(path)
+    check_output(path, "dataset", parents=True)  # before the reference episodes
     if replay_from is not None:
         final_path = Path(replay_from) / "checkpoints" / "final.pt"
         if not final_path.is_file():
@@ -195,21 +195,6 @@ def make(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_d4rl(path, data)
     return path
-
-
-def check_destination(path: Path) -> None:
-    """UserError, before any work, if `path` is a folder or a folder above it is a file."""
-    try:
-        if path.is_dir():
-            raise UserError(f"cannot write dataset {path}: it is a folder")
-        for folder in path.parents:
-            if folder.exists():
-                if not folder.is_dir():
-                    raise UserError(f"cannot write dataset {path}: {folder} is a file, not a "
-                                    "folder")  # fmt: skip
-                return
-    except OSError as exc:  # e.g. a name too long for the file system
-        raise UserError(f"cannot write dataset {clip(str(path))}: {exc.strerror}") from None
 
 
 def describe(info: dict) -> str:
