@@ -568,9 +568,17 @@ def test_resume_with_only_an_early_best_checkpoint_still_restarts(tmp_path, caps
     args = train.build_parser().parse_args(tiny_run(run_dir, "--checkpoint-every", "150",
                                                     "--eval-every", "100"))  # fmt: skip
     launch.prepare_new_run(args)  # the folder and its config, as a new run leaves them
-    best = {**full_checkpoint(), "run_config": {"checkpoint_every": 150}}  # at step 0
+    # The evaluation of the step at which the first checkpoint falls due runs before that
+    # save, and a rollout (or --num-envs) can carry the step past checkpoint_every and the
+    # wall time past checkpoint_seconds: only saved_at says whether a checkpoint came first.
+    best = full_checkpoint()
+    best["counters"] = {**best["counters"], "env_steps": 16_384, "wall_time_s": 500.0}
     (run_dir / "checkpoints").mkdir()
-    atomic_torch_save(best, run_dir / "checkpoints" / "best.pt")
+    atomic_torch_save({**best, "saved_at": 150}, run_dir / "checkpoints" / "best.pt")
+    capsys.readouterr()  # written after a checkpoint: the run saved, so no restart
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    atomic_torch_save({**best, "saved_at": None}, run_dir / "checkpoints" / "best.pt")
     capsys.readouterr()
     assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 0
     assert "training it again from step 0" in capsys.readouterr().out

@@ -426,21 +426,16 @@ def configs_of(run: dict, agent: dict, changes: dict,
 
 
 def check_nothing_saved(run_dir: Path) -> None:
-    """UserError unless run_dir (no latest.pt) was killed within its first checkpoint interval,
-    all that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt of an
-    evaluation before the first checkpoint was due. Anything else (final.pt, a replay file,
-    a later best.pt) means latest.pt went missing from a run that saved, which a restart
-    would wipe."""
+    """UserError unless run_dir (no latest.pt) was killed before its first checkpoint, all
+    that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt written before
+    any checkpoint (its `saved_at` is None; an evaluation runs before the save of the same
+    step, so a kill in between leaves exactly that). Anything else (final.pt, a replay file,
+    a best.pt written after a checkpoint) means latest.pt went missing from a run that saved,
+    which a restart would wipe."""
     ckpt_dir = run_dir / "checkpoints"
     found = sorted(p.name for p in ckpt_dir.glob("*.pt"))
-    if found == ["best.pt"]:
-        best = load_checkpoint(ckpt_dir / "best.pt")
-        run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), best["run_config"], "run config")
-        counters, seconds = best["counters"], run_cfg.checkpoint_seconds
-        if counters[trainer_class(run_cfg).clock] <= run_cfg.checkpoint_every and not (
-            seconds and counters["wall_time_s"] >= seconds
-        ):  # fmt: skip
-            return
+    if found == ["best.pt"] and load_checkpoint(ckpt_dir / "best.pt").get("saved_at") is None:
+        return
     if found:
         raise UserError(f"cannot resume {run_dir}: {ckpt_dir / 'latest.pt'} is missing, but "
                         f"{ckpt_dir} holds {clip(', '.join(found), 200)} from a run that saved; "

@@ -252,6 +252,7 @@ class Trainer:
             "spaces": self.spaces,
             "agent_state": self.agent_state(),
             "counters": dict(self.counters),
+            "saved_at": self.saved_at,  # None: no checkpoint written yet (see launch.restart)
             "evals": list(self.evals),
             "biases": list(self.biases),
             "rng": rng,
