@@ -226,7 +226,7 @@ class RunRecord:
                         continue
                     try:
                         r[k] = int(float(r[k])) if k in self.ints else float(r[k])
-                    except ValueError:
+                    except (ValueError, OverflowError):  # int(float("inf")) overflows
                         raise SystemExit(f"error: {where}: {k} is not a number: "
                                          f"{quote(r[k])}") from None  # fmt: skip
                 rows.append(r)
@@ -247,12 +247,13 @@ class RunRecord:
         return kept + list(fresh.values())
 
 
-def check_outputs(*outputs: tuple[str, Path]) -> bool:
-    """Whether some (flag, file) cannot be written (core.runs.check_output), said in one
-    line on stderr: a study checks its outputs before it trains or writes anything."""
+def check_outputs(*outputs: tuple[str, Path], folders: bool = False) -> bool:
+    """Whether some (flag, file) cannot be written (core.runs.check_output; `folders`: they
+    are folders to make), said in one line on stderr: a study checks its outputs before it
+    trains or writes anything."""
     try:
         for flag, path in outputs:
-            check_output(path, flag)
+            check_output(path, flag, folder=folders)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return True

@@ -542,12 +542,16 @@ def main() -> int:
         parser.error(f"--final-episodes must be >= 0, got {args.final_episodes}")
     if args.start_level != "seed" and not args.start_level.isdigit():
         parser.error(f"--start-level: a level >= 0 or 'seed', got {args.start_level!r}")
+    out = REPO / args.out
+    if not args.table_only:  # the study makes its folder first: outputs may go inside it
+        if check_outputs(("--out", out), folders=True):
+            return 2
+        out.mkdir(parents=True, exist_ok=True)
     outputs = [(f"--{name}", REPO / getattr(args, name))
                for name in ("csv", "table", "profiles", "curves")]  # fmt: skip
     if check_outputs(*outputs):  # before hours of training, and before anything is written
         return 2
     RECORD.read(REPO / args.csv)  # a damaged record, too, stops the study before it starts
-    out = REPO / args.out
     grid = [(n, s) for n in args.levels for s in args.seeds]
 
     def folder_of(n: int, s: int) -> Path:

@@ -167,7 +167,7 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("damage", ["cut-mid-row", "extra-cell", "not-a-number"])
+@pytest.mark.parametrize("damage", ["cut-mid-row", "extra-cell", "not-a-number", "infinite-int"])
 def test_a_damaged_record_is_one_line_naming_the_file_and_row(tmp_path, damage):
     path = write_record(tmp_path / "record.csv")
     text = path.read_text()
@@ -176,16 +176,17 @@ def test_a_damaged_record_is_one_line_naming_the_file_and_row(tmp_path, damage):
         text = text[: len(text) - len(lines[-1]) // 2]
     elif damage == "extra-cell":
         text = "".join(lines[:2]) + lines[2].rstrip("\n") + ",surplus\n" + lines[3]
-    else:
-        text = text.replace(",2000,", ",2k,", 1)  # row 1's env_steps
+    else:  # row 1's env_steps: a word, or inf (int(float("inf")) overflows)
+        text = text.replace(",2000,", ",2k," if damage == "not-a-number" else ",inf,", 1)
     path.write_text(text)
     before = snapshot(tmp_path)
     done = table_only(tmp_path, path)
     assert done.returncode != 0
     line = one_error_line(done)
-    row = {"cut-mid-row": 3, "extra-cell": 2, "not-a-number": 1}[damage]
+    row = {"cut-mid-row": 3, "extra-cell": 2, "not-a-number": 1, "infinite-int": 1}[damage]
     assert line.startswith(f"error: {path}, row {row} (line {row + 1})"), line
-    problem = "env_steps is not a number: '2k'" if damage == "not-a-number" else "cut short"
+    cell = {"not-a-number": "'2k'", "infinite-int": "'inf'"}.get(damage)
+    problem = f"env_steps is not a number: {cell}" if cell else "cut short"
     assert problem in line, line
     assert snapshot(tmp_path) == before  # the record kept, no table, no figure
 
@@ -219,3 +220,31 @@ def test_publish_checks_both_outputs_for_every_study(tmp_path, capsys):
     assert code == 2
     assert assert_one_line_error(capsys).startswith("error: --table ")
     assert snapshot(tmp_path) == before
+
+
+def test_study_outputs_may_go_inside_the_out_folder_it_makes(tmp_path, monkeypatch, capsys):
+    """A study makes --out before it checks its outputs, so a record, a table and figures
+    inside a new --out (a fresh study's usual layout) pass, and training starts; an --out that
+    is a file is refused before anything is written."""
+    out = tmp_path / "new"
+    outputs = {"--csv": "rec.csv", "--table": "t.md", "--profiles": "p.png", "--curves": "c.png"}
+    argv = ["procgen_study.py", "--frames", "1000", "--seeds", "0", "--levels", "10",
+            *[x for flag, name in outputs.items() for x in (flag, str(out / name))]]  # fmt: skip
+    started = []
+
+    def run_all(jobs, *rest):
+        started.append(len(jobs))
+        raise SystemExit(9)  # the checks passed: stop before any training
+
+    monkeypatch.setattr(study, "run_all", run_all)
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out)])
+    with pytest.raises(SystemExit) as stopped:
+        study.main()
+    assert stopped.value.code == 9 and started == [1] and out.is_dir()
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(afile)])
+    capsys.readouterr()
+    assert study.main() == 2 and started == [1]
+    assert assert_one_line_error(capsys) == f"error: --out {afile} is a file; give a folder"
+    assert afile.read_text() == "x\n"
