@@ -7,11 +7,14 @@ A run folder:
     checkpoints/latest.pt       agent, optimizers, counters, RNG states, name of its replay file
     checkpoints/replay-<N>.pt   replay buffer at env step N (the one latest.pt names)
     checkpoints/final.pt        written when training completes (same format as latest.pt)
+    checkpoints/first-save.pending  there only while a run's first checkpoint is being written
 
 Every file is written to a temporary name, fsynced, moved into place with os.replace and its
 folder fsynced (`atomic_write`), so a crash never leaves a half-written checkpoint under its
 final name, and a write that returned survives a crash. latest.pt is replaced only after the
 replay file it names is durable, and older replay files are removed only after latest.pt is.
+A kill between the first replay file and the first latest.pt leaves first-save.pending beside
+that replay file: the run saved nothing whole, so it may start again (training/launch.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+FIRST_SAVE_PENDING = "first-save.pending"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:

@@ -585,6 +585,46 @@ def test_resume_with_only_an_early_best_checkpoint_still_restarts(tmp_path, caps
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 200
 
 
+def test_a_kill_between_the_first_replay_file_and_latest_restarts(tmp_path, capsys,
+                                                                 monkeypatch):  # fmt: skip
+    """A kill after the first save wrote its replay file and before latest.pt leaves that
+    replay file alone, as a run whose latest.pt went missing would: first-save.pending tells
+    them apart, so this one trains again from step 0 (and without the marker, it is refused)."""
+    import shutil
+
+    import train
+    from training import trainer
+
+    class Killed(BaseException):  # nothing in the trainer catches it, as with a SIGKILL
+        pass
+
+    def save_until_latest(obj, path):
+        if Path(path).name == "latest.pt":
+            raise Killed
+        atomic_torch_save(obj, path)
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(trainer, "atomic_torch_save", save_until_latest)
+    with pytest.raises(Killed):
+        train.main(tiny_run(run_dir))
+    monkeypatch.undo()
+    ckpt = run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.pt", "first-save.pending",
+                                                      "replay-100.pt"]  # fmt: skip
+    unmarked = tmp_path / "unmarked"
+    shutil.copytree(run_dir, unmarked)
+    (unmarked / "checkpoints" / "first-save.pending").unlink()
+    before = files_of(unmarked)
+    capsys.readouterr()
+    assert train.main(["--resume", str(unmarked), "--progress", "off"]) == 2
+    assert "replay-100.pt" in cli_error(capsys) and files_of(unmarked) == before
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 0
+    assert "training it again from step 0" in capsys.readouterr().out
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best.pt", "final.pt", "latest.pt",
+                                                      "replay-200.pt"]  # fmt: skip
+    assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 200
+
+
 def test_resume_with_only_a_late_best_checkpoint_refuses(tmp_path, capsys, finished_tiny):
     """best.pt from past the first checkpoint interval: the run checkpointed (an on-policy or
     offline run keeps no replay file beside it), so a restart would destroy it."""

@@ -28,7 +28,7 @@ from agents.nets import resolve_device, resolve_precision
 from core import config as cfglib
 from core.domains import check_domains
 from core.errors import UserError, clip
-from core.runs import load_checkpoint, write_yaml
+from core.runs import FIRST_SAVE_PENDING, load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
 from envs.datasets.weighting import SAMPLERS
 from envs.levels import spec_of
@@ -426,17 +426,20 @@ def configs_of(run: dict, agent: dict, changes: dict,
 
 
 def check_nothing_saved(run_dir: Path) -> None:
-    """UserError unless run_dir (no latest.pt) was killed before its first checkpoint, all
-    that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt written before
-    any checkpoint (its `saved_at` is None; an evaluation runs before the save of the same
-    step, so a kill in between leaves exactly that). Anything else (final.pt, a replay file,
-    a best.pt written after a checkpoint) means latest.pt went missing from a run that saved,
-    which a restart would wipe."""
+    """UserError unless run_dir (no latest.pt) was killed before its first checkpoint was
+    whole, all that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt
+    written before any checkpoint (its `saved_at` is None; an evaluation runs before the save
+    of the same step, so a kill in between leaves exactly that), or, beside first-save.pending,
+    the replay file of a first save killed before its latest.pt. Anything else (final.pt, a
+    replay file alone, a best.pt written after a checkpoint) means latest.pt went missing from
+    a run that saved, which a restart would wipe."""
     ckpt_dir = run_dir / "checkpoints"
     found = sorted(p.name for p in ckpt_dir.glob("*.pt"))
-    if found == ["best.pt"] and load_checkpoint(ckpt_dir / "best.pt").get("saved_at") is None:
+    first_save_cut = (ckpt_dir / FIRST_SAVE_PENDING).is_file()
+    saved = [name for name in found if not (first_save_cut and name.startswith("replay-"))]
+    if saved == ["best.pt"] and load_checkpoint(ckpt_dir / "best.pt").get("saved_at") is None:
         return
-    if found:
+    if saved:
         raise UserError(f"cannot resume {run_dir}: {ckpt_dir / 'latest.pt'} is missing, but "
                         f"{ckpt_dir} holds {clip(', '.join(found), 200)} from a run that saved; "
                         "nothing was changed (restore latest.pt, or start a new run "

@@ -29,6 +29,7 @@ from core.domains import first_nonfinite
 from core.errors import UserError
 from core.runs import (
     CHECKPOINT_FORMAT,
+    FIRST_SAVE_PENDING,
     atomic_torch_save,
     check_spaces,
     space_signature,
@@ -277,11 +278,16 @@ class Trainer:
                 target = ckpt_dir / "previous.pt"
                 target.unlink(missing_ok=True)
                 os.link(latest, target)
+            pending = ckpt_dir / FIRST_SAVE_PENDING  # a kill before latest.pt: see restart()
+            if self.saved_at is None:
+                target = pending
+                pending.touch()
             target = ckpt_dir / f"replay-{self.counters['env_steps']}.pt"
             replay_file = self.save_replay(ckpt_dir)
             ckpt = self.checkpoint(replay_file)
             for target in dict.fromkeys([latest, ckpt_dir / name]):
                 atomic_torch_save(ckpt, target)
+            pending.unlink(missing_ok=True)
             keep = {replay_file, self.replay_file if self.keep_previous else None}
             self.replay_file = replay_file
             self.remove_replays(keep)
