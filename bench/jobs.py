@@ -54,9 +54,11 @@ def finished_summary(folder: Path) -> dict | None:
     return json.loads((folder / "summary.json").read_text())
 
 
-# The flags train.py --resume accepts: a study's budget, device and threads reach a run it
-# resumes, so a study re-run with a smaller or larger --frames / --steps trains every run to it.
-RESUME_FLAGS = ("--total-steps", "--device", "--threads")
+# The flags train.py --resume accepts: a study's budget, device, threads and precision reach a
+# run it resumes, so a study re-run with a smaller or larger --frames / --steps trains every run
+# to it, and one re-run on another machine (--precision auto) trains on in what that one runs
+# natively.
+RESUME_FLAGS = ("--total-steps", "--device", "--threads", "--precision")
 
 
 def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:

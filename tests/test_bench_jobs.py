@@ -38,8 +38,10 @@ def test_each_folder_state_gets_its_command(tmp_path, monkeypatch):
     assert command_for(folder, monkeypatch) is None
 
 
-def test_a_resumed_run_gets_the_studys_budget_device_and_threads(tmp_path, monkeypatch):
-    """A study re-run with another budget must train its interrupted runs to that budget: the
+def test_a_resumed_run_gets_the_studys_budget_device_threads_and_precision(tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    """A study re-run with another budget must train its interrupted runs to that budget, and
+    one re-run on another machine (--precision auto) in what that machine runs natively: the
     flags train.py --resume accepts travel with --resume; the run's other flags come from its
     config.yaml and must not (train.py would refuse them)."""
     folder = tmp_path / "run"
@@ -49,10 +51,10 @@ def test_a_resumed_run_gets_the_studys_budget_device_and_threads(tmp_path, monke
     calls = []
     monkeypatch.setattr(jobs.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
     argv = ["--agent", "ppo", "--total-steps", "700000", "--seed", "1", "--device=cpu",
-            "--set", "num_steps=64", "--threads", "1"]  # fmt: skip
+            "--set", "num_steps=64", "--threads", "1", "--precision", "auto"]  # fmt: skip
     jobs.train_or_resume(folder, argv)
     assert calls[0][2:-2] == ["--resume", str(folder), "--total-steps", "700000",
-                              "--device=cpu", "--threads", "1"]  # fmt: skip
+                              "--device=cpu", "--threads", "1", "--precision", "auto"]  # fmt: skip
 
 
 def test_a_finished_run_is_trained_further_only_when_the_study_asks_for_more(tmp_path, monkeypatch):

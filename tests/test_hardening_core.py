@@ -646,6 +646,39 @@ def test_resume_with_only_a_late_best_checkpoint_refuses(tmp_path, capsys, finis
 # ---------------------------------------------------------------- a preset that is not UTF-8
 
 
+def test_a_resume_may_change_the_precision_and_says_so(tmp_path, capsys, finished_tiny):
+    """A run carried to a machine without native bf16 trains on in fp32 (and back): the
+    resume says from which step, and config.yaml and the next checkpoint keep the new one;
+    auto resolves to this machine's native precision, as for a new run."""
+    import shutil
+
+    import yaml
+
+    import train
+    from agents.nets import resolve_precision
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_tiny, run_dir)
+
+    def precisions() -> tuple[str, str]:
+        ckpt = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return config["precision"], ckpt["run_config"]["precision"]
+
+    assert precisions() == ("fp32", "fp32")
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--total-steps", "300", "--precision", "bf16",
+                       "--progress", "off"]) == 0  # fmt: skip
+    assert "precision fp32 -> bf16 from env step 200 on" in capsys.readouterr().out
+    assert precisions() == ("bf16", "bf16")
+    native = resolve_precision("auto", torch.device("cpu"))
+    assert train.main(["--resume", str(run_dir), "--total-steps", "400", "--precision", "auto",
+                       "--progress", "off"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert precisions() == (native, native)
+    assert ("precision bf16 -> fp32 from env step 300" in out) == (native == "fp32")
+
+
 def test_non_utf8_preset_is_one_line_naming_the_file(tmp_path, capsys):
     import train
 

@@ -326,6 +326,7 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
         else:
             run_cfg, agent_cfg = configs_of(ckpt["run_config"], ckpt["agent_config"], changes)
             remove_temporaries(folder)
+            say_precision_change(ckpt, run_cfg, f"{folder.name}: ")
             trainer = SeedMember(run_cfg, agent_cfg, folder, "off")
             trainer.restore(ckpt)  # its random state becomes the seed's stream below
             if changes:
@@ -366,8 +367,10 @@ def warn_if_nothing_learns(run_cfg: cfglib.RunConfig, agent_cfg: Any) -> None:
 
 # What --resume may change: the budget, and where and how fast the run computes, never its
 # mathematics. `compile` is the agents' speed-only setting (same losses, another random stream,
-# as a change of device gives); seed groups run uncompiled, so they take no --set at all.
-RESUME_FLAGS = ("total_steps", "device", "threads")
+# as a change of device gives); seed groups run uncompiled, so they take no --set at all. The
+# precision changes only the update's rounding: a run moved to a machine without native bf16
+# must train on in fp32 (say_precision_change tells the step).
+RESUME_FLAGS = ("total_steps", "device", "threads", "precision")
 RESUME_SETS = ("compile",)
 
 
@@ -403,12 +406,23 @@ def prepare_resume(args: argparse.Namespace) -> Trainer:
                        f"to do (give --total-steps N > {done:,} to train it further)")  # fmt: skip
     remove_temporaries(run_dir)
     print(f"run folder: {run_dir}", flush=True)
+    say_precision_change(ckpt, run_cfg)
     trainer = trainer_class(run_cfg)(run_cfg, agent_cfg, run_dir, args.progress)
     trainer.fit()
     trainer.restore(ckpt)
     if changes or sets:
         write_run_config(run_dir, run_cfg, agent_cfg)
     return trainer
+
+
+def say_precision_change(ckpt: dict, run_cfg: cfglib.RunConfig, label: str = "") -> None:
+    """One line when a resume trains on in another precision than the checkpoint's (a run
+    moved to a machine without native bf16, say): the update's rounding changes from here."""
+    before = ckpt["run_config"].get("precision")
+    if before != run_cfg.precision:
+        step = ckpt["counters"]["env_steps"]
+        print(f"{label}precision {before} -> {run_cfg.precision} from env step {step:,} on "
+              "(config.yaml keeps the new one)", flush=True)  # fmt: skip
 
 
 def configs_of(run: dict, agent: dict, changes: dict,
@@ -418,6 +432,8 @@ def configs_of(run: dict, agent: dict, changes: dict,
     run_cfg = cfglib.apply_overrides(cfglib.RunConfig(), run, "run config")
     run_cfg = cfglib.apply_overrides(run_cfg, changes, "run config")
     validate(run_cfg)
+    # A resume's --precision auto: what this machine runs natively (a stored one is resolved)
+    run_cfg.precision = resolve_precision(run_cfg.precision, resolve_device(run_cfg.device))
     what = f"{run_cfg.agent} config"
     agent_cfg = cfglib.apply_overrides(agent_module(run_cfg.agent).Config(), agent, what)
     agent_cfg = cfglib.apply_overrides(agent_cfg, sets or {}, what)
