@@ -27,7 +27,7 @@ import sys
 from core import config as cfglib
 from core.errors import UserError
 from training import DIVERGED_EXIT, Diverged
-from training.launch import RUN_FLAGS, Finished, launch, resolve_config
+from training.launch import RUN_FLAGS, Finished, launch, show_config
 from training.seeds import SeedGroup
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.show_config:
-            run_cfg, agent_cfg = resolve_config(args)
+            run_cfg, agent_cfg = show_config(args)
             print(f"{run_cfg.agent} hyperparameters (override with --set KEY=VALUE):")
             print(cfglib.describe(agent_cfg))
             return 0

@@ -74,6 +74,7 @@ from typing import Any
 
 from agents import get_agent_module
 from core import config as cfglib
+from core.domains import SEED_LIMIT
 from core.errors import UserError, quote
 from core.runs import atomic_write_text
 
@@ -227,8 +228,10 @@ def load_spec(path: str | Path) -> Spec:
 def check_spec(spec: Spec, path: str | Path) -> None:
     if not isinstance(spec.seeds_in_one_process, bool):
         raise UserError(f"{path}: seeds_in_one_process must be true or false")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in spec.seeds):
-        raise UserError(f"{path}: seeds must be integers >= 0, got {quote(spec.seeds)}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < SEED_LIMIT
+           for s in spec.seeds):  # fmt: skip
+        raise UserError(f"{path}: seeds must be integers in [0, 2^31 = {SEED_LIMIT}), got "
+                        f"{quote(spec.seeds)}")  # fmt: skip
     steps = spec.total_steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise UserError(f"{path}: total_steps must be an integer >= 1, got {quote(steps)}")
@@ -277,22 +280,27 @@ def check_points(spec: Spec, processes: int) -> None:
     """Resolve each grid point's config the way its run will (train.py --show-config: the
     resolver of training/launch.py, which the harness reaches across a process boundary, as it
     reaches train.py itself), `processes` at a time, before anything is written; UserError
-    naming the first point refused and why (unknown env, a value out of range, a bad preset)."""
-    points = list({p.base: p for p in spec.points()}.values())  # the seeds share one config
+    naming the first point refused and why (unknown env, a value out of range, a bad preset,
+    and with seeds_in_one_process what a seed group refuses). The seeds of a point share its
+    config; load_spec checked their range."""
+    if spec.seeds_in_one_process:  # one job per grid point: its own --seeds command line
+        points = {folder.name: argv for folder, argv in spec.jobs(Path("."))}
+    else:
+        points = {p.base: spec.argv(p) for p in spec.points()}
 
-    def problem(point: Point) -> str | None:
-        done = subprocess.run([sys.executable, str(REPO / "train.py"), *spec.argv(point),
-                               "--show-config"], cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    def problem(argv: list[str]) -> str | None:
+        done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv, "--show-config"],
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
         if done.returncode == 0:
             return None
         lines = done.stderr.strip().splitlines() or [f"train.py exited with {done.returncode}"]
         return re.sub(r"^(\S+: )?error: ", "", lines[-1])  # train.py's or argparse's line
 
     with ThreadPoolExecutor(processes) as pool:
-        for point, message in zip(points, pool.map(problem, points)):
+        for base, message in zip(points, pool.map(problem, points.values())):
             if message is not None:
-                raise UserError(f"grid point {point.base}: {message}")
+                raise UserError(f"grid point {base}: {message}")
 
 
 # ---- running ------------------------------------------------------------------------------

@@ -741,3 +741,27 @@ def test_the_default_distribution_mode_passes_off_procgen(tmp_path, capsys):
     preset.write_text("env: Pendulum-v1\ndistribution_mode: easy\n")
     assert train.main(["--config", str(preset), "--show-config"]) == 0
     assert train.main(["--agent", "td3", "--env", "Pendulum-v1", "--show-config"]) == 0
+
+
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        (["--seeds", "0", str(2**31)], "seeds must be distinct and in [0, 2^31"),
+        (["--seed", str(2**31 - 1), "--num-seeds", "2"], "reaches past the seeds' limit"),
+        (["--seed", "0", "--num-seeds", str(10**12)], "reaches past the seeds' limit"),
+        (["--seeds", "0", "1", "--stop-at-return", "-200"], "would stop the seeds apart"),
+        (["--seeds", "0", "1", "--set", "compile=true"], "update uncompiled"),
+    ],
+    ids=["seed-past-2^31", "num-seeds-past-2^31", "num-seeds-huge", "group-stop", "group-compile"],
+)
+def test_show_config_refuses_what_the_seed_group_would(tmp_path, capsys, flags, problem):
+    """--show-config (what a sweep checks each grid point with) refuses a seed group's bad
+    seeds and settings as its launch does, and the launch refuses them before any folder."""
+    import train
+
+    argv = tiny_run(tmp_path / "grp", *flags)
+    for extra in (["--show-config"], []):
+        capsys.readouterr()
+        assert train.main([*argv, *extra]) == 2
+        assert problem in cli_error(capsys)
+    assert not (tmp_path / "grp").exists()

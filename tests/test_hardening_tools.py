@@ -18,7 +18,7 @@ import pytest
 from harness import plots, sweep, utd
 from tests.test_cli import assert_one_line_error, snapshot
 from tests.test_plots import fake_run
-from tests.test_sweep import write_spec
+from tests.test_sweep import TINY, write_spec
 from tests.test_utd import law_runs, write_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +53,15 @@ def test_sweep_out_that_is_a_file_is_one_line(tmp_path, capsys, a_file, under):
         ({"grid": {"utd": [-1]}}, "td3-Pendulum-v1-utd-1", "utd must be > 0"),
         ({"grid": {"gamma": ["abc"]}}, "td3-Pendulum-v1-gammaabc", "'gamma' expects a number"),
         ({"config": "PRESET"}, "td3-Pendulum-v1-utd1", "invalid YAML"),
+        # refused only where a point's seeds train in one process (training/launch.py)
+        ({"seeds": [0, 1], "seeds_in_one_process": True, "grid": {"stop_at_return": [-200]}},
+         "td3-Pendulum-v1-stop_at_return-200", "--stop-at-return would stop the seeds apart"),
+        ({"seeds": [0, 1], "seeds_in_one_process": True, "set": {**TINY, "compile": True}},
+         "td3-Pendulum-v1-utd1", "update uncompiled"),
     ],
-    ids=["unknown-env", "utd-below-0", "gamma-not-a-number", "corrupt-preset"],
-)
+    ids=["unknown-env", "utd-below-0", "gamma-not-a-number", "corrupt-preset",
+         "group-stop-at-return", "group-compiled"],
+)  # fmt: skip
 def test_sweep_refuses_a_bad_grid_point_before_writing(tmp_path, capsys, changes, point, problem):
     preset = tmp_path / "preset.yaml"
     preset.write_text("gamma: [unclosed\n")

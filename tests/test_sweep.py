@@ -155,6 +155,7 @@ def test_a_changed_spec_under_the_same_out_is_refused(tmp_path, capsys):
         ({"grid": {"utd": []}}, "'grid.utd' is an empty list"),
         ({"grid": {"utd": [1, 2, 1]}}, "duplicate points"),
         ({"seeds": [0, 0]}, "duplicate points"),
+        ({"seeds": [2**31, 0]}, "seeds must be integers in [0, 2^31"),  # not only the last
         ({"grid": {"utd": [1], "critic_width": [64]}}, "neither a run setting nor a td3 setting"),
         ({"grid": {"utd": [1]}, "run": {"utd": 2}}, "set in both grid and run"),
         ({"grid": {"seed": [1, 2]}}, "the spec's own key"),

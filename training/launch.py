@@ -26,7 +26,7 @@ from typing import Any
 from agents import AGENTS, get_agent_module
 from agents.nets import resolve_device, resolve_precision
 from core import config as cfglib
-from core.domains import check_domains
+from core.domains import SEED_LIMIT, check_domains
 from core.errors import UserError, clip
 from core.runs import FIRST_SAVE_PENDING, load_checkpoint, write_yaml
 from envs import can_terminate, check_env_id
@@ -221,10 +221,28 @@ def seeds_of(args: argparse.Namespace) -> list[int] | None:
         if args.num_seeds < 1:
             raise UserError(f"--num-seeds must be >= 1, got {args.num_seeds}")
         first = args.seed or 0
-        return list(range(first, first + args.num_seeds))
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        raise UserError(f"--seeds must be distinct and >= 0, got {args.seeds}")
-    return list(args.seeds)
+        if first + args.num_seeds > SEED_LIMIT:  # before a list of that length is made
+            raise UserError(f"--seed {first} --num-seeds {args.num_seeds} reaches past the "
+                            f"seeds' limit 2^31 = {SEED_LIMIT}")  # fmt: skip
+        seeds = list(range(first, first + args.num_seeds))
+    else:
+        seeds = list(args.seeds)
+    if len(set(seeds)) != len(seeds) or not all(0 <= s < SEED_LIMIT for s in seeds):
+        raise UserError(f"the seeds must be distinct and in [0, 2^31 = {SEED_LIMIT}), got "
+                        f"{clip(str(seeds), 200)}")  # fmt: skip
+    return seeds
+
+
+def show_config(args: argparse.Namespace) -> tuple[cfglib.RunConfig, Any]:
+    """The config a new run of `args` would train with, refused as its launch would refuse
+    it (a seed group's checks too), with nothing written: train.py --show-config, which a
+    sweep runs on each grid point before any of them starts."""
+    seeds = seeds_of(args)
+    run_cfg, agent_cfg = resolve_config(args)
+    if seeds is not None and len(seeds) > 1:
+        check_group(run_cfg)
+        check_group_agent(agent_cfg)
+    return run_cfg, agent_cfg
 
 
 def check_group(run_cfg: cfglib.RunConfig) -> Any:
