@@ -42,6 +42,7 @@ from jobs import (
     recorder,
     run_all,
     seeds_of,
+    start_study,
     study_parser,
 )
 
@@ -53,6 +54,7 @@ PRESETS = [  # the soft agents first: issue 18 re-measures them
     "configs/td3/hopper-bias.yaml",
     "configs/td3/hopper-bias-single-critic.yaml",
 ]
+FIGURE = "docs/bias-hopper.png"  # harness/plots.py's figure of the runs (no flag sets it)
 # One measurement's numbers in the record: (prefix, key in a harness result).
 # redq: per state, a state's rollouts averaged first; redq_sample: REDQ's per-sample formula
 # (harness/bias.py; measured since 2026-12-05, None in older rows)
@@ -152,6 +154,10 @@ def main() -> int:
     parser = study_parser(__doc__, PRESETS, "bias", "docs/bias-hopper.md")
     args = parser.parse_args()
     out = REPO / args.out
+    outputs = [(f"--{name}", REPO / getattr(args, name)) for name in ("csv", "table", "profiles")]
+    if start_study(out, args.table_only, [*outputs, ("figure", REPO / FIGURE)], RECORD,
+                   REPO / args.csv):  # fmt: skip
+        return 2  # before any training, and before anything is written
     jobs = chosen(args, PRESETS)
     if not args.table_only:
         keys = {run_dir(out, p, s): (p, s) for p, s in jobs}
@@ -173,7 +179,7 @@ def main() -> int:
     if not folders:
         return 0
     return subprocess.call(
-        [sys.executable, "-m", "harness.plots", *folders, "--out", "docs/bias-hopper.png"],
+        [sys.executable, "-m", "harness.plots", *folders, "--out", FIGURE],
         cwd=REPO,
     )
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, publish, run_all  # noqa: E402
+from jobs import REPO, RunRecord, publish, run_all, start_study  # noqa: E402
 
 BARS = {"halfcheetah": 9000.0, "walker2d": 4000.0}
 KINDS = ("medium", "expert", "medium-replay", "medium-expert")
@@ -184,6 +184,13 @@ def main() -> int:
                         "the bar on")  # fmt: skip
     args = parser.parse_args()
     out, extra = REPO / args.out, args.train_args.split()
+    # train and status write the record and table (ship writes neither): checked before any
+    # training; status trains nothing, so it leaves --out alone
+    outputs = [("--csv", REPO / args.csv), ("--table", REPO / args.table)]
+    if args.command in ("train", "status") and start_study(
+        out, args.command == "status", outputs, RECORD, REPO / args.csv
+    ):
+        return 2
     if args.command == "train":
         run_all([(run_dir(out, t, args.seed), train_argv(t, args.seed, args.steps, extra))
                  for t in args.train_tasks], args.jobs)  # fmt: skip

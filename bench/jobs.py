@@ -262,6 +262,28 @@ def check_outputs(*outputs: tuple[str, Path], folders: bool = False) -> bool:
     return False
 
 
+def start_study(out: Path, table_only: bool, outputs: list[tuple[str, Path]],
+                record: RunRecord | None = None, csv_path: Path | None = None) -> bool:  # fmt: skip
+    """Whether the study must stop before it trains or writes anything: --out (unless
+    `table_only`) cannot be made a folder, or some (flag, file) output cannot be written, said
+    in one line on stderr. --out is made first, so outputs may go inside a new --out; the folders
+    it made go again when an output is refused. A damaged record at `csv_path` stops it too
+    (RunRecord.read exits with one line)."""
+    made: list[Path] = []
+    if not table_only:
+        if check_outputs(("--out", out), folders=True):
+            return True
+        made = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
+        out.mkdir(parents=True, exist_ok=True)
+    if check_outputs(*outputs):
+        for folder in made:
+            folder.rmdir()
+        return True
+    if record is not None and csv_path is not None:
+        record.read(csv_path)
+    return False
+
+
 def publish(record: RunRecord, csv_path: Path, finished: list[dict],
             table: Callable[[list[dict]], str], table_path: Path) -> int:  # fmt: skip
     """Merge the finished runs' rows into the record at `csv_path` (earlier rows kept), write it

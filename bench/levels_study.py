@@ -46,6 +46,7 @@ from jobs import (
     recorder,
     run_all,
     seeds_of,
+    start_study,
     study_parser,
 )
 
@@ -193,6 +194,10 @@ def main() -> int:
     parser.add_argument("--figure", default="docs/levels.png")
     args = parser.parse_args()
     out = REPO / args.out
+    outputs = [(f"--{name}", REPO / getattr(args, name))
+               for name in ("csv", "table", "profiles", "figure")]  # fmt: skip
+    if start_study(out, args.table_only, outputs, RECORD, REPO / args.csv):
+        return 2  # before the dataset or any training, and before anything is written
     grid = chosen(args, PRESETS)
     if not args.table_only:
         if any("td3_bc" in p for p, _ in grid):

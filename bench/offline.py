@@ -40,6 +40,7 @@ from jobs import (  # noqa: E402
     mean_std,
     recorder,
     run_all,
+    start_study,
 )
 
 sys.path.insert(0, str(REPO))
@@ -144,6 +145,9 @@ def main() -> int:
     parser.add_argument("--table-only", action="store_true", help="no training, just the table")
     args = parser.parse_args()
     out = REPO / args.out
+    outputs = [(f"--{name}", REPO / getattr(args, name)) for name in ("csv", "table", "profiles")]
+    if start_study(out, args.table_only, outputs, RECORD, REPO / args.csv):
+        return 2  # before any training, and before anything is written
     grid = [(a, d, s, seed) for d in args.datasets for a in args.agents for s in args.samplers
             for seed in args.seeds]  # fmt: skip
     if not args.table_only:

@@ -66,6 +66,7 @@ from jobs import (  # noqa: E402
     say_ended,
     scalars,
     seeds_of,
+    start_study,
     train_or_resume,
 )
 
@@ -534,6 +535,10 @@ def main() -> int:
     names = {"ours": args.side_name, "sb3": "sb3", "hybrid": "hybrid", "reverse": "reverse"}
     grid = [(side, algo, seed) for seed in args.seeds for algo in args.algos for side in args.sides]
     csv_path, table_path = REPO / args.csv, REPO / args.table
+    outputs = [("--csv", csv_path), ("--table", table_path), ("--profiles", REPO / args.profiles)]
+    # the record's columns are the CSV's evaluation steps: read with them, a damaged row stops it
+    if start_study(out, args.table_only, outputs, record(csv_steps(csv_path)), csv_path):
+        return 2  # before any run, and before anything is written
 
     def finished_row(side: str, algo: str, seed: int) -> dict | None:
         folder = run_dir(out, names[side], algo, seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jobs import REPO, RunRecord, publish, recorder, run_all, scalars  # noqa: E402
+from jobs import REPO, RunRecord, publish, recorder, run_all, scalars, start_study  # noqa: E402
 
 FIELDS = ["game", "precision", "minibatches", "seed", "env_steps", "min_entropy",
           "collapsed_at", "final_entropy", "returns_per_10k"]  # fmt: skip
@@ -110,6 +110,9 @@ def main() -> int:
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     out, csv_path, table_path = REPO / args.out, REPO / args.csv, REPO / args.table
+    if start_study(out, args.table_only, [("--csv", csv_path), ("--table", table_path)],
+                   RECORD, csv_path):  # fmt: skip
+        return 2  # before any training, and before anything is written
     keys = {run_dir(out, args.game, p, args.minibatches, s): (p, s)
             for p in args.precisions for s in args.seeds}  # fmt: skip
     if not args.table_only:

@@ -99,13 +99,13 @@ from jobs import (  # noqa: E402
     REPO,
     Aggregates,
     RunRecord,
-    check_outputs,
     finished_summary,
     mean_std,
     publish,
     recorder,
     run_all,
     seeds_of,
+    start_study,
 )
 
 GAME = "coinrun"  # module doc: why
@@ -543,15 +543,10 @@ def main() -> int:
     if args.start_level != "seed" and not args.start_level.isdigit():
         parser.error(f"--start-level: a level >= 0 or 'seed', got {args.start_level!r}")
     out = REPO / args.out
-    if not args.table_only:  # the study makes its folder first: outputs may go inside it
-        if check_outputs(("--out", out), folders=True):
-            return 2
-        out.mkdir(parents=True, exist_ok=True)
     outputs = [(f"--{name}", REPO / getattr(args, name))
                for name in ("csv", "table", "profiles", "curves")]  # fmt: skip
-    if check_outputs(*outputs):  # before hours of training, and before anything is written
-        return 2
-    RECORD.read(REPO / args.csv)  # a damaged record, too, stops the study before it starts
+    if start_study(out, args.table_only, outputs, RECORD, REPO / args.csv):
+        return 2  # before hours of training, and before anything is written
     grid = [(n, s) for n in args.levels for s in args.seeds]
 
     def folder_of(n: int, s: int) -> Path:

@@ -43,6 +43,7 @@ from jobs import (
     recorder,
     run_all,
     seeds_of,
+    start_study,
     study_parser,
 )
 
@@ -142,6 +143,9 @@ def main() -> int:
     parser = study_parser(__doc__, PRESETS, "revalued", "docs/revalued-table.md", names)
     args = parser.parse_args()
     out = REPO / args.out
+    outputs = [(f"--{name}", REPO / getattr(args, name)) for name in ("csv", "table", "profiles")]
+    if start_study(out, args.table_only, outputs, RECORD, REPO / args.csv):
+        return 2  # before any training, and before anything is written
     grid = chosen(args, PRESETS, names)
     if not args.table_only:
         keys = {run_dir(out, p, s): (p, s) for p, s in grid}

@@ -254,3 +254,89 @@ def test_study_outputs_may_go_inside_the_out_folder_it_makes(tmp_path, monkeypat
     assert study.main() == 2 and started == [1]
     assert assert_one_line_error(capsys) == f"error: --out {afile} is a file; give a folder"
     assert afile.read_text() == "x\n"
+
+
+# ---------------------------------------------------------------- every study's outputs
+
+# Each study checks its outputs (bench/jobs.py start_study) before it trains. Per study: the
+# arguments that come first, and its output flags besides --out.
+STUDIES = {
+    "bias_study": ([], ("csv", "table", "profiles")),
+    "levels_study": ([], ("csv", "table", "profiles", "figure")),
+    "revalued_study": ([], ("csv", "table", "profiles")),
+    "offline": ([], ("csv", "table", "profiles")),
+    "ppo_precision": ([], ("csv", "table")),
+    "experts": (["train"], ("csv", "table")),
+    "peer_learning": (["--algos", "tqc", "--seeds", "0", "--sides", "ours"],
+                      ("csv", "table", "profiles")),
+}  # fmt: skip
+
+
+LOADED: dict = {}  # study name -> its module, loaded once
+
+
+class Trained(Exception):
+    """Raised by the stand-ins of what starts a training run (or makes a dataset)."""
+
+
+def bench_study(name: str, monkeypatch):
+    """bench/NAME.py loaded as a module, every way it starts a run (or a dataset, or any
+    process) raising Trained: the tests never train."""
+    if name not in LOADED:  # once: loading a study imports its dependencies
+        path = REPO / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        LOADED[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(LOADED[name])
+    module = LOADED[name]
+    started = []
+
+    def start(*args, **kwargs):
+        started.append(args)
+        raise Trained
+
+    for runner in ("run_all", "train_or_resume", "sb3_job", "make_dataset"):
+        if hasattr(module, runner):
+            monkeypatch.setattr(module, runner, start)
+    monkeypatch.setattr(subprocess, "call", start)
+    monkeypatch.setattr(subprocess, "run", start)
+    return module, started
+
+
+def study_argv(name: str, out: Path, **paths: Path) -> list[str]:
+    lead, flags = STUDIES[name]
+    return [f"{name}.py", *lead, "--out", str(out),
+            *(x for flag in flags for x in (f"--{flag}", str(paths[flag])))]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["table-in-missing-folder", "csv-a-folder"])
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_every_study_refuses_a_bad_output_before_training(tmp_path, monkeypatch, capsys, name,
+                                                          bad):  # fmt: skip
+    module, started = bench_study(name, monkeypatch)
+    (tmp_path / "csvdir").mkdir()
+    paths = {flag: tmp_path / f"{flag}.out" for flag in STUDIES[name][1]}
+    if bad == "csv-a-folder":
+        paths["csv"] = tmp_path / "csvdir"
+        problem = f"error: --csv {paths['csv']} is a folder; give a file name"
+    else:
+        paths["table"] = tmp_path / "nodir" / "t.md"
+        problem = f"error: --table {paths['table']}: folder {tmp_path / 'nodir'} does not exist"
+    out = tmp_path / "runs" / "new"
+    monkeypatch.setattr(sys, "argv", study_argv(name, out, **paths))
+    before = snapshot(tmp_path)
+    assert module.main() == 2
+    assert assert_one_line_error(capsys) == problem
+    assert started == []  # no run, no dataset, no process
+    assert snapshot(tmp_path) == before  # no file written
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "nodir").exists()  # no folder
+
+
+@pytest.mark.parametrize("name", list(STUDIES))
+def test_every_study_accepts_outputs_inside_the_new_out(tmp_path, monkeypatch, name):
+    module, started = bench_study(name, monkeypatch)
+    out = tmp_path / "new"
+    paths = {flag: out / f"{flag}.out" for flag in STUDIES[name][1]}
+    monkeypatch.setattr(sys, "argv", study_argv(name, out, **paths))
+    with pytest.raises(Trained):  # the checks passed: it goes on to train
+        module.main()
+    assert started and out.is_dir()
