@@ -335,3 +335,52 @@ def test_a_warm_up_longer_than_the_run_is_warned_about(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "WARNING" in err and "no gradient update will run" in err
     assert read_summary(tmp_path / "run")["gradient_updates"] == 0
+
+
+# ---------------------------------------------------------------------- carried to a new machine
+
+
+def test_runs_carried_by_bench_carry_resume_as_they_would_have(tmp_path, capsys):
+    """bench/carry.sh copies a study's folders into the repository for a session on another
+    machine: a finished run stays finished there, and an interrupted one resumes from its
+    latest checkpoint to bitwise the weights its own folder resumes to (best.pt, which nothing
+    resumes from, stays behind)."""
+    out = tmp_path / "out"
+    for name in ("done", "cut"):
+        assert train.main(tiny_args(out / name, "--checkpoint-every", "150",
+                                    total=300 if name == "done" else 150)) == 0  # fmt: skip
+    (out / "cut" / "checkpoints" / "final.pt").unlink()  # killed after its checkpoint at 150
+    (out / "cut.log").write_text("the study's log\n")
+    before = snapshot(out)
+    done = subprocess.run(["bash", str(REPO / "bench" / "carry.sh"), str(out), "grid"],
+                          env={**os.environ, "CARRY_ROOT": str(tmp_path / "carry")},
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    carried = tmp_path / "carry" / "grid"
+    assert snapshot(out) == before  # the runs themselves untouched
+    assert sorted(p.name for p in (carried / "done" / "checkpoints").iterdir()) == [
+        "final.pt", "latest.pt", "replay-300.pt"]  # fmt: skip
+    assert sorted(p.name for p in (carried / "cut" / "checkpoints").iterdir()) == [
+        "latest.pt", "replay-150.pt"]  # fmt: skip
+    assert (carried / "cut.log").read_text() == "the study's log\n"
+    capsys.readouterr()
+    assert train.main(["--resume", str(carried / "done"), "--progress", "off"]) == 0
+    assert "finished at 300" in capsys.readouterr().out
+    for run in (out / "cut", carried / "cut"):
+        assert train.main(["--resume", str(run), "--total-steps", "300", "--progress", "off"]) == 0
+    mine, theirs = (load_checkpoint(run / "checkpoints" / "final.pt")
+                    for run in (out / "cut", carried / "cut"))  # fmt: skip
+    assert mine["counters"]["env_steps"] == theirs["counters"]["env_steps"] == 300
+    assert mine["counters"]["resumes"] == theirs["counters"]["resumes"] == 1
+    assert same(mine["agent_state"], theirs["agent_state"])  # weights, optimizers, counts
+
+
+def same(a, b) -> bool:
+    """Whether two nested checkpoint values are equal, tensors bitwise."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return a == b
