@@ -269,6 +269,8 @@ def start_study(out: Path, table_only: bool, outputs: list[tuple[str, Path]],
     in one line on stderr. --out is made first, so outputs may go inside a new --out; the folders
     it made go again when an output is refused. A damaged record at `csv_path` stops it too
     (RunRecord.read exits with one line)."""
+    if record is not None and csv_path is not None:
+        record.read(csv_path)  # exits in one line on a damaged record, before any folder
     made: list[Path] = []
     if not table_only:
         if check_outputs(("--out", out), folders=True):
@@ -279,8 +281,6 @@ def start_study(out: Path, table_only: bool, outputs: list[tuple[str, Path]],
         for folder in made:
             folder.rmdir()
         return True
-    if record is not None and csv_path is not None:
-        record.read(csv_path)
     return False
 
 

@@ -343,13 +343,13 @@ def test_a_warm_up_longer_than_the_run_is_warned_about(tmp_path, capsys):
 def test_runs_carried_by_bench_carry_resume_as_they_would_have(tmp_path, capsys):
     """bench/carry.sh copies a study's folders into the repository for a session on another
     machine: a finished run stays finished there, and an interrupted one resumes from its
-    latest checkpoint to bitwise the weights its own folder resumes to (best.pt, which nothing
-    resumes from, stays behind)."""
+    latest checkpoint to bitwise the weights its own folder resumes to."""
     out = tmp_path / "out"
     for name in ("done", "cut"):
         assert train.main(tiny_args(out / name, "--checkpoint-every", "150",
                                     total=300 if name == "done" else 150)) == 0  # fmt: skip
     (out / "cut" / "checkpoints" / "final.pt").unlink()  # killed after its checkpoint at 150
+    (out / "cut" / "checkpoints" / ".latest.pt.0123.tmp").write_bytes(b"half a save")
     (out / "cut.log").write_text("the study's log\n")
     before = snapshot(out)
     done = subprocess.run(["bash", str(REPO / "bench" / "carry.sh"), str(out), "grid"],
@@ -359,9 +359,12 @@ def test_runs_carried_by_bench_carry_resume_as_they_would_have(tmp_path, capsys)
     carried = tmp_path / "carry" / "grid"
     assert snapshot(out) == before  # the runs themselves untouched
     assert sorted(p.name for p in (carried / "done" / "checkpoints").iterdir()) == [
-        "final.pt", "latest.pt", "replay-300.pt"]  # fmt: skip
+        "best.pt", "final.pt", "latest.pt", "replay-300.pt"]  # fmt: skip
     assert sorted(p.name for p in (carried / "cut" / "checkpoints").iterdir()) == [
-        "latest.pt", "replay-150.pt"]  # fmt: skip
+        "best.pt",
+        "latest.pt",
+        "replay-150.pt",
+    ]  # no half-written save
     assert (carried / "cut.log").read_text() == "the study's log\n"
     capsys.readouterr()
     assert train.main(["--resume", str(carried / "done"), "--progress", "off"]) == 0

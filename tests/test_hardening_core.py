@@ -625,6 +625,62 @@ def test_a_kill_between_the_first_replay_file_and_latest_restarts(tmp_path, caps
     assert json.loads((run_dir / "summary.json").read_text())["env_steps"] == 200
 
 
+def test_a_seed_group_killed_within_its_first_save_trains_again(tmp_path, capsys, monkeypatch):
+    """The seeds of a group save one after another: a kill after seed 0's first checkpoint
+    and within seed 1's leaves the group's first save cut (no previous.pt to meet at), so
+    every seed trains again from step 0, where the group used to be refused for good."""
+    import train
+    from training import trainer
+
+    class Killed(BaseException):
+        pass
+
+    def save_until_s1_latest(obj, path):
+        if Path(path).name == "latest.pt" and Path(path).parent.parent.name == "s1":
+            raise Killed
+        atomic_torch_save(obj, path)
+
+    root = tmp_path / "grp"
+    monkeypatch.setattr(trainer, "atomic_torch_save", save_until_s1_latest)
+    with pytest.raises(Killed):
+        train.main(tiny_run(root, "--seeds", "0", "1", "--seed-engine", "threads"))
+    monkeypatch.undo()
+    assert (root / "s0" / "checkpoints" / "latest.pt").is_file()
+    assert not (root / "s1" / "checkpoints" / "latest.pt").exists()
+    assert all((root / s / "checkpoints" / "first-save.pending").is_file() for s in ("s0", "s1"))
+    capsys.readouterr()
+    assert train.main(["--resume", str(root), "--progress", "off"]) == 0
+    assert capsys.readouterr().out.count("training it again from step 0") == 2
+    for seed in ("s0", "s1"):
+        ckpt = root / seed / "checkpoints"
+        assert not (ckpt / "first-save.pending").exists() and (ckpt / "final.pt").is_file()
+        assert load_checkpoint(ckpt / "final.pt")["counters"]["env_steps"] == 200
+
+
+def test_a_first_save_killed_after_latest_resumes_and_drops_the_marker(
+    tmp_path, capsys, finished_tiny
+):
+    """A kill between the first latest.pt and the marker's removal: that checkpoint is whole,
+    so the run resumes from it, and the marker goes (else a later loss of latest.pt would pass
+    for a cut first save and be restarted)."""
+    import shutil
+
+    import train
+    from training import launch
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_tiny, run_dir)
+    (run_dir / "checkpoints" / "final.pt").unlink()
+    (run_dir / "checkpoints" / "first-save.pending").touch()
+    argv = ["--resume", str(run_dir), "--total-steps", "300", "--progress", "off"]
+    launch.launch(train.build_parser().parse_args(argv))  # set up, not trained: no save yet
+    assert not (run_dir / "checkpoints" / "first-save.pending").exists()
+    capsys.readouterr()
+    assert train.main(argv) == 0
+    assert "training it again" not in capsys.readouterr().out
+    assert load_checkpoint(run_dir / "checkpoints" / "final.pt")["counters"]["resumes"] == 1
+
+
 def test_resume_with_only_a_late_best_checkpoint_refuses(tmp_path, capsys, finished_tiny):
     """best.pt from past the first checkpoint interval: the run checkpointed (an on-policy or
     offline run keeps no replay file beside it), so a restart would destroy it."""
@@ -751,14 +807,21 @@ def test_the_default_distribution_mode_passes_off_procgen(tmp_path, capsys):
         (["--seed", "0", "--num-seeds", str(10**12)], "reaches past the seeds' limit"),
         (["--seeds", "0", "1", "--stop-at-return", "-200"], "would stop the seeds apart"),
         (["--seeds", "0", "1", "--set", "compile=true"], "update uncompiled"),
+        (["--seeds", "0", "1", "--seed-engine", "threads", "--device", "cuda"],
+         "threads engine runs on the CPU"),
     ],
-    ids=["seed-past-2^31", "num-seeds-past-2^31", "num-seeds-huge", "group-stop", "group-compile"],
-)
-def test_show_config_refuses_what_the_seed_group_would(tmp_path, capsys, flags, problem):
+    ids=["seed-past-2^31", "num-seeds-past-2^31", "num-seeds-huge", "group-stop", "group-compile",
+         "threads-on-cuda"],
+)  # fmt: skip
+def test_show_config_refuses_what_the_seed_group_would(tmp_path, capsys, monkeypatch, flags,
+                                                       problem):  # fmt: skip
     """--show-config (what a sweep checks each grid point with) refuses a seed group's bad
     seeds and settings as its launch does, and the launch refuses them before any folder."""
     import train
+    from training import launch
 
+    # as on a machine with a GPU (here --device cuda would be refused for want of one)
+    monkeypatch.setattr(launch, "resolve_device", torch.device)
     argv = tiny_run(tmp_path / "grp", *flags)
     for extra in (["--show-config"], []):
         capsys.readouterr()

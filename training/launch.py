@@ -253,9 +253,11 @@ def check_group(run_cfg: cfglib.RunConfig) -> Any:
             "several seeds in one process: online off-policy agents on Gymnasium "
             f"envs (not {run_cfg.agent} on {run_cfg.dataset or run_cfg.env})"
         )
-    stacked = run_cfg.seed_engine == "stacked" or (
-        run_cfg.seed_engine == "auto" and resolve_device(run_cfg.device).type == "cuda"
-    )  # auto on CUDA is stacked or nothing: the threads engine runs on the CPU
+    on_cpu = resolve_device(run_cfg.device).type == "cpu"
+    stacked = run_cfg.seed_engine == "stacked" or (run_cfg.seed_engine == "auto" and not on_cpu)
+    if not stacked and not on_cpu:  # auto on CUDA is stacked: the threads engine is the CPU's
+        raise UserError("--seed-engine threads: the threads engine runs on the CPU; on CUDA use "
+                        "stacked")  # fmt: skip
     if stacked and not getattr(module, "SEED_AXIS", None):
         able = sorted(name for name in AGENTS if getattr(agent_module(name), "SEED_AXIS", None))
         raise UserError(f"--seed-engine stacked: {', '.join(able)} (not {run_cfg.agent}); "
@@ -318,7 +320,9 @@ def prepare_group_resume(root: Path, args: argparse.Namespace) -> SeedGroup:
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{root / GROUP_FILE} is unreadable or has no seed list") from None
     folders = [root / f"s{seed}" for seed in seeds]
-    have = [(folder / "checkpoints" / "latest.pt").is_file() for folder in folders]
+    # a seed's latest.pt counts once the group's first save is whole (every seed saved)
+    have = [(folder / "checkpoints" / "latest.pt").is_file() and not first_save_pending(folder)
+            for folder in folders]  # fmt: skip
     for folder in [f for f, h in zip(folders, have) if not h]:  # before any seed is touched
         check_nothing_saved(folder)
     if any(have) and not all(have):
@@ -438,9 +442,10 @@ def say_precision_change(ckpt: dict, run_cfg: cfglib.RunConfig, label: str = "")
     moved to a machine without native bf16, say): the update's rounding changes from here."""
     before = ckpt["run_config"].get("precision")
     if before != run_cfg.precision:
-        step = ckpt["counters"]["env_steps"]
-        print(f"{label}precision {before} -> {run_cfg.precision} from env step {step:,} on "
-              "(config.yaml keeps the new one)", flush=True)  # fmt: skip
+        clock = trainer_class(run_cfg).clock  # "env_steps" -> "env step"
+        where = f"{clock.replace('_', ' ')[:-1]} {ckpt['counters'][clock]:,}"
+        print(f"{label}precision {before} -> {run_cfg.precision} from {where} on (config.yaml "
+              "keeps the new one)", flush=True)  # fmt: skip
 
 
 def configs_of(run: dict, agent: dict, changes: dict,
@@ -460,17 +465,18 @@ def configs_of(run: dict, agent: dict, changes: dict,
 
 
 def check_nothing_saved(run_dir: Path) -> None:
-    """UserError unless run_dir (no latest.pt) was killed before its first checkpoint was
-    whole, all that restart() removes: its checkpoints/ holds no *.pt, or only a best.pt
-    written before any checkpoint (its `saved_at` is None; an evaluation runs before the save
-    of the same step, so a kill in between leaves exactly that), or, beside first-save.pending,
-    the replay file of a first save killed before its latest.pt. Anything else (final.pt, a
-    replay file alone, a best.pt written after a checkpoint) means latest.pt went missing from
-    a run that saved, which a restart would wipe."""
+    """UserError unless run_dir was killed before its first checkpoint was whole, all that
+    restart() removes: its checkpoints/ holds no *.pt, or only a best.pt written before any
+    checkpoint (its `saved_at` is None; an evaluation runs before the save of the same step, so
+    a kill in between leaves exactly that), or beside first-save.pending what a first save cut
+    short wrote (its replay file; in a seed group, whose first save is whole once every seed
+    saved, a seed's latest.pt too). Anything else (final.pt, a replay file alone, a best.pt
+    written after a checkpoint) means latest.pt went missing from a run that saved, which a
+    restart would wipe."""
     ckpt_dir = run_dir / "checkpoints"
     found = sorted(p.name for p in ckpt_dir.glob("*.pt"))
-    first_save_cut = (ckpt_dir / FIRST_SAVE_PENDING).is_file()
-    saved = [name for name in found if not (first_save_cut and name.startswith("replay-"))]
+    first_save_cut = first_save_pending(run_dir)
+    saved = [name for name in found if name == "best.pt" or not first_save_cut]
     if saved == ["best.pt"] and load_checkpoint(ckpt_dir / "best.pt").get("saved_at") is None:
         return
     if saved:
@@ -478,6 +484,11 @@ def check_nothing_saved(run_dir: Path) -> None:
                         f"{ckpt_dir} holds {clip(', '.join(found), 200)} from a run that saved; "
                         "nothing was changed (restore latest.pt, or start a new run "
                         "elsewhere)")  # fmt: skip
+
+
+def first_save_pending(run_dir: Path) -> bool:
+    """Whether run_dir's first checkpoint is not whole yet (trainer.save): a kill cut it."""
+    return (run_dir / "checkpoints" / FIRST_SAVE_PENDING).is_file()
 
 
 def restart(run_dir: Path, args: argparse.Namespace, cls=None, quiet: bool = False) -> Trainer:
@@ -506,10 +517,12 @@ def restart(run_dir: Path, args: argparse.Namespace, cls=None, quiet: bool = Fal
 
 def remove_temporaries(run_dir: Path) -> None:
     """Half-written files (*.tmp) that a kill during a save left behind; every real file was
-    moved into place whole, so these are never needed."""
+    moved into place whole, so these are never needed. Also first-save.pending beside the
+    latest.pt a run resumes from: that save was whole (a kill came before the marker went)."""
     for path in [*run_dir.glob("*.tmp"), *(run_dir / "checkpoints").glob("*.tmp")]:
         path.unlink()
         print(f"removed a half-written file left by an interrupted save: {path}", flush=True)
+    (run_dir / "checkpoints" / FIRST_SAVE_PENDING).unlink(missing_ok=True)
 
 
 def launch(args: argparse.Namespace) -> Trainer | SeedGroup:

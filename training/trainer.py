@@ -287,7 +287,8 @@ class Trainer:
             ckpt = self.checkpoint(replay_file)
             for target in dict.fromkeys([latest, ckpt_dir / name]):
                 atomic_torch_save(ckpt, target)
-            pending.unlink(missing_ok=True)
+            if not self.keep_previous:  # a seed group's first save is whole at drop_previous()
+                pending.unlink(missing_ok=True)
             keep = {replay_file, self.replay_file if self.keep_previous else None}
             self.replay_file = replay_file
             self.remove_replays(keep)
@@ -307,6 +308,7 @@ class Trainer:
         """Forget previous.pt and its replay file (keep_previous: once every run it is kept
         for has saved too)."""
         (self.run_dir / "checkpoints" / "previous.pt").unlink(missing_ok=True)
+        (self.run_dir / "checkpoints" / FIRST_SAVE_PENDING).unlink(missing_ok=True)
         self.remove_replays({self.replay_file})
 
     def check_finite(self) -> None:
