@@ -499,6 +499,18 @@ def cli_error(capsys) -> str:
     return err
 
 
+def resume_refused(run_dir: Path, capsys) -> str:
+    """train.py --resume run_dir's one error line, after checking it changed no file there."""
+    import train
+
+    before = files_of(run_dir)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
+    err = cli_error(capsys)
+    assert files_of(run_dir) == before
+    return err
+
+
 @pytest.fixture(scope="module")
 def finished_tiny(tmp_path_factory) -> Path:
     import train
@@ -522,17 +534,11 @@ def test_resume_without_latest_beside_other_checkpoints_refuses_and_touches_noth
 ):
     import shutil
 
-    import train
-
     run_dir = tmp_path / "run"
     shutil.copytree(finished_tiny, run_dir)
     (run_dir / "checkpoints" / "latest.pt").unlink()
-    before = files_of(run_dir)
-    capsys.readouterr()
-    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
-    err = cli_error(capsys)
+    err = resume_refused(run_dir, capsys)
     assert "latest.pt" in err and "final.pt" in err and "replay-200.pt" in err
-    assert files_of(run_dir) == before
 
 
 def test_resume_of_a_group_missing_one_latest_refuses_and_touches_nothing(
@@ -614,10 +620,7 @@ def test_a_kill_between_the_first_replay_file_and_latest_restarts(tmp_path, caps
     unmarked = tmp_path / "unmarked"
     shutil.copytree(run_dir, unmarked)
     (unmarked / "checkpoints" / "first-save.pending").unlink()
-    before = files_of(unmarked)
-    capsys.readouterr()
-    assert train.main(["--resume", str(unmarked), "--progress", "off"]) == 2
-    assert "replay-100.pt" in cli_error(capsys) and files_of(unmarked) == before
+    assert "replay-100.pt" in resume_refused(unmarked, capsys)
     assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 0
     assert "training it again from step 0" in capsys.readouterr().out
     assert sorted(p.name for p in ckpt.iterdir()) == ["best.pt", "final.pt", "latest.pt",
@@ -686,17 +689,11 @@ def test_resume_with_only_a_late_best_checkpoint_refuses(tmp_path, capsys, finis
     offline run keeps no replay file beside it), so a restart would destroy it."""
     import shutil
 
-    import train
-
     run_dir = tmp_path / "run"
     shutil.copytree(finished_tiny, run_dir)
     for name in ("latest.pt", "final.pt", "replay-200.pt"):
         (run_dir / "checkpoints" / name).unlink()
-    before = files_of(run_dir)
-    capsys.readouterr()
-    assert train.main(["--resume", str(run_dir), "--progress", "off"]) == 2
-    assert "best.pt" in cli_error(capsys)
-    assert files_of(run_dir) == before
+    assert "best.pt" in resume_refused(run_dir, capsys)
 
 
 # ---------------------------------------------------------------- a preset that is not UTF-8
