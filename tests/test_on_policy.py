@@ -4,12 +4,15 @@ determinism, Procgen's train-vs-held-out evaluation, and bad input as one line."
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 import evaluate
 import train
-from tests.test_cli import assert_one_line_error
+from core.runs import load_checkpoint
+from tests.test_cli import REPO, assert_one_line_error
+from tests.test_faults import same
 
 T, N = 32, 4  # rollout steps per env, envs
 EPOCHS, MINIBATCHES = 2, 4
@@ -43,6 +46,42 @@ def test_rollouts_updates_and_resume_count_exactly(tmp_path):
     assert again["env_steps"] == 3 * T * N and again["resumes"] == 1
     assert again["gradient_updates"] == 3 * EPOCHS * MINIBATCHES
     assert train.main(["--resume", str(run)]) == 0  # finished: nothing to do
+
+
+def rerun_from_best(*argv: str) -> subprocess.CompletedProcess:
+    script = REPO / "bench" / "rerun_from_best.sh"
+    return subprocess.run(["bash", str(script), *argv], capture_output=True, text=True)
+
+
+def test_rerun_from_best_starts_from_that_state_once_per_precision(tmp_path):
+    """bench/rerun_from_best.sh (the collapse check of docs/procgen.md): each precision's
+    rerun starts from RUN's best.pt, so an fp32 rerun from a state is bitwise the run's own
+    fp32 continuation from it; a rerun that exists is resumed, not started again."""
+    run, out = tmp_path / "run", tmp_path / "out"
+    fp32 = ("--precision", "fp32")
+    assert train.main(cartpole(run, "--total-steps", str(2 * T * N), *fp32)) == 0
+    middle = (run / "checkpoints" / "latest.pt").read_bytes()  # made best.pt below
+    assert train.main(["--resume", str(run), "--total-steps", str(4 * T * N), *fp32]) == 0
+    (run / "checkpoints" / "best.pt").write_bytes(middle)
+    more = ("--", "--total-steps", str(4 * T * N))  # best.pt's own budget was 2 rollouts
+    done = rerun_from_best(str(run), str(out), "fp32", "bf16", *more)
+    assert done.returncode == 0, done.stderr
+    for precision in ("fp32", "bf16"):
+        rerun = summary(out / precision)
+        assert rerun["env_steps"] == 4 * T * N and rerun["resumes"] == 1
+        assert rerun["evals"][:2] == summary(run)["evals"][:2]  # the state's own evaluations
+    assert "fp32 -> bf16 from env step 256 on" in (out / "bf16.log").read_text()
+    theirs = load_checkpoint(run / "checkpoints" / "final.pt")["agent_state"]
+    mine = load_checkpoint(out / "fp32" / "checkpoints" / "final.pt")
+    assert same(mine["agent_state"], theirs)
+    bf16 = load_checkpoint(out / "bf16" / "checkpoints" / "final.pt")["agent_state"]
+    assert not same(bf16["net"], theirs["net"])
+    assert rerun_from_best(str(run), str(out), "fp32", *more).returncode == 0  # resumed as is
+    again = load_checkpoint(out / "fp32" / "checkpoints" / "final.pt")
+    assert again["counters"] == mine["counters"] and same(again["agent_state"], theirs)
+    for bad in ([str(tmp_path / "nothing"), str(out), "fp32"], [str(run), str(out)]):
+        done = rerun_from_best(*bad)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_same_seed_same_run(tmp_path):
