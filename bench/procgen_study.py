@@ -325,7 +325,8 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     held-out normalized, and the largest count's gap < the smallest's; per seed (seeds with a
     row at the count, or at both counts) and in the mean over seeds; on the final reports when
     every row has one (`measured_on`). Not decided while its rows end at frame counts more than
-    BUDGET_SPREAD apart (a grid part-way to a new budget, beside the old budget's rows)."""
+    BUDGET_SPREAD apart (a grid part-way to a new budget, beside the old budget's rows), unless
+    the fewest-levels rows, of one budget, already fail the first part."""
     mine = [r for r in rows
             if (r["game"], r["agent"], r["level_sets"]) == (game, agent, sets)]  # fmt: skip
     who = f"{agent}, {game}" + ("" if sets == FROM_ZERO else f", level sets {sets}")
@@ -351,9 +352,15 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     if holds and len(both) < MIN_SEEDS:
         verdict = f"not decided: the pattern holds in {len(both)} seed, the bar needs {MIN_SEEDS}"
     steps = [r["env_steps"] for r in [*small.values(), *large.values()]]
+    few_steps = [r["env_steps"] for r in small.values()]
     if max(steps) > BUDGET_SPREAD * min(steps):
-        verdict = (f"not decided: its runs were trained to different budgets ({min(steps):,} to "
-                   f"{max(steps):,} frames)")  # fmt: skip
+        if max(few_steps) <= BUDGET_SPREAD * min(few_steps) and not (all(over) and mean_over):
+            # the first part fails on rows of one budget: no run with more levels changes that
+            verdict = (f"fails at {max(few_steps):,} frames on its {few}-level runs alone (the "
+                       f"{many}-level runs, at other budgets, cannot change that)")  # fmt: skip
+        else:
+            verdict = (f"not decided: its runs were trained to different budgets "
+                       f"({min(steps):,} to {max(steps):,} frames)")  # fmt: skip
     per_over = ", ".join(f"seed {s} {_yes(o)}" for s, o in zip(sorted(small), over))
     per_shrink = ", ".join(f"seed {s} {_yes(k)}" for s, k in zip(both, shrinks)) or "no seed"
     seeds = ", ".join(map(str, both))

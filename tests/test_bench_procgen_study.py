@@ -203,6 +203,23 @@ def test_a_bar_over_rows_of_different_budgets_is_not_decided():
         rows, "coinrun")[2]  # fmt: skip
 
 
+def test_a_first_part_that_fails_at_one_budget_decides_the_bar_beside_older_rows():
+    # the 16-environment grid of 2026-12-06: both 10-level runs at 1.2M, seed 1 collapsed to the
+    # same score on both sides (no gap); the 200-level rows are still the 600k runs'
+    rows = rows_of({(10, 0): (0.7, 0.34), (10, 1): (0.0, 0.0),
+                    (200, 0): (0.4, 0.36), (200, 1): (0.44, 0.37)})  # fmt: skip
+    for r, steps in zip(rows, (1_200_128, 1_200_128, 602_112, 602_112), strict=True):
+        r["env_steps"] = steps
+    lines = study.bar(rows, "coinrun")
+    assert lines[0].endswith("at 10 levels: seed 0 yes, seed 1 no; mean yes")
+    assert ("**bar fails at 1,200,128 frames on its 10-level runs alone (the 200-level runs, at "
+            "other budgets, cannot change that)**") in lines[2]  # fmt: skip
+    # 10-level rows of two budgets themselves: not decided, whichever part fails
+    rows[1]["env_steps"] = 602_112
+    assert "**bar not decided: its runs were trained to different budgets" in study.bar(
+        rows, "coinrun")[2]  # fmt: skip
+
+
 def test_bar_with_one_level_count_or_no_common_seed():
     assert "needs two level counts" in study.bar(rows_of({(10, 0): (0.8, 0.4)}), "coinrun")[0]
     lines = study.bar(rows_of({(10, 0): (0.8, 0.4), (200, 1): (0.6, 0.5)}), "coinrun")
