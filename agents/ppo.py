@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from agents.nets import ACTIVATIONS, ImpalaCNN, check_encoder, compile_methods, mlp
+from core import stop
 
 ON_POLICY = True  # train.py runs it in training/on_policy.py's loop (rollouts, no replay)
 # `train.py --agent ppo --env procgen:GAME` starts from these (under a preset and flags): the
@@ -336,6 +337,9 @@ class Agent:
                 self.opt.step()
                 self.updates += 1
                 history.append({**metrics, "grad_norm": grad_norm.detach()})
+                # Ctrl-C between gradient steps: each leaves weights, optimizer and `updates`
+                # consistent (one update of the paper's 64 x 256 rollout is minutes on a CPU)
+                stop.check()
         return {k: torch.stack([h[k] for h in history]).mean() for k in history[0]}
 
     # ---- checkpoints ----------------------------------------------------------------------

@@ -4,7 +4,9 @@ determinism, Procgen's train-vs-held-out evaluation, and bad input as one line."
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -82,6 +84,28 @@ def test_rerun_from_best_starts_from_that_state_once_per_precision(tmp_path):
     for bad in ([str(tmp_path / "nothing"), str(out), "fp32"], [str(run), str(out)]):
         done = rerun_from_best(*bad)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_ctrl_c_is_heard_between_the_gradient_steps_of_one_update(tmp_path, capsys):
+    """An update of the paper's 64 x 256 rollout takes minutes on a CPU: a stop is heard after
+    the gradient step in progress, and the checkpoint counts the steps taken."""
+    from tests.test_faults import ctrl_c_after
+
+    run = tmp_path / "run"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = ctrl_c_after(4.0)
+    started = time.monotonic()
+    try:  # one rollout, then 20,000 epochs of 4 minibatch steps each
+        with pytest.raises(SystemExit) as stopped:
+            train.main(cartpole(run, "--total-steps", str(T * N), "--set", "epochs=20000"))
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.value.code == 130 and time.monotonic() - started < 60
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    steps = ckpt["counters"]["gradient_updates"]
+    assert steps == ckpt["agent_state"]["updates"] and 0 < steps < 20_000 * MINIBATCHES
+    assert ckpt["counters"]["env_steps"] == T * N
 
 
 def test_same_seed_same_run(tmp_path):

@@ -86,9 +86,11 @@ class OnPolicyTrainer(Trainer):
                 "advantages": advantages, "returns": returns}  # fmt: skip
         batch = {k: torch.as_tensor(v.reshape(-1, *v.shape[2:]), device=self.device)
                  for k, v in flat.items()}  # fmt: skip
-        with self.autocast:
-            self.last_metrics.update(self.agent.update(batch))
-        c["gradient_updates"] = self.agent.updates
+        try:
+            with self.autocast:
+                self.last_metrics.update(self.agent.update(batch))
+        finally:  # a stop between its gradient steps saves the steps taken
+            c["gradient_updates"] = self.agent.updates
         return self.agent_cfg.num_steps * n  # for the progress bar (the counters moved inside)
 
     def close(self) -> None:
