@@ -183,20 +183,25 @@ def test_a_pattern_in_one_seed_does_not_decide_the_bar():
     assert "**bar not decided: the pattern holds in 1 seed, the bar needs 2**" in lines[2]
 
 
+def at_budgets(rows: list[dict], *steps: int) -> list[dict]:
+    """`rows` with their env_steps set, in order."""
+    for r, n in zip(rows, steps, strict=True):
+        r["env_steps"] = n
+    return rows
+
+
 def test_a_bar_over_rows_of_different_budgets_is_not_decided():
     # the pattern holds on these gaps (0.4, 0.2 at 10 levels; 0.1, 0.1 at 200), but the 10-level
     # runs went on to 1.2M frames while the 200-level rows are still the 600k runs'
     rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4),
                     (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)})  # fmt: skip
-    for r, steps in zip(rows, (1_200_128, 1_201_152, 600_416, 602_112), strict=True):
-        r["env_steps"] = steps
+    at_budgets(rows, 1_200_128, 1_201_152, 600_416, 602_112)
     lines = study.bar(rows, "coinrun")
     assert "seed 0 yes, seed 1 yes; mean yes" in lines[0] and "mean yes" in lines[1]
     assert ("**bar not decided: its runs were trained to different budgets (600,416 to "
             "1,201,152 frames)**") in lines[2]  # fmt: skip
     # within 10% of one another (a rollout's rounding, 4,096 frames here) the bar is judged
-    for r, steps in zip(rows, (1_200_128, 1_201_152, 1_093_000, 1_196_032), strict=True):
-        r["env_steps"] = steps
+    at_budgets(rows, 1_200_128, 1_201_152, 1_093_000, 1_196_032)
     assert "**bar holds**" in study.bar(rows, "coinrun")[2]
     rows[2]["env_steps"] = 1_091_000  # 1,201,152 > 1.1 x 1,091,000
     assert "**bar not decided: its runs were trained to different budgets" in study.bar(
@@ -206,10 +211,9 @@ def test_a_bar_over_rows_of_different_budgets_is_not_decided():
 def test_a_first_part_that_fails_at_one_budget_decides_the_bar_beside_older_rows():
     # the 16-environment grid of 2026-12-06: both 10-level runs at 1.2M, seed 1 collapsed to the
     # same score on both sides (no gap); the 200-level rows are still the 600k runs'
-    rows = rows_of({(10, 0): (0.7, 0.34), (10, 1): (0.0, 0.0),
-                    (200, 0): (0.4, 0.36), (200, 1): (0.44, 0.37)})  # fmt: skip
-    for r, steps in zip(rows, (1_200_128, 1_200_128, 602_112, 602_112), strict=True):
-        r["env_steps"] = steps
+    rows = at_budgets(rows_of({(10, 0): (0.7, 0.34), (10, 1): (0.0, 0.0),
+                               (200, 0): (0.4, 0.36), (200, 1): (0.44, 0.37)}),
+                      1_200_128, 1_200_128, 602_112, 602_112)  # fmt: skip
     lines = study.bar(rows, "coinrun")
     assert lines[0].endswith("at 10 levels: seed 0 yes, seed 1 no; mean yes")
     assert ("**bar fails at 1,200,128 frames on its 10-level runs alone (the 200-level runs, at "
