@@ -36,12 +36,32 @@ def test_window_means_counts_and_gaps(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[2:] == ["| 20-40 | 4 | - | 2 | - | - | 0 |"]
 
 
+def test_outcomes_split_the_episodes_by_how_they_ended(tmp_path, capsys):
+    run = tmp_path / "a"
+    returns = [(10, 10.0), (20, 0.0), (30, 0.0), (45, 10.0)]  # coin, stood, died | coin
+    lengths = [(10, 50.0), (20, 1000.0), (30, 40.0), (45, 60.0)]
+    write_events(run, {"train/episode_return": returns, "train/episode_length": lengths})
+    argv = [str(run), "--tags", "train/episode_return", "--every", "40", "--outcomes", "1000"]
+    assert curves_table.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| a return > 0 / timeout / other |")
+    assert lines[2:] == [
+        "| 0-40 | 3.33 | 0.33 / 0.33 / 0.33 |",  # mean return (10 + 0 + 0) / 3
+        "| 40-80 | 10 | 1.00 / 0.00 / 0.00 |",
+    ]
+    write_events(tmp_path / "b", {"train/episode_return": returns,
+                                  "train/episode_length": lengths[:3]})  # fmt: skip
+    with pytest.raises(SystemExit, match="do not pair up"):
+        curves_table.main([str(tmp_path / "b"), "--outcomes", "1000"])
+
+
 @pytest.mark.parametrize(
     "extra, needle",
     [
         (["--every", "0"], "--every must be > 0"),
         (["--start", "50", "--end", "40"], "is not past --start 50"),
         (["MISSING"], "holds no TensorBoard events"),
+        (["--outcomes", "0"], "--outcomes takes the episode timeout (> 0)"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, extra, needle):
