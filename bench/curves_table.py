@@ -16,6 +16,7 @@ reward is the coin's 10: reached the coin, stood until the timeout, died).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
@@ -23,7 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.jobs import scalars  # noqa: E402
+from bench import jobs  # noqa: E402
+
+# Each read parses a run's whole event files: one read per (run, tag) for every column and
+# the default --end.
+scalars = functools.cache(jobs.scalars)
 
 
 def windows(points: list[tuple[int, Any]], every: int, start: int, end: int) -> list[list[Any]]:

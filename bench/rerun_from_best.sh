@@ -1,6 +1,6 @@
 #!/bin/bash
 # Re-run the rest of a run from its best.pt once per precision, all from the same state, to
-# tell a precision's effect from chance (docs/procgen.md, "Seed 1's collapse: bf16 or fp32").
+# tell a precision's effect from chance (docs/procgen.md, "Seed 1's collapse").
 #   bash bench/rerun_from_best.sh RUN OUT PRECISION... [-- TRAIN_ARGS...]
 # Each OUT/<precision> starts as RUN's config.yaml with RUN/checkpoints/best.pt as its
 # latest.pt (best.pt holds the whole state of an on-policy run: weights, optimizer, reward
