@@ -15,10 +15,10 @@ shift 2
 precisions=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do precisions+=("$1"); shift; done
 [ $# -gt 0 ] && shift
-[ ${#precisions[@]} -gt 0 ] || { echo "rerun_from_best.sh: name at least one precision" >&2; exit 2; }
+[ ${#precisions[@]} -gt 0 ] || { echo "error: name at least one precision" >&2; exit 2; }
 best=$run/checkpoints/best.pt
 [ -f "$best" ] && [ -f "$run/config.yaml" ] || {
-    echo "rerun_from_best.sh: $run has no checkpoints/best.pt and config.yaml" >&2; exit 2; }
+    echo "error: $run has no checkpoints/best.pt and config.yaml" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 pids=()
 for precision in "${precisions[@]}"; do

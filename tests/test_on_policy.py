@@ -83,7 +83,8 @@ def test_rerun_from_best_starts_from_that_state_once_per_precision(tmp_path):
     assert again["counters"] == mine["counters"] and same(again["agent_state"], theirs)
     for bad in ([str(tmp_path / "nothing"), str(out), "fp32"], [str(run), str(out)]):
         done = rerun_from_best(*bad)
-        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert done.returncode == 2 and done.stderr.startswith("error: "), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_ctrl_c_is_heard_between_the_gradient_steps_of_one_update(tmp_path, capsys):
