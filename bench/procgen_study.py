@@ -374,12 +374,13 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     ]
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], csv_name: str = "docs/procgen-study.csv") -> str:
+    """The markdown page of every row; `csv_name`: the record the page names as its source."""
     groups = sorted({(r["agent"], r["game"], r["levels"], r["level_sets"]) for r in rows})
     lines = [
         "# Procgen (easy): training levels vs held-out levels (issue 20, CPU study)", "",
         "Produced by bench/procgen_study.py (its docstring has the commands); every run's row "
-        "is in docs/procgen-study.csv. Normalized scores: train-procgen's easy ranges; gap = "
+        f"is in {csv_name}. Normalized scores: train-procgen's easy ranges; gap = "
         "train normalized - held-out normalized; at the last evaluation, mean +- population "
         "std over seeds.", "",
         "| agent | game | levels | seeds | frames | train normalized | held-out normalized "
@@ -572,7 +573,9 @@ def main() -> int:
     summaries = [(finished_summary(folder_of(n, s)), n, s) for n, s in grid]
     finished = [finished_row(folder_of(n, s), summary, n, s, args, compute=not args.table_only)
                 for summary, n, s in summaries if summary]  # fmt: skip
-    code = publish(RECORD, REPO / args.csv, finished, table, REPO / args.table)
+    code = publish(
+        RECORD, REPO / args.csv, finished, lambda rows: table(rows, args.csv), REPO / args.table
+    )
     if code == 0:
         rows = RECORD.read(REPO / args.csv)
         AGGREGATES.plot(rows, REPO / args.profiles,

@@ -128,6 +128,9 @@ def test_table_and_a_bar_that_holds():
     rows = rows_of({(10, 0): (0.8, 0.4), (10, 1): (0.6, 0.4),
                     (200, 0): (0.6, 0.5), (200, 1): (0.5, 0.4)})  # fmt: skip
     lines = study.table(rows).splitlines()
+    assert "every run's row is in docs/procgen-study.csv." in lines[2]
+    e64 = "docs/procgen-study-e64.csv"
+    assert f"row is in {e64}." in study.table(rows, e64)
     # 10 levels: train (0.8, 0.6) 0.7 +- 0.1, held-out 0.4 +- 0, gap (0.4, 0.2) 0.3 +- 0.1;
     # returns 5 + 5x: train (9, 8), held-out (7, 7)
     assert (
