@@ -119,6 +119,7 @@ DEFAULTS = {"ppo": ([10, 200], 1_000_000, 100_000), "revalued": ([200], 250_000,
 SIDES = ("train", "test")
 # --start-level seed: seed s trains on levels [PER_SEED_BLOCK x (s + 1), ... + N) (module doc)
 PER_SEED_BLOCK = 1_000_000
+CSV = "docs/procgen-study.csv"  # --csv's default, the record the table names unless told
 FROM_ZERO = "from 0"  # the record's level_sets of the protocol's split, and of rows before it
 CSV_FIELDS = ["agent", "game", "levels", "seed", "start_level", "level_sets", "env_steps",
               "train_return",
@@ -374,7 +375,7 @@ def bar(rows: list[dict], game: str, agent: str = "ppo", sets: str = FROM_ZERO) 
     ]
 
 
-def table(rows: list[dict], csv_name: str = "docs/procgen-study.csv") -> str:
+def table(rows: list[dict], csv_name: str = CSV) -> str:
     """The markdown page of every row; `csv_name`: the record the page names as its source."""
     groups = sorted({(r["agent"], r["game"], r["levels"], r["level_sets"]) for r in rows})
     lines = [
@@ -527,7 +528,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     parser.add_argument("--out", default="bench/out/procgen", help="folder of the run folders")
     parser.add_argument("--table", default="docs/procgen-study.md")
-    parser.add_argument("--csv", default="docs/procgen-study.csv", help="per-run record")
+    parser.add_argument("--csv", default=CSV, help="per-run record")
     parser.add_argument("--profiles", default="docs/procgen-study-profiles.png")
     parser.add_argument(
         "--curves",
